@@ -1,0 +1,67 @@
+"""Paths, schema and defaults, defined once (importing this module reads nothing)."""
+from pathlib import Path
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = PROJ_ROOT / "data"
+MODELS_DIR = PROJ_ROOT / "models"
+FIGURES_DIR = PROJ_ROOT / "docs" / "figures"
+DEFAULT_DATA = DATA_DIR / "spotify_features.csv"
+DEMO_DATA = DATA_DIR / "demo_features.csv"
+
+KAGGLE_URL = "https://www.kaggle.com/datasets/zaheenhamidani/ultimate-spotify-tracks-db"
+
+# The Kaggle file's 18 columns, in its order.
+ID_COLUMNS = ("genre", "artist_name", "track_name", "track_id")
+NUMERIC_FEATURES = (
+    "popularity", "acousticness", "danceability", "duration_ms", "energy",
+    "instrumentalness", "liveness", "loudness", "speechiness", "tempo",
+)
+CATEGORICAL_FEATURES = ("genre", "key", "mode", "time_signature")
+TARGET = "valence"
+KAGGLE_COLUMNS = (
+    "genre", "artist_name", "track_name", "track_id", "popularity",
+    "acousticness", "danceability", "duration_ms", "energy",
+    "instrumentalness", "key", "liveness", "loudness", "mode", "speechiness",
+    "tempo", "time_signature", "valence",
+)
+# What a song needs for a prediction (valence is the answer, never an input).
+FEATURE_COLUMNS = tuple(c for c in KAGGLE_COLUMNS if c not in ("artist_name", "track_name", "track_id", TARGET))
+
+KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+MODES = ("Major", "Minor")
+TIME_SIGNATURES = ("0/4", "1/4", "3/4", "4/4", "5/4")
+
+# Plausible ranges for validation; values outside mark a row as bad.
+NUMERIC_RANGES = {
+    "popularity": (0.0, 100.0),
+    "acousticness": (0.0, 1.0),
+    "danceability": (0.0, 1.0),
+    "duration_ms": (1.0, 1e8),
+    "energy": (0.0, 1.0),
+    "instrumentalness": (0.0, 1.0),
+    "liveness": (0.0, 1.0),
+    "loudness": (-100.0, 10.0),
+    "speechiness": (0.0, 1.0),
+    "tempo": (0.0, 400.0),
+}
+
+# Mood classes: sad below 0.35, neutral 0.35 to 0.65, happy above 0.65.
+CLASS_EDGES = (0.35, 0.65)
+CLASS_NAMES = ("sad", "neutral", "happy")
+
+MODEL_KINDS = ("regression", "classification")
+BUNDLE_FORMAT = 1  # bump when a saved bundle's layout changes
+
+
+class ValenceError(Exception):
+    """An error the user caused and can fix; the CLI prints it and exits 2."""
+
+
+def bundle_path(model_dir, kind):
+    """Return where the bundle of a model kind lives."""
+    return Path(model_dir) / f"{kind}.pt"
+
+
+def metrics_path(model_dir, kind):
+    """Return where the metrics of a model kind live."""
+    return Path(model_dir) / f"{kind}.metrics.json"
