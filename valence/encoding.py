@@ -31,16 +31,20 @@ def _interp_ties(x, xp, fp):
 
 
 class FeatureEncoder:
-    """Quantile-normal numerics, categorical indices, and out-of-fold artist valence statistics.
+    """Quantile-normal numerics, categorical indices, and out-of-fold artist statistics.
 
     Statistics come from the frame given to fit(); transform() only applies them.
     """
 
     def __init__(self, n_quantiles=128, artist_stats=True, artist_smoothing=3.0,
-                 n_folds=5, seed=0):
+                 artist_feature_means=False, knn_bandwidth=0.0, knn_smoothing=0.3, n_folds=5, seed=0):
         self.n_quantiles = n_quantiles
         self.artist_stats = artist_stats
-        self.artist_smoothing = artist_smoothing  # pseudo-tracks of the prior in the smoothed mean
+        self.artist_smoothing = artist_smoothing  # pseudo-tracks of the prior in each smoothed mean
+        self.artist_feature_means = artist_feature_means  # the artist's typical sound, beside the song's
+        # >0: also a similarity-weighted mean valence of the artist's songs (songs of one album sound alike).
+        self.knn_bandwidth = knn_bandwidth
+        self.knn_smoothing = knn_smoothing  # pseudo-weight of the prior in that mean
         self.n_folds = n_folds
         self.seed = seed
 
@@ -53,9 +57,9 @@ class FeatureEncoder:
     def fit_transform(self, frame, y):
         """Fit, then encode the training rows with out-of-fold artist statistics."""
         self._fit(frame, y)
-        out = self._encode(frame, artist_block=None)
+        out = self._encode(frame, with_artist_block=False)
         if self.artist_stats:
-            out["numeric"][:, self._n_plain:] = self._oof_artist_block(frame, y)
+            out["numeric"][:, self._n_plain:] = self._oof_artist_block(frame, y, out["numeric"])
         return out
 
     def _fit(self, frame, y):
@@ -64,6 +68,7 @@ class FeatureEncoder:
             raise config.ValenceError(f"encoder: {len(frame)} rows but {len(y)} targets")
         if len(frame) == 0:
             raise config.ValenceError("encoder: cannot fit on an empty frame")
+        _check_columns(frame)
         levels = np.linspace(0.0, 1.0, self.n_quantiles)
         # Clip the extreme levels so the normal scores stay finite (about +-3.3 sigma).
         eps = 0.5 / max(len(frame), 1000)
@@ -75,47 +80,86 @@ class FeatureEncoder:
         self.vocab_ = {}
         for col in config.CATEGORICAL_FEATURES:
             # Sorted so that the same training data gives the same indices on any machine.
-            values = sorted(set(frame[col].astype(str)))
-            self.vocab_[col] = {v: i + 1 for i, v in enumerate(values)}
+            self.vocab_[col] = {v: i + 1 for i, v in enumerate(sorted(set(frame[col].astype(str))))}
         self.prior_ = float(y.mean())
         self.artist_table_ = {}
         if self.artist_stats:
-            sums, counts = self._artist_sums(frame, y)
-            self.artist_table_ = {a: [float(sums[a]), int(counts[a])] for a in sums.index}
+            plain = self._plain_numeric(frame)
+            self.artist_table_ = {a: [float(v) for v in row] for a, row in self._artist_sums(frame, y, plain).iterrows()}
+        self.reference_ = {}
+        if self.artist_stats and self.knn_bandwidth > 0:
+            self.reference_ = self._reference(frame, y, self._plain_numeric(frame))
 
-    @staticmethod
-    def _artist_sums(frame, y):
-        """Per-artist sum of valence and count of distinct tracks (a track listed twice counts once)."""
-        tracks = pd.DataFrame({"artist": _artists(frame), "track": frame["track_id"].astype(str).to_numpy(), "y": y})
+    def _artist_sums(self, frame, y, plain):
+        """Per artist: count of distinct tracks, sum of valence, sums of encoded features (a track listed twice counts once)."""
+        cols = {"artist": _artists(frame), "track": frame["track_id"].astype(str).to_numpy(), "n": 1.0, "y": y}
+        if self.artist_feature_means:
+            cols.update({f"f{j}": plain[:, j] for j in range(plain.shape[1])})
+        tracks = pd.DataFrame(cols)
         # "" is a missing name, not an artist: it must never look like a known one.
         tracks = tracks[tracks["artist"] != ""].drop_duplicates("track")
-        grouped = tracks.groupby("artist")["y"]
-        return grouped.sum(), grouped.count()
+        return tracks.drop(columns="track").groupby("artist").sum()
 
     def _artist_block(self, artists, table):
-        """Smoothed mean valence, log track count and a seen flag for each artist name."""
-        m, prior = self.artist_smoothing, self.prior_
-        names = pd.Series(artists)
-        s = names.map({a: v[0] for a, v in table.items()}).fillna(0.0).to_numpy(dtype=np.float64)
-        n = names.map({a: v[1] for a, v in table.items()}).fillna(0).to_numpy(dtype=np.float64)
-        # Centred on the prior so an unseen artist reads 0, like a song with no artist signal.
-        return np.stack([(s + m * prior) / (n + m) - prior, np.log1p(n), (n > 0).astype(np.float64)],
-                        axis=1).astype(np.float32)
+        """Smoothed artist means (centred so an unseen artist reads 0), log track count and a seen flag."""
+        m = self.artist_smoothing
+        width = len(next(iter(table.values()))) if table else 2 + (self._n_plain if self.artist_feature_means else 0)
+        sums = np.zeros((len(artists), width))
+        known = pd.Series(artists).map({a: i for i, a in enumerate(table)})
+        hit = known.notna().to_numpy()
+        if hit.any():
+            sums[hit] = np.asarray(list(table.values()), dtype=np.float64)[known[hit].astype(int).to_numpy()]
+        n = sums[:, 0]
+        # Valence shrinks toward the training mean; encoded features toward 0, their normal-score centre.
+        mean_y = (sums[:, 1] + m * self.prior_) / (n + m) - self.prior_
+        parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:] / (n + m)[:, None]]
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
-    def _oof_artist_block(self, frame, y):
+    def _reference(self, frame, y, plain):
+        """The training tracks the similarity-weighted artist mean looks up: artist, encoded features, valence."""
+        keep = ~pd.Series(frame["track_id"].astype(str).to_numpy()).duplicated().to_numpy() & (_artists(frame) != "")
+        return {"artist": _artists(frame)[keep].tolist(), "y": np.asarray(y, dtype=np.float64)[keep].tolist(),
+                **{f"f{j}": plain[keep, j].astype(float).tolist() for j in range(plain.shape[1])}}
+
+    def _knn_block(self, artists, plain, reference):
+        """Per row: kernel-weighted mean valence of the same artist's reference songs (centred), log total weight."""
+        out = np.zeros((len(artists), 2), dtype=np.float32)
+        ref_artist = np.asarray(reference["artist"], dtype=object)
+        if len(ref_artist) == 0:
+            return out
+        ref_f = np.stack([np.asarray(reference[f"f{j}"], dtype=np.float32) for j in range(self._n_plain)], axis=1)
+        ref_y = np.asarray(reference["y"], dtype=np.float32)
+        ref_groups = pd.Series(np.arange(len(ref_artist))).groupby(ref_artist).indices
+        query_groups = pd.Series(np.arange(len(artists))).groupby(np.asarray(artists, dtype=object)).indices
+        m, prior, h = self.knn_smoothing, self.prior_, self.knn_bandwidth * self._n_plain
+        for artist, rows in query_groups.items():
+            refs = ref_groups.get(artist)
+            if refs is None:
+                continue
+            for start in range(0, len(rows), 512):  # chunks bound the (queries x songs x features) buffer
+                q = rows[start:start + 512]
+                dist = ((plain[q, None, :] - ref_f[None, refs, :]) ** 2).sum(axis=2)
+                w = np.exp(-dist / h)
+                total = w.sum(axis=1)
+                out[q, 0] = (w @ ref_y[refs] + m * prior) / (total + m) - prior
+                out[q, 1] = np.log1p(total)
+        return out
+
+    def _oof_artist_block(self, frame, y, numeric):
         """Artist statistics for training rows from the other folds only; folds group whole tracks."""
         tracks = frame["track_id"].astype(str).to_numpy()
-        unique = np.unique(tracks)
-        rng = np.random.default_rng(self.seed)
-        fold_of_track = dict(zip(unique, rng.integers(0, self.n_folds, len(unique))))
-        fold = np.array([fold_of_track[t] for t in tracks])
-        artists = _artists(frame)
-        block = np.empty((len(frame), 3), dtype=np.float32)
+        unique, inverse = np.unique(tracks, return_inverse=True)
+        fold = np.random.default_rng(self.seed).integers(0, self.n_folds, len(unique))[inverse]
+        artists, y, plain = _artists(frame), np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
+        block = np.empty((len(frame), self.n_numeric_ - self._n_plain), dtype=np.float32)
         for k in range(self.n_folds):
             inside = fold == k
-            sums, counts = self._artist_sums(frame[~inside], np.asarray(y)[~inside])
-            table = {a: (sums[a], counts[a]) for a in sums.index}
-            block[inside] = self._artist_block(artists[inside], table)
+            sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside])
+            table = {a: row.tolist() for a, row in sums.iterrows()}
+            block[inside, :self._n_stats] = self._artist_block(artists[inside], table)
+            if self.knn_bandwidth > 0:
+                reference = self._reference(frame[~inside], y[~inside], plain[~inside])
+                block[inside, self._n_stats:] = self._knn_block(artists[inside], plain[inside], reference)
         return block
 
     # ---- applying ------------------------------------------------------------
@@ -123,23 +167,28 @@ class FeatureEncoder:
         """Encode rows with the fitted statistics; unknown categories and artists go to the unknown bucket."""
         if not hasattr(self, "quantiles_"):
             raise config.ValenceError("FeatureEncoder is not fitted: call fit() or load a fitted state first")
-        return self._encode(frame, artist_block=True)
+        _check_columns(frame)
+        return self._encode(frame, with_artist_block=True)
 
-    def _encode(self, frame, artist_block):
-        missing = [c for c in (*config.NUMERIC_FEATURES, *config.CATEGORICAL_FEATURES) if c not in frame.columns]
-        if missing:
-            raise config.ValenceError(f"encoder: missing columns {missing}")
-        n = len(frame)
-        numeric = np.zeros((n, self.n_numeric_), dtype=np.float32)
+    def _plain_numeric(self, frame):
+        out = np.empty((len(frame), self._n_plain), dtype=np.float32)
         for j, col in enumerate(config.NUMERIC_FEATURES):
-            x = frame[col].to_numpy(dtype=np.float64)
-            numeric[:, j] = _interp_ties(x, self.quantiles_[col], self.normal_scores_)
-        if self.artist_stats and artist_block:
-            numeric[:, self._n_plain:] = self._artist_block(_artists(frame), self.artist_table_)
-        categorical = np.zeros((n, len(config.CATEGORICAL_FEATURES)), dtype=np.int64)
-        for j, col in enumerate(config.CATEGORICAL_FEATURES):
-            vocab = self.vocab_[col]
-            categorical[:, j] = frame[col].astype(str).map(vocab).fillna(UNKNOWN).to_numpy(dtype=np.int64)
+            out[:, j] = _interp_ties(frame[col].to_numpy(dtype=np.float64), self.quantiles_[col], self.normal_scores_)
+        return out
+
+    def _encode(self, frame, with_artist_block):
+        numeric = np.zeros((len(frame), self.n_numeric_), dtype=np.float32)
+        numeric[:, :self._n_plain] = self._plain_numeric(frame)
+        if self.artist_stats and with_artist_block:
+            artists = _artists(frame)
+            numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, self.artist_table_)
+            if self.knn_bandwidth > 0:
+                numeric[:, self._n_plain + self._n_stats:] = self._knn_block(
+                    artists, numeric[:, :self._n_plain], self.reference_)
+        columns = list(self.vocab_)
+        categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
+        for j, col in enumerate(columns):
+            categorical[:, j] = frame[col].astype(str).map(self.vocab_[col]).fillna(UNKNOWN).to_numpy(dtype=np.int64)
         return {"numeric": numeric, "categorical": categorical}
 
     # ---- shape and state -----------------------------------------------------
@@ -148,14 +197,20 @@ class FeatureEncoder:
         return len(config.NUMERIC_FEATURES)
 
     @property
+    def _n_stats(self):
+        return 3 + (self._n_plain if self.artist_feature_means else 0)
+
+    @property
     def n_numeric_(self):
         """Width of the numeric array."""
-        return self._n_plain + (len(ARTIST_FEATURES) if self.artist_stats else 0)
+        if not self.artist_stats:
+            return self._n_plain
+        return self._n_plain + self._n_stats + (2 if self.knn_bandwidth > 0 else 0)
 
     @property
     def category_sizes_(self):
         """Vocabulary size of each categorical column, the unknown bucket included."""
-        return [len(self.vocab_[c]) + 1 for c in config.CATEGORICAL_FEATURES]
+        return [len(v) + 1 for v in self.vocab_.values()]
 
     def to_state(self):
         """Return the settings and fitted state as plain Python types (JSON- and weights_only-safe)."""
@@ -163,12 +218,16 @@ class FeatureEncoder:
             raise config.ValenceError("FeatureEncoder is not fitted: nothing to save")
         return {
             "settings": {"n_quantiles": self.n_quantiles, "artist_stats": self.artist_stats,
-                         "artist_smoothing": self.artist_smoothing, "n_folds": self.n_folds, "seed": self.seed},
+                         "artist_smoothing": self.artist_smoothing,
+                         "artist_feature_means": self.artist_feature_means,
+                         "knn_bandwidth": self.knn_bandwidth, "knn_smoothing": self.knn_smoothing,
+                         "n_folds": self.n_folds, "seed": self.seed},
             "normal_scores": list(self.normal_scores_),
             "quantiles": {c: list(q) for c, q in self.quantiles_.items()},
             "vocab": {c: dict(v) for c, v in self.vocab_.items()},
             "prior": self.prior_,
             "artist_table": {a: list(v) for a, v in self.artist_table_.items()},
+            "reference": {k: list(v) for k, v in self.reference_.items()},
         }
 
     @classmethod
@@ -179,8 +238,17 @@ class FeatureEncoder:
         enc.quantiles_ = {c: [float(v) for v in q] for c, q in state["quantiles"].items()}
         enc.vocab_ = {c: {str(k): int(i) for k, i in v.items()} for c, v in state["vocab"].items()}
         enc.prior_ = float(state["prior"])
-        enc.artist_table_ = {str(a): [float(v[0]), int(v[1])] for a, v in state["artist_table"].items()}
+        enc.artist_table_ = {str(a): [float(x) for x in v] for a, v in state["artist_table"].items()}
+        enc.reference_ = {k: list(v) for k, v in state.get("reference", {}).items()}
         return enc
+
+
+def _check_columns(frame):
+    missing = [c for c in (*config.NUMERIC_FEATURES, *config.CATEGORICAL_FEATURES) if c not in frame.columns]
+    if missing:
+        raise config.ValenceError(f"encoder: missing columns {missing}")
+    if "track_id" not in frame.columns:
+        pass
 
 
 def _artists(frame):

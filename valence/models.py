@@ -17,6 +17,39 @@ class ModelConfig:
     embedding_dim: int = 8  # per categorical column, capped by the vocabulary size
     n_outputs: int = 1
     n_members: int = 1  # independent networks averaged inside one module
+    numeric_embedding: str = "none"  # "none", "periodic" (learned frequencies) or "ple" (piecewise linear)
+    numeric_embedding_dim: int = 16  # frequencies (periodic) or bins (ple) per numeric feature
+    periodic_sigma: float = 0.1  # initial frequency scale; inputs are normal scores
+
+
+class _PeriodicEmbedding(nn.Module):
+    """x -> ReLU(Linear([sin, cos](2 pi c x))) per feature, frequencies c learned (Gorishniy et al. 2022, PLR)."""
+
+    def __init__(self, n_features, n_frequencies, sigma, out_dim):
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * sigma)
+        self.linear = nn.Linear(2 * n_frequencies, out_dim)  # shared by features: cheap and regularising
+        self.out_dim = n_features * out_dim
+
+    def forward(self, x):
+        z = 2 * torch.pi * self.frequencies[None] * x[..., None]
+        return torch.relu(self.linear(torch.cat([torch.sin(z), torch.cos(z)], dim=-1))).flatten(1)
+
+
+class _PiecewiseLinear(nn.Module):
+    """x -> per-bin fill levels in [0, 1] over bins of equal probability (inputs are normal scores)."""
+
+    def __init__(self, n_features, n_bins):
+        super().__init__()
+        from statistics import NormalDist
+        edges = [NormalDist().inv_cdf(k / n_bins) for k in range(1, n_bins)]
+        edges = [edges[0] - 1.0] + edges + [edges[-1] + 1.0]
+        self.register_buffer("left", torch.tensor(edges[:-1]), persistent=False)
+        self.register_buffer("width", torch.tensor(edges[1:]) - torch.tensor(edges[:-1]), persistent=False)
+        self.out_dim = n_features * n_bins
+
+    def forward(self, x):
+        return ((x[..., None] - self.left) / self.width).clamp(0.0, 1.0).flatten(1)
 
 
 class _Member(nn.Module):
@@ -26,7 +59,16 @@ class _Member(nn.Module):
         super().__init__()
         self.embeddings = nn.ModuleList(
             nn.Embedding(size, min(cfg.embedding_dim, size)) for size in cfg.category_sizes)
-        width = cfg.n_numeric + sum(e.embedding_dim for e in self.embeddings)
+        if cfg.numeric_embedding == "periodic":
+            self.numeric = _PeriodicEmbedding(cfg.n_numeric, cfg.numeric_embedding_dim, cfg.periodic_sigma, 8)
+        elif cfg.numeric_embedding == "ple":
+            self.numeric = _PiecewiseLinear(cfg.n_numeric, cfg.numeric_embedding_dim)
+        elif cfg.numeric_embedding == "none":
+            self.numeric = None
+        else:
+            raise ValueError(f"unknown numeric_embedding {cfg.numeric_embedding!r}")
+        n_num = cfg.n_numeric + (self.numeric.out_dim if self.numeric is not None else 0)
+        width = n_num + sum(e.embedding_dim for e in self.embeddings)
         layers = []
         for h in cfg.hidden:
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(cfg.dropout)]
@@ -35,7 +77,8 @@ class _Member(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, numeric, categorical):
-        parts = [numeric] + [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+        parts = [numeric] if self.numeric is None else [numeric, self.numeric(numeric)]
+        parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
         return self.mlp(torch.cat(parts, dim=1))
 
 
