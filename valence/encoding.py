@@ -37,7 +37,7 @@ class FeatureEncoder:
     """
 
     def __init__(self, n_quantiles=128, artist_stats=True, artist_smoothing=3.0,
-                 artist_feature_means=False, knn_bandwidth=0.0, knn_smoothing=0.3, n_folds=5, seed=0):
+                 artist_feature_means=True, knn_bandwidth=0.1, knn_smoothing=0.3, n_folds=5, seed=0):
         self.n_quantiles = n_quantiles
         self.artist_stats = artist_stats
         self.artist_smoothing = artist_smoothing  # pseudo-tracks of the prior in each smoothed mean

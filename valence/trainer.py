@@ -22,6 +22,8 @@ class TrainConfig:
     loss: str = "l1"  # regression: "l1" (the MAE target), "huber" or "mse"
     huber_delta: float = 0.1
     label_smoothing: float = 0.0  # classification only
+    plateau_patience: int = 2  # cut the learning rate after this many epochs without improvement (0: never)
+    plateau_factor: float = 0.3
 
 
 @dataclass
@@ -92,6 +94,11 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None):
     history = History(metric_name="accuracy" if kind == "classification" else "mae")
     better = (lambda a, b: a > b) if kind == "classification" else (lambda a, b: a < b)
     best_metric, best_state, waited = None, None, 0
+    scheduler = None
+    if config.plateau_patience > 0:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if kind == "classification" else "min",
+            factor=config.plateau_factor, patience=config.plateau_patience)
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -109,6 +116,8 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None):
         history.val_loss.append(val_loss)
         history.val_metric.append(metric)
         history.seconds.append(time.perf_counter() - start)
+        if scheduler is not None:
+            scheduler.step(metric)
         if best_metric is None or better(metric, best_metric):
             best_metric, waited, history.best_epoch = metric, 0, epoch
             best_state = copy.deepcopy(model.state_dict())
