@@ -1,0 +1,226 @@
+"""The JSON API: app factory, one blueprint, JSON errors and security headers."""
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from valence import config
+from valence.catalog import load_catalog
+from valence.openapi import openapi_document
+from valence.validation import MAX_QUERY_TEXT, BodyError, parse_json, songs_to_columns, validate_songs
+
+TRAIN_HINT = ("train one with: python musical_valence_predictor.py "
+              "--data data/spotify_features.csv --model-dir models")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+bp = Blueprint("api", __name__)
+
+
+class ApiError(Exception):
+    """An answer other than 200, turned into a JSON error body by the app."""
+
+    def __init__(self, status, message, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+@dataclass
+class Service:
+    """What one process loads at start: the predictor and the catalog, or why not."""
+
+    predictor: object = None
+    model_error: str | None = None
+    catalog: object = None
+    catalog_error: str | None = None
+
+    def require_predictor(self):
+        """Return the predictor, or raise a 503 saying how to train one."""
+        if self.predictor is None:
+            raise ApiError(503, f"no model is loaded ({self.model_error}); {TRAIN_HINT}")
+        return self.predictor
+
+    def require_catalog(self):
+        """Return the catalog, or raise a 503 saying why there is none."""
+        self.require_predictor()
+        if self.catalog is None:
+            raise ApiError(503, f"no catalog is loaded ({self.catalog_error}); "
+                                "put the Kaggle CSV at VALENCE_DATA")
+        return self.catalog
+
+
+def load_service(model_dir, data_path):
+    """Load the bundles and build the catalog; record a reason for what is missing."""
+    from valence.predict import Predictor
+
+    service = Service()
+    try:
+        service.predictor = Predictor.from_model_dir(model_dir)
+    except config.ValenceError as error:
+        service.model_error = str(error)
+        service.catalog_error = "the catalog needs a model to predict its tracks"
+        return service
+    try:
+        service.catalog = load_catalog(data_path, service.predictor)
+    except (config.ValenceError, OSError) as error:
+        service.catalog_error = str(error)
+    return service
+
+
+def create_app(test_config=None):
+    """Build the app: config from defaults, environment, then test_config; load once."""
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping(
+        VALENCE_DATA=str(config.DEFAULT_DATA),
+        VALENCE_MODEL_DIR=str(config.MODELS_DIR),
+        MAX_CONTENT_LENGTH=1024 * 1024,  # 1,000 songs take about 450 KB
+    )
+    for name in ("VALENCE_DATA", "VALENCE_MODEL_DIR"):
+        if os.environ.get(name):
+            app.config[name] = os.environ[name]
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    app.json.sort_keys = False  # keep answers in the documented order
+    app.extensions["valence"] = load_service(app.config["VALENCE_MODEL_DIR"], app.config["VALENCE_DATA"])
+    app.extensions["valence_openapi"] = openapi_document()
+    app.register_blueprint(bp)
+    app.register_error_handler(ApiError, api_error)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, internal_error)
+    app.after_request(add_security_headers)
+    return app
+
+
+def service():
+    """Return the Service of the running app."""
+    return current_app.extensions["valence"]
+
+
+def error_body(status, error, message, **extra):
+    """Return the JSON error body every non-200 answer uses."""
+    return {"status": status, "error": error, "message": message, **extra}
+
+
+def api_error(error):
+    """Answer an ApiError as JSON."""
+    name = {400: "Bad Request", 404: "Not Found", 415: "Unsupported Media Type",
+            503: "Service Unavailable"}.get(error.status, "Error")
+    return jsonify(error_body(error.status, name, error.message, **error.extra)), error.status
+
+
+def http_error(error):
+    """Answer a routing or protocol error (404, 405, 413, ...) as JSON, keeping its headers."""
+    response = error.get_response()
+    response.set_data(current_app.json.dumps(error_body(error.code, error.name, error.description)))
+    response.content_type = "application/json"
+    return response
+
+
+def internal_error(error):
+    """Answer an unexpected failure with a JSON 500 and log it; never show a traceback."""
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    body = error_body(500, "Internal Server Error", "the server failed to answer; the error is logged")
+    return jsonify(body), 500
+
+
+def add_security_headers(response):
+    """Add the headers a JSON API should send with every answer."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def query_text(name):
+    """Return a query parameter, refusing an over-long one."""
+    value = request.args.get(name)
+    if value is not None and len(value) > MAX_QUERY_TEXT:
+        raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
+    return value
+
+
+@bp.get("/predict")
+def lookup():
+    """Answer the valence of a catalog track found by track_id or by artist and track name."""
+    track_id, artist, track = query_text("track_id"), query_text("artist_name"), query_text("track_name")
+    if track_id is not None:
+        if artist is not None or track is not None:
+            raise ApiError(400, "give either track_id or artist_name and track_name, not both")
+        answer = service().require_catalog().by_track_id(track_id)
+        if answer is None:
+            raise ApiError(404, f"no track with track_id {track_id!r} in the catalog", suggestions=[])
+        return answer
+    missing = [name for name, value in (("artist_name", artist), ("track_name", track)) if value is None]
+    if missing:
+        raise ApiError(400, f"missing query parameter(s): {', '.join(missing)} "
+                            "(or give track_id)", missing=missing)
+    catalog = service().require_catalog()
+    answer = catalog.by_names(artist, track)
+    if answer is None:
+        raise ApiError(404, f"no track {track!r} by {artist!r} in the catalog",
+                       suggestions=catalog.suggest(artist, track))
+    return answer
+
+
+@bp.post("/predict")
+def predict_features():
+    """Predict the valence (and mood) of one song or a list of songs given their features."""
+    if not request.is_json:
+        raise ApiError(415, "send the songs as JSON with Content-Type: application/json")
+    predictor = service().require_predictor()
+    try:
+        songs, is_list = validate_songs(parse_json(request.get_data(cache=False)))
+    except BodyError as error:
+        raise ApiError(400, error.message, errors=error.errors) from None
+    result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
+    answers = []
+    for i, value in enumerate(result.valence.tolist()):
+        answer = {"prediction": value}
+        if result.mood is not None:
+            answer["mood"] = result.mood[i]
+            answer["mood_probabilities"] = dict(zip(config.CLASS_NAMES, result.mood_probabilities[i].tolist()))
+        answer["warnings"] = list(result.warnings[i])
+        answers.append(answer)
+    return {"predictions": answers} if is_list else answers[0]
+
+
+@bp.get("/health")
+def health():
+    """Answer that the process is alive and what it has loaded."""
+    state = service()
+    catalog = state.catalog
+    return {
+        "status": "ok" if state.predictor is not None and catalog is not None else "degraded",
+        "model": {
+            "loaded": state.predictor is not None,
+            "classification": getattr(state.predictor, "classification", None) is not None,
+            "error": state.model_error and f"{state.model_error}; {TRAIN_HINT}",
+        },
+        "catalog": {
+            "loaded": catalog is not None,
+            "tracks": len(catalog) if catalog is not None else 0,
+            "rows": catalog.n_rows if catalog is not None else 0,
+            "error": state.catalog_error,
+        },
+    }
+
+
+@bp.get("/model")
+def model():
+    """Answer the loaded model's metadata: when and on what it was trained, its metrics."""
+    return service().require_predictor().metadata()
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Answer the OpenAPI 3 document of this API."""
+    response = jsonify(current_app.extensions["valence_openapi"])
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
