@@ -91,10 +91,10 @@ def write_training_figures(results, plots_dir):
             continue
         result = results[kind]
         paths.append(plot_learning_curves(kind, result["history"], plots_dir / f"{kind}_learning_curves.png"))
-        predicted = predict_arrays(result["model"], result["encoder"].transform(splits.test))
-        actual = splits.test[TARGET].to_numpy()
         if kind == "regression":
-            paths.append(plot_predicted_vs_actual(actual, predicted, plots_dir / "regression_predicted_vs_actual.png"))
+            predicted = predict_arrays(result["model"], result["encoder"].transform(splits.test))
+            paths.append(plot_predicted_vs_actual(splits.test[TARGET].to_numpy(), predicted,
+                                                  plots_dir / "regression_predicted_vs_actual.png"))
         else:
             paths.append(plot_confusion_matrix(result["metrics"]["test_confusion_matrix"],
                                                plots_dir / "classification_confusion_matrix.png"))
