@@ -157,6 +157,11 @@ class FeatureEncoder:
         """Vocabulary size of each categorical column, the unknown bucket included."""
         return [len(self.vocab_[c]) + 1 for c in config.CATEGORICAL_FEATURES]
 
+    def feature_names(self):
+        """Return the names of the numeric and categorical columns, in array order."""
+        artist = list(ARTIST_FEATURES) if self.artist_stats else []
+        return {"numeric": [*config.NUMERIC_FEATURES, *artist], "categorical": list(config.CATEGORICAL_FEATURES)}
+
     def to_state(self):
         """Return the settings and fitted state as plain Python types (JSON- and weights_only-safe)."""
         if not hasattr(self, "quantiles_"):

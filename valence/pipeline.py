@@ -14,7 +14,7 @@ from .data import load_dataset, split_by_track
 from .encoding import FeatureEncoder
 from .evaluation import evaluate_classification, evaluate_regression, format_metrics, to_classes
 from .fileio import write_text_atomic
-from .models import ModelConfig, build_model
+from .models import build_model, model_config_for
 from .trainer import TrainConfig, fit_model, predict_arrays
 
 
@@ -101,8 +101,7 @@ def train_kind(kind, splits, config, on_epoch=None):
     np.random.seed(config.seed)
     encoder = FeatureEncoder()
     train_arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
-    model_args = dataclasses.asdict(ModelConfig(n_numeric=encoder.n_numeric_,
-                                                category_sizes=list(encoder.category_sizes_)))
+    model_args = dataclasses.asdict(model_config_for(kind, encoder))
     model = build_model(kind, model_args)
     history = fit_model(model, kind, train_arrays, targets(kind, splits.train),
                         encoder.transform(splits.val), targets(kind, splits.val), config, on_epoch=on_epoch)

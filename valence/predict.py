@@ -71,7 +71,7 @@ def unknown_category_warnings(encoder, frame):
     for column in CATEGORICAL_FEATURES:
         if column not in frame:
             continue
-        known = set(encoder.categories_[column])
+        known = set(encoder.vocab_[column])
         values = frame[column].astype(str).to_numpy()
         for row in np.flatnonzero(~pd.Series(values).isin(known).to_numpy()):
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
