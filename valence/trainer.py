@@ -1,0 +1,140 @@
+"""Training loop: tensors once, batches as slices of a shuffled index, early stopping on validation."""
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the recipe."""
+    epochs: int = 60  # a maximum: early stopping usually ends sooner
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 8  # epochs without a better validation score before stopping
+    seed: int = 0
+    device: str = "cpu"
+    loss: str = "l1"  # regression: "l1" (the MAE target), "huber" or "mse"
+    huber_delta: float = 0.1
+    label_smoothing: float = 0.0  # classification only
+
+
+@dataclass
+class History:
+    """Per-epoch record of a training run."""
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_metric: list = field(default_factory=list)  # MAE (regression) or accuracy (classification)
+    seconds: list = field(default_factory=list)
+    best_epoch: int = -1  # 1-based; the restored weights are from this epoch
+    metric_name: str = ""
+
+
+def _tensors(arrays, device):
+    return (torch.as_tensor(np.asarray(arrays["numeric"], dtype=np.float32), device=device),
+            torch.as_tensor(np.asarray(arrays["categorical"], dtype=np.int64), device=device))
+
+
+def _loss_fn(kind, config):
+    if kind == "classification":
+        return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    losses = {"l1": nn.L1Loss(), "mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=config.huber_delta)}
+    if config.loss not in losses:
+        raise ValueError(f"unknown loss {config.loss!r}; expected one of {sorted(losses)}")
+    return losses[config.loss]
+
+
+def _target(kind, y, device):
+    if kind == "classification":
+        return torch.as_tensor(np.asarray(y), dtype=torch.int64, device=device)
+    return torch.as_tensor(np.asarray(y), dtype=torch.float32, device=device)
+
+
+@torch.no_grad()
+def _evaluate(model, kind, numeric, categorical, target, loss_fn, batch_size=8192):
+    """Validation loss and metric (MAE or accuracy) over all rows, in eval mode."""
+    model.eval()
+    outs = [model(numeric[i:i + batch_size], categorical[i:i + batch_size])
+            for i in range(0, len(target), batch_size)]
+    out = torch.cat(outs)
+    loss = float(loss_fn(out, target))
+    if kind == "classification":
+        metric = float((out.argmax(dim=1) == target).float().mean())
+    else:
+        metric = float((out.clamp(0, 1) - target).abs().mean())
+    return loss, metric
+
+
+def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None):
+    """Train model in place with AdamW and early stopping; keep the best epoch's weights.
+
+    train/val are the encoder's dicts (numeric, categorical); y is valence for
+    regression and the class index for classification.
+    """
+    if kind not in ("regression", "classification"):
+        raise ValueError(f"unknown model kind {kind!r}")
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    x_num, x_cat = _tensors(train, device)
+    v_num, v_cat = _tensors(val, device)
+    y_t, y_v = _target(kind, y_train, device), _target(kind, y_val, device)
+    loss_fn = _loss_fn(kind, config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n = len(y_t)
+    steps = max(1, math.ceil(n / config.batch_size))
+    history = History(metric_name="accuracy" if kind == "classification" else "mae")
+    better = (lambda a, b: a > b) if kind == "classification" else (lambda a, b: a < b)
+    best_metric, best_state, waited = None, None, 0
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        total = torch.zeros((), device=device)
+        for s in range(steps):
+            idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+            loss = loss_fn(model(x_num[idx], x_cat[idx]), y_t[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        val_loss, metric = _evaluate(model, kind, v_num, v_cat, y_v, loss_fn)
+        history.train_loss.append(float(total) / n)
+        history.val_loss.append(val_loss)
+        history.val_metric.append(metric)
+        history.seconds.append(time.perf_counter() - start)
+        if best_metric is None or better(metric, best_metric):
+            best_metric, waited, history.best_epoch = metric, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": history.train_loss[-1], "val_loss": val_loss,
+                             history.metric_name: metric, "seconds": history.seconds[-1],
+                             "best_epoch": history.best_epoch})
+        if waited >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_arrays(model, arrays, batch_size=8192, device="cpu"):
+    """Valence in [0, 1] (regression, shape (n,)) or class probabilities (classification, shape (n, 3))."""
+    model.eval()
+    model.to(device)
+    numeric, categorical = _tensors(arrays, torch.device(device))
+    outs = [model(numeric[i:i + batch_size], categorical[i:i + batch_size])
+            for i in range(0, len(numeric), batch_size)]
+    n_outputs = model.config.n_outputs
+    out = torch.cat(outs) if outs else torch.zeros((0, n_outputs))
+    if n_outputs > 1:
+        return torch.softmax(out, dim=1).cpu().numpy()
+    return out.clamp(0.0, 1.0).cpu().numpy()
