@@ -23,8 +23,8 @@ def create_app(test_config=None):
     return factory(test_config)
 
 
-def parse_args(argv=None):
-    """Parse the command line."""
+def build_parser():
+    """Return the command line's parser."""
     parser = argparse.ArgumentParser(
         description="Train, evaluate and save PyTorch models that predict the valence (musical "
                     "positiveness, 0 to 1) of songs from Spotify audio features.",
@@ -70,6 +70,12 @@ def parse_args(argv=None):
                         help=f"where --plots writes (default: {rel(FIGURES_DIR)})")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar: one line per epoch and the results (default: off)")
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse the command line, refusing values that cannot work."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     check_ranges(parser, args)
     return args
