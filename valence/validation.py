@@ -1,6 +1,5 @@
 """Validate POST /predict bodies against the schema in config, field by field."""
 import json
-import math
 
 from valence import config
 
@@ -12,6 +11,8 @@ MAX_ERRORS = 100  # a 1,000-row body of junk should not answer with 14,000 messa
 # row pasted back): accepted and checked, only artist_name is used.
 OPTIONAL_FIELDS = {"artist_name": str, "track_name": str, "track_id": str, "valence": float}
 CHOICES = {"key": config.KEYS, "mode": config.MODES, "time_signature": config.TIME_SIGNATURES}
+RANGES = [(name, low, high) for name, (low, high) in config.NUMERIC_RANGES.items()]
+KNOWN_FIELDS = frozenset(config.FEATURE_COLUMNS) | OPTIONAL_FIELDS.keys()
 
 
 class BodyError(Exception):
@@ -41,17 +42,12 @@ def parse_json(raw):
 
 
 def _is_number(value):
-    """Tell whether a JSON value is a real, finite number (booleans are not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
+    """Tell whether a JSON value is a number (booleans are not); NaN and inf fail every range."""
+    return type(value) in (int, float)
 
 
 def _field_error(name, value):
-    """Return a message if one feature value is bad, else None."""
+    """Return a message if one field's value is bad, else None."""
     if name in config.NUMERIC_RANGES:
         low, high = config.NUMERIC_RANGES[name]
         if not _is_number(value) or not low <= value <= high:
@@ -73,25 +69,30 @@ def _field_error(name, value):
     return None
 
 
+def _song_is_valid(song):
+    """Check one song quickly; song_errors() says what is wrong when this is False."""
+    if not isinstance(song, dict) or not song.keys() <= KNOWN_FIELDS:
+        return False
+    try:
+        return (all(type(song[name]) in (int, float) and low <= song[name] <= high for name, low, high in RANGES)
+                and all(isinstance(song[name], str) and song[name] in allowed for name, allowed in CHOICES.items())
+                and _field_error("genre", song["genre"]) is None
+                and all(_field_error(name, song[name]) is None for name in song.keys() & OPTIONAL_FIELDS.keys()))
+    except KeyError:  # a missing field
+        return False
+
+
 def song_errors(song, index):
-    """List {index, field, message} for every bad or missing field of one song."""
+    """List {index, field, message} for every bad, missing or unknown field of one song."""
     if not isinstance(song, dict):
         return [{"index": index, "field": None, "message": "must be a JSON object of features"}]
     errors = []
     for name in config.FEATURE_COLUMNS:
-        if name not in song:
-            errors.append({"index": index, "field": name, "message": "is required"})
-        else:
-            message = _field_error(name, song[name])
-            if message:
-                errors.append({"index": index, "field": name, "message": message})
-    for name in song:
-        if name in OPTIONAL_FIELDS:
-            message = _field_error(name, song[name])
-        elif name not in config.FEATURE_COLUMNS:
-            message = "is not a known field"
-        else:
-            continue
+        message = _field_error(name, song[name]) if name in song else "is required"
+        if message:
+            errors.append({"index": index, "field": name, "message": message})
+    for name in song.keys() - set(config.FEATURE_COLUMNS):
+        message = _field_error(name, song[name]) if name in OPTIONAL_FIELDS else "is not a known field"
         if message:
             errors.append({"index": index, "field": name[:MAX_TEXT], "message": message})
     return errors
@@ -107,7 +108,8 @@ def validate_songs(body):
         raise BodyError(f"a list must hold 1 to {MAX_SONGS} songs, not {len(songs)}")
     errors = []
     for index, song in enumerate(songs):
-        errors.extend(song_errors(song, index if is_list else None))
+        if not _song_is_valid(song):
+            errors.extend(song_errors(song, index if is_list else None))
     if errors:
         shown = errors[:MAX_ERRORS]
         more = f" (first {MAX_ERRORS} shown)" if len(errors) > MAX_ERRORS else ""
