@@ -195,8 +195,8 @@ def test_every_answer_is_json_with_security_headers(client, method, path, status
     assert response.status_code == status
     assert response.mimetype == "application/json"
     assert "<html" not in response.get_data(as_text=True).lower()
-    for name, value in SECURITY_HEADERS.items():
-        assert response.headers[name] == value
+    for name, value in SECURITY_HEADERS:
+        assert response.headers.getlist(name) == [value]
     if status == 405:
         assert "GET" in response.headers["Allow"] and response.json["status"] == 405
 
@@ -306,7 +306,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=10)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=json_values | st.fixed_dictionaries({name: json_values for name in SONG}))
 def test_any_json_body_is_answered_200_or_400(client, body):
     response = client.post("/predict", data=json.dumps(body), content_type="application/json")
@@ -334,7 +334,7 @@ def test_concurrent_requests_each_get_their_own_answer(app, client):
 
     try:
         with ThreadPoolExecutor(max_workers=16) as pool:
-            results = list(pool.map(ask, range(400)))
+            results = list(pool.map(ask, range(200)))
     finally:
         server.shutdown()
     assert all(status == 200 for _, status, _ in results)

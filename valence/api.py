@@ -14,14 +14,14 @@ from valence.validation import MAX_QUERY_TEXT, BodyError, parse_json, songs_to_c
 
 TRAIN_HINT = ("train one with: python musical_valence_predictor.py "
               "--data data/spotify_features.csv --model-dir models")
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Cache-Control", "no-store"),  # answers depend on the loaded model, which a restart may change
+)
 
 bp = Blueprint("api", __name__)
 
@@ -102,7 +102,7 @@ def create_app(test_config=None):
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, internal_error)
-    app.after_request(add_security_headers)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)
     return app
 
 
@@ -138,25 +138,33 @@ def internal_error(error):
     return jsonify(body), 500
 
 
-def add_security_headers(response):
-    """Add the headers a JSON API should send with every answer."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+class SecurityHeaders:
+    """WSGI middleware that adds SECURITY_HEADERS to every answer, errors included."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        """Pass the request on, adding the headers as the answer starts (cheaper than Flask's Headers)."""
+        def start(status, headers, exc_info=None):
+            return start_response(status, [*headers, *SECURITY_HEADERS], exc_info)
+        return self.wsgi_app(environ, start)
 
 
-def query_text(name):
-    """Return a query parameter, refusing an over-long one."""
-    value = request.args.get(name)
-    if value is not None and len(value) > MAX_QUERY_TEXT:
-        raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
-    return value
+def lookup_parameters():
+    """Return track_id, artist_name and track_name from the query string (None when absent)."""
+    args = request.args.to_dict()  # a plain dict: MultiDict.get raises and catches per missing key
+    values = [args.get(name) for name in ("track_id", "artist_name", "track_name")]
+    for name, value in zip(("track_id", "artist_name", "track_name"), values):
+        if value is not None and len(value) > MAX_QUERY_TEXT:
+            raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
+    return values
 
 
 @bp.get("/predict")
 def lookup():
     """Answer the valence of a catalog track found by track_id or by artist and track name."""
-    track_id, artist, track = query_text("track_id"), query_text("artist_name"), query_text("track_name")
+    track_id, artist, track = lookup_parameters()
     if track_id is not None:
         if artist is not None or track is not None:
             raise ApiError(400, "give either track_id or artist_name and track_name, not both")
@@ -187,14 +195,12 @@ def predict_features():
     except BodyError as error:
         raise ApiError(400, error.message, errors=error.errors) from None
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
-    answers = []
-    for i, value in enumerate(result.valence.tolist()):
-        answer = {"prediction": value}
-        if result.mood is not None:
-            answer["mood"] = result.mood[i]
-            answer["mood_probabilities"] = dict(zip(config.CLASS_NAMES, result.mood_probabilities[i].tolist()))
-        answer["warnings"] = list(result.warnings[i])
-        answers.append(answer)
+    answers = [{"prediction": value} for value in result.valence.tolist()]
+    if result.mood is not None:
+        for answer, mood, probabilities in zip(answers, result.mood, result.mood_probabilities.tolist()):
+            answer["mood"], answer["mood_probabilities"] = mood, dict(zip(config.CLASS_NAMES, probabilities))
+    for answer, warnings in zip(answers, result.warnings):
+        answer["warnings"] = list(warnings)
     return {"predictions": answers} if is_list else answers[0]
 
 
@@ -228,6 +234,4 @@ def model():
 @bp.get("/openapi.json")
 def openapi():
     """Answer the OpenAPI 3 document of this API."""
-    response = jsonify(current_app.extensions["valence_openapi"])
-    response.headers["Cache-Control"] = "public, max-age=3600"
-    return response
+    return current_app.extensions["valence_openapi"]

@@ -8,6 +8,8 @@ from valence import config
 
 PREDICT_CHUNK = 20_000  # rows per forward at start-up: bounds the activations' memory
 SUGGESTIONS = 5
+MAX_FUZZY = 100  # characters of a name compared when suggesting
+MAX_FUZZY_TRACKS = 2000  # of one artist's tracks, most popular first
 
 
 def normalise(text):
@@ -71,14 +73,18 @@ class Catalog:
 
     def _build_name_indexes(self):
         """Index tracks by normalised (artist, track), artist and track name, best match first."""
-        order = sorted(range(len(self.track_ids)), key=lambda i: (-self.popularity[i], self.track_ids[i]))
+        # Most popular first, then by track_id: the same answer on every start.
+        order = np.lexsort((np.array(self.track_ids), -np.array(self.popularity))).tolist()
+        folded = {name: normalise(name) for name in set(self.artist_names)}
+        artists = [folded[name] for name in self.artist_names]
+        tracks = [normalise(name) for name in self.track_names]
         self.by_name, self.by_artist, self.by_track_name = {}, {}, {}
         for i in order:
-            artist, track = normalise(self.artist_names[i]), normalise(self.track_names[i])
+            artist, track = artists[i], tracks[i]
             self.by_name.setdefault(f"{artist}\n{track}", []).append(i)
             self.by_artist.setdefault(artist, []).append(i)
             self.by_track_name.setdefault(track, []).append(i)
-        self.artist_keys = sorted(self.by_artist)
+        self.artist_search = TrigramSearch(sorted(self.by_artist))
 
     def __len__(self):
         """Return the number of distinct tracks."""
@@ -124,16 +130,44 @@ class Catalog:
 
     def suggest(self, artist_name, track_name):
         """Return up to a few known tracks whose names are close to the ones asked for."""
-        artist, track = normalise(artist_name), normalise(track_name)
+        artist, track = normalise(artist_name)[:MAX_FUZZY], normalise(track_name)[:MAX_FUZZY]
         found = list(self.by_track_name.get(track, ())[:SUGGESTIONS])  # right song, other artist
-        artists = [artist] if artist in self.by_artist else difflib.get_close_matches(
-            artist, self.artist_keys, n=3, cutoff=0.6)
+        artists = [artist] if artist in self.by_artist else self.artist_search.close(artist, n=3)
         for close in artists:
-            tracks = {normalise(self.track_names[i]): i for i in reversed(self.by_artist[close])}
+            # The artist's most popular tracks are enough to find a misspelt one.
+            tracks = {normalise(self.track_names[i]): i for i in reversed(self.by_artist[close][:MAX_FUZZY_TRACKS])}
             names = difflib.get_close_matches(track, list(tracks), n=SUGGESTIONS, cutoff=0.3)
             found.extend(tracks[name] for name in names)
         unique = list(dict.fromkeys(found))[:SUGGESTIONS]
         return [self.brief(i) for i in unique]
+
+
+def _trigrams(text):
+    """Return the set of three-character pieces of a padded string."""
+    padded = f"  {text} "
+    return {padded[i:i + 3] for i in range(len(padded) - 2)}
+
+
+class TrigramSearch:
+    """Close-name search that ranks only the names sharing the query's rarest trigrams."""
+
+    def __init__(self, names):
+        """Index every name by its trigrams."""
+        self.names = list(names)
+        postings = {}
+        for i, name in enumerate(self.names):
+            for gram in _trigrams(name):
+                postings.setdefault(gram, []).append(i)
+        self.postings = {gram: np.array(ids, dtype=np.int32) for gram, ids in postings.items()}
+
+    def close(self, query, n=3, cutoff=0.6, rarest=20, candidates=50):
+        """Return up to n names close to the query, best first (difflib's ratio on the candidates)."""
+        lists = sorted((self.postings[g] for g in _trigrams(query) if g in self.postings), key=len)[:rarest]
+        if not lists:
+            return []
+        hits = np.bincount(np.concatenate(lists))
+        top = np.argsort(-hits, kind="stable")[:candidates]
+        return difflib.get_close_matches(query, [self.names[i] for i in top if hits[i]], n=n, cutoff=cutoff)
 
 
 def load_catalog(path, predictor):
