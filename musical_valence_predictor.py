@@ -31,24 +31,24 @@ def build_parser():
         epilog="Serve the saved models with: FLASK_APP=musical_valence_predictor flask run")
     parser.add_argument("--model", choices=(*MODEL_KINDS, "both"), default="regression",
                         help="which model to train or evaluate (default: regression)")
-    parser.add_argument("--data", type=Path, default=None,
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH",
                         help=f"the Kaggle CSV to train on (default: {rel(DEFAULT_DATA)})")
-    parser.add_argument("--model-dir", type=Path, default=None,
+    parser.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
                         help=f"where saved models and metrics live (default: {rel(MODELS_DIR)}, "
                              f"or {rel(MODELS_DIR / 'demo')} with --demo)")
-    parser.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs,
+    parser.add_argument("--epochs", type=int, metavar="N", default=TRAIN_DEFAULTS.epochs,
                         help=f"maximum training epochs; early stopping may end sooner (default: {TRAIN_DEFAULTS.epochs})")
-    parser.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size,
+    parser.add_argument("--batch-size", type=int, metavar="N", default=TRAIN_DEFAULTS.batch_size,
                         help=f"training batch size (default: {TRAIN_DEFAULTS.batch_size})")
-    parser.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.lr,
+    parser.add_argument("--lr", type=float, metavar="RATE", default=TRAIN_DEFAULTS.lr,
                         help=f"learning rate (default: {TRAIN_DEFAULTS.lr})")
-    parser.add_argument("--patience", type=int, default=TRAIN_DEFAULTS.patience,
+    parser.add_argument("--patience", type=int, metavar="N", default=TRAIN_DEFAULTS.patience,
                         help=f"epochs without validation improvement before stopping (default: {TRAIN_DEFAULTS.patience})")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int, metavar="N", default=0,
                         help="random seed for the split and training; runs are reproducible (default: 0)")
-    parser.add_argument("--val-fraction", type=float, default=SplitConfig.val_fraction,
+    parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=SplitConfig.val_fraction,
                         help=f"share of tracks for validation (early stopping) (default: {SplitConfig.val_fraction})")
-    parser.add_argument("--test-fraction", type=float, default=SplitConfig.test_fraction,
+    parser.add_argument("--test-fraction", type=float, metavar="SHARE", default=SplitConfig.test_fraction,
                         help=f"share of tracks held out for the test figures (default: {SplitConfig.test_fraction})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to train: auto picks cuda when available (default: auto)")
@@ -62,11 +62,11 @@ def build_parser():
                         help="where --predict writes its scores (default: IN.predictions.csv)")
     parser.add_argument("--demo", action="store_true",
                         help=f"generate a data set in the Kaggle schema at {rel(DEMO_DATA)} and run on it (default: off)")
-    parser.add_argument("--demo-rows", type=int, default=30_000,
+    parser.add_argument("--demo-rows", type=int, metavar="N", default=30_000,
                         help="rows of generated data for --demo (default: 30000)")
     parser.add_argument("--plots", action="store_true",
                         help="write PNG figures (correlations, learning curves, results) (default: off)")
-    parser.add_argument("--plots-dir", type=Path, default=None,
+    parser.add_argument("--plots-dir", type=Path, default=None, metavar="DIR",
                         help=f"where --plots writes (default: {rel(FIGURES_DIR)})")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar: one line per epoch and the results (default: off)")

@@ -41,27 +41,26 @@ def to_plain(value):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
+    for plain in (bool, int, float, str):  # exact types: subclasses (torch's version string) don't unpickle safely
+        if isinstance(value, plain):
+            return plain(value)
+    return None if value is None else str(value)
 
 
 def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config, data, split):
     """Write a model bundle to `path` atomically; the previous file survives any failure."""
     assert kind in MODEL_KINDS, kind
-    payload = {
+    payload = to_plain({
         "format": BUNDLE_FORMAT,
         "kind": kind,
-        "model_args": to_plain(model_args),
-        # Detached CPU copies: the file must load on a machine without the training device.
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "encoder": to_plain(encoder.to_state()),
-        "class_edges": list(CLASS_EDGES),
-        "class_names": list(CLASS_NAMES),
-        "metrics": to_plain(metrics),
-        "train_config": to_plain(train_config),
-        "data": to_plain(data),
-        "split": to_plain(split),
+        "model_args": model_args,
+        "encoder": encoder.to_state(),
+        "class_edges": CLASS_EDGES,
+        "class_names": CLASS_NAMES,
+        "metrics": metrics,
+        "train_config": train_config,
+        "data": data,
+        "split": split,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
             "valence": __version__,
@@ -69,7 +68,9 @@ def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
-    }
+    })
+    # Detached CPU copies: the file must load on a machine without the training device.
+    payload["state_dict"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
 
