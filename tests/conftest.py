@@ -1,14 +1,8 @@
 """Shared fixtures: generated data in the Kaggle schema and models trained on it."""
 import dataclasses
-import importlib.util
-import sys
 
 import pandas as pd
 import pytest
-
-if importlib.util.find_spec("valence.data") is None:  # TEMPORARY: until the data branch lands
-    import standin_data
-    sys.modules["valence.data"] = sys.modules["valence.synthetic"] = standin_data
 
 from valence.api import create_app
 from valence.pipeline import RunOptions, SplitConfig, run_training

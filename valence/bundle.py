@@ -64,7 +64,7 @@ def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
             "valence": __version__,
-            "torch": str(torch.__version__),  # a TorchVersion, which weights_only refuses to unpickle
+            "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
