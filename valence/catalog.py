@@ -63,11 +63,12 @@ class Catalog:
         self.warnings = [()] * len(self.track_ids)
         for row in (i for i, found in enumerate(row_warnings) if found):
             self.warnings[codes[row]] = tuple(sorted(set(self.warnings[codes[row]]) | set(row_warnings[row])))
-        self.mood_probabilities = None
+        self.mood_probabilities = self.moods = None
         if probabilities is not None:
             sums = np.zeros((len(self.track_ids), len(config.CLASS_NAMES)))
             np.add.at(sums, codes, probabilities)
             self.mood_probabilities = (sums / counts[:, None]).tolist()
+            self.moods = [config.CLASS_NAMES[k] for k in sums.argmax(axis=1).tolist()]
         self.by_id = {track_id: i for i, track_id in enumerate(self.track_ids)}
         self._build_name_indexes()
 
@@ -103,10 +104,9 @@ class Catalog:
             "genre_predictions": dict(self.genre_predictions[i]),
             "warnings": list(self.warnings[i]),
         }
-        if self.mood_probabilities is not None:
-            probabilities = self.mood_probabilities[i]
-            answer["mood"] = config.CLASS_NAMES[int(np.argmax(probabilities))]
-            answer["mood_probabilities"] = dict(zip(config.CLASS_NAMES, probabilities))
+        if self.moods is not None:
+            answer["mood"] = self.moods[i]
+            answer["mood_probabilities"] = dict(zip(config.CLASS_NAMES, self.mood_probabilities[i]))
         return answer
 
     def brief(self, i):
