@@ -130,9 +130,10 @@ def api_error(error):
 
 def http_error(error):
     """Answer a routing or protocol error (404, 405, 413, ...) as JSON, keeping its headers."""
-    response = error.get_response()
-    response.set_data(current_app.json.dumps(error_body(error.code, error.name, error.description)))
-    response.content_type = "application/json"
+    response = jsonify(error_body(error.code, error.name, error.description))
+    response.status_code = error.code
+    # Keep what the error adds besides its HTML page, such as a 405's Allow header.
+    response.headers.extend((name, value) for name, value in error.get_headers() if name.lower() != "content-type")
     return response
 
 

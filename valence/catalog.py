@@ -136,7 +136,7 @@ class Catalog:
         for close in artists:
             # The artist's most popular tracks are enough to find a misspelt one.
             tracks = {normalise(self.track_names[i]): i for i in reversed(self.by_artist[close][:MAX_FUZZY_TRACKS])}
-            names = difflib.get_close_matches(track, list(tracks), n=SUGGESTIONS, cutoff=0.3)
+            names = difflib.get_close_matches(track, list(tracks), n=SUGGESTIONS, cutoff=0.5)
             found.extend(tracks[name] for name in names)
         unique = list(dict.fromkeys(found))[:SUGGESTIONS]
         return [self.brief(i) for i in unique]
