@@ -7,10 +7,12 @@ import pandas as pd
 import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
 from valence.catalog import load_catalog
 from valence.openapi import openapi_document
+from valence.predict import Predictor
 from valence.validation import MAX_QUERY_TEXT, BodyError, parse_json, songs_to_columns, validate_songs
 
 TRAIN_HINT = ("train one with: python musical_valence_predictor.py "
@@ -61,8 +63,6 @@ class Service:
 
 def load_service(model_dir, data_path):
     """Load the bundles and build the catalog; record a reason for what is missing."""
-    from valence.predict import Predictor
-
     service = Service()
     try:
         service.predictor = Predictor.from_model_dir(model_dir)
@@ -85,7 +85,7 @@ def create_app(test_config=None):
         VALENCE_MODEL_DIR=str(config.MODELS_DIR),
         MAX_CONTENT_LENGTH=1024 * 1024,  # 1,000 songs take about 300 KB
         # Each gunicorn worker is a process of its own: one intra-op thread per
-        # worker, or their OpenMP threads fight over the cores (10x slower).
+        # worker, or their OpenMP threads fight over the cores (10x slower here).
         # None leaves torch's setting alone (the tests do, to leave no trace).
         VALENCE_TORCH_THREADS=1,
     )
@@ -99,7 +99,7 @@ def create_app(test_config=None):
         torch.set_num_threads(int(app.config["VALENCE_TORCH_THREADS"]))
     app.extensions["valence"] = load_service(app.config["VALENCE_MODEL_DIR"], app.config["VALENCE_DATA"])
     # The catalog is millions of objects that live as long as the process: keep
-    # them out of the garbage collector's full passes (pauses of ~100 ms).
+    # them out of the garbage collector's full passes (150 ms pauses on the full catalog).
     gc.collect()
     gc.freeze()
     app.extensions["valence_openapi"] = openapi_document()
@@ -123,9 +123,8 @@ def error_body(status, error, message, **extra):
 
 def api_error(error):
     """Answer an ApiError as JSON."""
-    name = {400: "Bad Request", 404: "Not Found", 415: "Unsupported Media Type",
-            503: "Service Unavailable"}.get(error.status, "Error")
-    return jsonify(error_body(error.status, name, error.message, **error.extra)), error.status
+    body = error_body(error.status, HTTP_STATUS_CODES[error.status], error.message, **error.extra)
+    return jsonify(body), error.status
 
 
 def http_error(error):

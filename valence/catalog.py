@@ -24,10 +24,10 @@ def _name_key(artist_name, track_name):
 
 def predict_rows(predictor, frame):
     """Predict every row of a frame in chunks; return (valence, probabilities|None, warnings)."""
-    columns = list(config.FEATURE_COLUMNS) + ["artist_name"]
+    features = frame[[*config.FEATURE_COLUMNS, "artist_name"]]
     valence, probabilities, warnings = [], [], []
     for start in range(0, len(frame), PREDICT_CHUNK):
-        result = predictor.predict(frame[columns].iloc[start:start + PREDICT_CHUNK])
+        result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK])
         valence.append(np.asarray(result.valence, dtype=np.float64))
         if result.mood_probabilities is not None:
             probabilities.append(np.asarray(result.mood_probabilities, dtype=np.float64))
