@@ -13,6 +13,7 @@ from .csvread import Framer, ReadStats, header_fields, parse_fields, utf8_pieces
 from .validate import validate
 
 BAD_LINES_KEPT = 20
+BLOCK_BYTES = 8 << 20  # iter_feature_chunks reads this much at a time
 # Names other exports give a Kaggle column; used only when the Kaggle name is absent.
 ALIASES = {"id": "track_id", "name": "track_name", "artists": "artist_name"}
 TRUNCATED, TOO_MANY, OPEN_QUOTE = ("truncated row", "row with too many fields",
@@ -138,11 +139,19 @@ def _records_chunk(records, lo, hi, header, require_valence, report):
     return frame, bad
 
 
+def _first_nonblank(records):
+    """Return [index of the first record with more than blanks], or [] when there is none."""
+    for i in np.flatnonzero(records.ends > records.starts):
+        if records.text(i).strip():
+            return [i]
+    return []
+
+
 def _chunks(path, chunksize, require_valence, report):
     """Yield (clean frame, bad rows) for each run of `chunksize` records (all when None)."""
     path = _readable(path)
     stats, framer, header, yielded = ReadStats(), Framer(), None, False
-    block = None if chunksize is None else max(8 << 20, chunksize * 256)
+    block = None if chunksize is None else BLOCK_BYTES
     try:
         handle = open(path, "rb")
     except OSError as error:
@@ -153,8 +162,8 @@ def _chunks(path, chunksize, require_valence, report):
                 records = framer.feed(piece, last)
                 first = 0
                 if header is None:
-                    nonblank = np.flatnonzero(records.ends > records.starts)
-                    if not len(nonblank):
+                    nonblank = _first_nonblank(records)
+                    if not nonblank:
                         if last:
                             raise ValenceError(f"{path} is empty: expected a CSV file whose first "
                                                f"line is the header {','.join(KAGGLE_COLUMNS)}")
