@@ -73,9 +73,10 @@ def _column_plan(names, path, require_valence, report):
     normal = [n.replace("\ufeff", "").strip().lower().replace(" ", "_") for n in names]
     positions = {}
     for i, name in enumerate(normal):
-        if name in positions and name in KAGGLE_COLUMNS:
-            report.notes.append(f"column {name!r} appears more than once; using the first")
         positions.setdefault(name, i)
+    repeated = [c for c in KAGGLE_COLUMNS if normal.count(c) > 1]
+    if repeated:
+        report.notes.append(f"column(s) {', '.join(repeated)} appear more than once; using the first")
     for alias, column in ALIASES.items():
         if column not in positions and alias in positions:
             positions[column] = positions[alias]
@@ -88,8 +89,9 @@ def _column_plan(names, path, require_valence, report):
             if len(names) < 3 and line.count(delimiter) >= len(wanted) // 2:
                 raise ValenceError(f"{path}: expected comma-separated values, but the header is "
                                    f"{label}-separated; save the file as CSV with commas")
+        found = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names[:20])
         raise ValenceError(f"{path} is missing required column(s): {', '.join(missing)} "
-                           f"(found: {', '.join(map(repr, names[:30]))})")
+                           f"(found: {found}{', ...' if len(names) > 20 else ''})")
     plan = {c: positions[c] for c in KAGGLE_COLUMNS if c in positions}
     extra = [names[i] for i in range(len(names)) if i not in plan.values()]
     if extra:
@@ -237,9 +239,8 @@ def split_by_track(frame, seed=0, val_fraction=0.1, test_fraction=0.2):
         raise ValenceError(f"need at least {1 + sum(wanted)} distinct tracks to split, "
                            f"got {len(tracks)}")
     # Each split asked for gets at least one track; train keeps at least one.
-    n_val = max(round(val_fraction * len(tracks)), int(wanted[0]))
-    n_test = max(round(test_fraction * len(tracks)), int(wanted[1]))
-    n_test = min(n_test, len(tracks) - 1 - n_val)
+    n_val = min(max(round(val_fraction * len(tracks)), int(wanted[0])), len(tracks) - 1 - wanted[1])
+    n_test = min(max(round(test_fraction * len(tracks)), int(wanted[1])), len(tracks) - 1 - n_val)
     order = np.random.default_rng(seed).permutation(len(tracks))
     split = np.zeros(len(tracks), dtype=np.int8)
     split[order[:n_test]] = 2
