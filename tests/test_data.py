@@ -1,7 +1,6 @@
 """Loading messy CSVs into the clean frame, chunked reading, and the split by track."""
 import codecs
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from valence import csvread, data
+from valence import data
 from valence.config import KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, ValenceError
 from valence.data import iter_feature_chunks, load_dataset, split_by_track
 from valence.synthetic import generate_dataset
@@ -173,6 +172,19 @@ def test_a_bad_cell_skips_its_row_and_says_why(tmp_path, songs, column, value, r
     assert report.bad_lines[0][0] == 9 and report.bad_lines[0][1].startswith(reason)
 
 
+def test_nan_inf_negative_and_huge_numbers_in_every_numeric_column(tmp_path):
+    good = generate_dataset(10, seed=2).astype(str)
+    bad = []
+    for column in (*NUMERIC_FEATURES, "valence"):
+        for value in ("NaN", "-inf", "-1e300", "1e300"):
+            bad.append(good.iloc[[0]].assign(**{column: value}))
+    frame, report = load_dataset(write(tmp_path, csv_text(pd.concat([good, *bad]))))
+    assert len(frame) == 10 and report.rows_read == 54 and consistent(report)
+    assert report.skipped == {"row with NaN or inf": 20, "row with an out-of-range value": 20,
+                              "row with a non-numeric valence": 2,
+                              "row with valence outside [0, 1]": 2}
+
+
 def test_number_cells_in_any_float_spelling_are_read(tmp_path, songs):
     songs.loc[0, "instrumentalness"] = "8.19E-06"
     songs.loc[1, "energy"] = " 0.5 "
@@ -231,11 +243,13 @@ def test_a_directory_is_refused(tmp_path):
         load_dataset(tmp_path)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_file_is_refused(tmp_path, songs):
+def test_an_unreadable_file_is_refused(tmp_path, songs, monkeypatch):
     path = write(tmp_path, csv_text(songs))
-    path.chmod(0)
-    with pytest.raises(ValenceError, match="cannot read"):
+
+    def denied(*args, **kwargs):  # chmod 0 does not stop root, so refuse the open itself
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(data, "open", denied, raising=False)
+    with pytest.raises(ValenceError, match=f"cannot read {path}: Permission denied"):
         load_dataset(path)
 
 
