@@ -231,6 +231,8 @@ def test_missing_file_says_where_to_download_and_about_demo(tmp_path):
     (HEADER.encode() + b"\n", "no usable rows in .*header but no data rows"),
     (HEADER.replace(",", ";").encode() + b"\nPop;x\n", "expected comma-separated.*semicolon"),
     (HEADER.replace(",", "\t").encode() + b"\n", "expected comma-separated.*tab"),
+    (b"Genre; Artist_Name\nPop; x\n", "expected comma-separated.*semicolon"),
+    (b"genre;x\nPop;x\n", "missing required column"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "missing required column"),
 ])
 def test_files_with_nothing_to_load_stop_with_one_clear_message(tmp_path, content, message):

@@ -85,7 +85,8 @@ def _column_plan(names, path, require_valence, report):
     if missing:
         line = ",".join(names)
         for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
-            if len(names) < 3 and line.count(delimiter) >= len(wanted) // 2:
+            known = {n.strip().lower() for n in line.split(delimiter)} & set(KAGGLE_COLUMNS)
+            if len(names) < 3 and len(known) >= 2:
                 raise ValenceError(f"{path}: expected comma-separated values, but the header is "
                                    f"{label}-separated; save the file as CSV with commas")
         found = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names[:20])
