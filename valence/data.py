@@ -1,6 +1,5 @@
 """Read users' messy Spotify CSVs into the clean frame of docs/design.md; split by track."""
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from .csvread import Framer, ReadStats, header_fields, parse_fields, utf8_pieces
 from .validate import validate
 
 BAD_LINES_KEPT = 20
+BLOCK_BYTES = 8 << 20  # iter_feature_chunks reads this much at a time
 # Names other exports give a Kaggle column; used only when the Kaggle name is absent.
 ALIASES = {"id": "track_id", "name": "track_name", "artists": "artist_name"}
 TRUNCATED, TOO_MANY, OPEN_QUOTE = ("truncated row", "row with too many fields",
@@ -72,9 +72,10 @@ def _column_plan(names, path, require_valence, report):
     normal = [n.replace("\ufeff", "").strip().lower().replace(" ", "_") for n in names]
     positions = {}
     for i, name in enumerate(normal):
-        if name in positions and name in KAGGLE_COLUMNS:
-            report.notes.append(f"column {name!r} appears more than once; using the first")
         positions.setdefault(name, i)
+    repeated = [c for c in KAGGLE_COLUMNS if normal.count(c) > 1]
+    if repeated:
+        report.notes.append(f"column(s) {', '.join(repeated)} appear more than once; using the first")
     for alias, column in ALIASES.items():
         if column not in positions and alias in positions:
             positions[column] = positions[alias]
@@ -84,11 +85,13 @@ def _column_plan(names, path, require_valence, report):
     if missing:
         line = ",".join(names)
         for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
-            if len(names) < 3 and line.count(delimiter) >= len(wanted) // 2:
+            known = {n.strip().lower() for n in line.split(delimiter)} & set(KAGGLE_COLUMNS)
+            if len(names) < 3 and len(known) >= 2:
                 raise ValenceError(f"{path}: expected comma-separated values, but the header is "
                                    f"{label}-separated; save the file as CSV with commas")
+        found = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names[:20])
         raise ValenceError(f"{path} is missing required column(s): {', '.join(missing)} "
-                           f"(found: {', '.join(map(repr, names[:30]))})")
+                           f"(found: {found}{', ...' if len(names) > 20 else ''})")
     plan = {c: positions[c] for c in KAGGLE_COLUMNS if c in positions}
     extra = [names[i] for i in range(len(names)) if i not in plan.values()]
     if extra:
@@ -138,11 +141,19 @@ def _records_chunk(records, lo, hi, header, require_valence, report):
     return frame, bad
 
 
+def _first_nonblank(records):
+    """Return [index of the first record with more than blanks], or [] when there is none."""
+    for i in np.flatnonzero(records.ends > records.starts):
+        if records.text(i).strip():
+            return [i]
+    return []
+
+
 def _chunks(path, chunksize, require_valence, report):
     """Yield (clean frame, bad rows) for each run of `chunksize` records (all when None)."""
     path = _readable(path)
     stats, framer, header, yielded = ReadStats(), Framer(), None, False
-    block = None if chunksize is None else max(8 << 20, chunksize * 256)
+    block = None if chunksize is None else BLOCK_BYTES
     try:
         handle = open(path, "rb")
     except OSError as error:
@@ -153,8 +164,8 @@ def _chunks(path, chunksize, require_valence, report):
                 records = framer.feed(piece, last)
                 first = 0
                 if header is None:
-                    nonblank = np.flatnonzero(records.ends > records.starts)
-                    if not len(nonblank):
+                    nonblank = _first_nonblank(records)
+                    if not nonblank:
                         if last:
                             raise ValenceError(f"{path} is empty: expected a CSV file whose first "
                                                f"line is the header {','.join(KAGGLE_COLUMNS)}")
@@ -228,9 +239,8 @@ def split_by_track(frame, seed=0, val_fraction=0.1, test_fraction=0.2):
         raise ValenceError(f"need at least {1 + sum(wanted)} distinct tracks to split, "
                            f"got {len(tracks)}")
     # Each split asked for gets at least one track; train keeps at least one.
-    n_val = max(round(val_fraction * len(tracks)), int(wanted[0]))
-    n_test = max(round(test_fraction * len(tracks)), int(wanted[1]))
-    n_test = min(n_test, len(tracks) - 1 - n_val)
+    n_val = min(max(round(val_fraction * len(tracks)), int(wanted[0])), len(tracks) - 1 - wanted[1])
+    n_test = min(max(round(test_fraction * len(tracks)), int(wanted[1])), len(tracks) - 1 - n_val)
     order = np.random.default_rng(seed).permutation(len(tracks))
     split = np.zeros(len(tracks), dtype=np.int8)
     split[order[:n_test]] = 2

@@ -50,10 +50,7 @@ SONGS_PER_ARTIST = 8
 KEY_SHARES = (0.117, 0.1, 0.104, 0.028, 0.078, 0.081, 0.074, 0.117, 0.069, 0.094, 0.056, 0.082)
 TIME_SIGNATURES = {"4/4": 0.86, "3/4": 0.1, "5/4": 0.022, "1/4": 0.0177, "0/4": 0.0003}
 BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
-FIRST = np.array("Ada Bo Cleo Dario Eve Finn Gia Hugo Ines Jonas Kira Leo Mila Nico Olga Pia Quinn "
-                 "Rosa Sami Tilde Uma Vito Wren Xena Yuri Zoe Alma Bruno Celia Dex".split(), object)
-LAST = np.array("Vale Moreau Lind Okafor Sato Brandt Rivera Novak Haas Quist Ferro Lund Amari "
-                "Costa Hale Ibsen Kerr Marsh Nyberg Ortiz Pike Rook Stone Tovar Wilde".split(), object)
+SYLLABLES = np.array("ka lo mi ven tra ro sa del ni mar zo el an ti ber la qui so re fa".split(), object)
 BANDS = np.array("Foxes Lanterns Pilots Echoes Rivers Comets Wolves Satellites Tides Owls".split(),
                  object)
 ADJECTIVES = np.array("Midnight Golden Broken Electric Quiet Wild Silver Lonely Summer Neon Paper "
@@ -74,11 +71,16 @@ def _significant(x, digits=3):
     return np.round(x * scale) / scale
 
 
+def _word(rng, n, syllables):
+    """Return `n` made-up capitalised words of `syllables` syllables."""
+    parts = SYLLABLES[rng.integers(0, len(SYLLABLES), (syllables, n))]
+    return pd.Series(parts.sum(axis=0)).str.capitalize().to_numpy(dtype=object)
+
+
 def _names(rng, n_artists, n_tracks, artist):
     """Return (artist names per track, track names)."""
-    solo = FIRST[rng.integers(0, len(FIRST), n_artists)] + " " + LAST[rng.integers(0, len(LAST), n_artists)]
-    band = "The " + ADJECTIVES[rng.integers(0, len(ADJECTIVES), n_artists)] + " " + BANDS[
-        rng.integers(0, len(BANDS), n_artists)]
+    solo = _word(rng, n_artists, 2) + " " + _word(rng, n_artists, 3)
+    band = "The " + _word(rng, n_artists, 3) + " " + BANDS[rng.integers(0, len(BANDS), n_artists)]
     artists = np.where(rng.random(n_artists) < 0.7, solo, band)
     tracks = ADJECTIVES[rng.integers(0, len(ADJECTIVES), n_tracks)] + " " + NOUNS[
         rng.integers(0, len(NOUNS), n_tracks)]
@@ -104,7 +106,7 @@ def generate_dataset(n_rows, seed=0):
 
     drive = rng.normal(intensity[genre], 0.8)
     energy = np.clip(_sigmoid(0.5 + 1.1 * drive + rng.normal(0, 0.35, n)), 0.001, 0.999)
-    loudness = np.clip(-24 + 21 * energy + rng.normal(0, 2.6, n), -52, 3)
+    loudness = np.clip(-22.5 + 21 * energy + rng.normal(0, 2.6, n), -52, 3)
     acousticness = np.clip(_sigmoid(-0.6 - 1.5 * drive + acoustic[genre] + rng.normal(0, 1.0, n)),
                            1e-6, 0.996)
     danceability = np.clip(rng.normal(0.56 + dance[genre] + 0.03 * drive, 0.14), 0.06, 0.98)
@@ -120,8 +122,8 @@ def generate_dataset(n_rows, seed=0):
     key = np.array(KEYS, object)[rng.choice(len(KEYS), n, p=np.array(KEY_SHARES) / sum(KEY_SHARES))]
     signature = np.array(list(TIME_SIGNATURES), object)[
         rng.choice(len(TIME_SIGNATURES), n, p=np.array(list(TIME_SIGNATURES.values())))]
-    logit = (mood[genre] + artist_mood + 6.0 * (danceability - 0.56) + 2.0 * (energy - 0.6)
-             + 0.04 * (loudness + 9) + 0.2 * major + rng.normal(0, 0.75, n) - 0.2)
+    logit = (mood[genre] + artist_mood + 2.6 * (danceability - 0.56) + 0.6 * (energy - 0.6)
+             + 0.03 * (loudness + 9) + 0.2 * major + rng.normal(0, 1.0, n) - 0.3)
     valence = np.round(_sigmoid(logit), 3)
 
     ids = BASE62[rng.integers(0, 62, (n, 22))].view("S22").ravel().astype(str).astype(object)
