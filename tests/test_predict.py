@@ -69,3 +69,9 @@ def test_score_csv_with_no_good_row_writes_nothing(predictor, tmp_path):
     with pytest.raises(ValenceError):
         score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_metadata_names_the_training_file_but_not_the_server_folders(predictor, trained):
+    meta = predictor.metadata()["regression"]
+    assert meta["data"]["path"] == "demo.csv"
+    assert meta["metrics"]["data_path"] == "demo.csv"

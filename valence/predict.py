@@ -1,5 +1,6 @@
 """Predictions from saved bundles: for a frame of songs, or streamed through a CSV file."""
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,11 @@ def describe(bundle):
     keys = ("kind", "created_at", "data", "split", "metrics", "train_config", "model_args", "versions",
             "class_edges", "class_names")
     described = {key: meta.get(key) for key in keys}
+    # The server's own folders are nobody's business: name the training file, not its path.
+    if isinstance(described["data"], dict) and "path" in described["data"]:
+        described["data"] = {**described["data"], "path": Path(described["data"]["path"]).name}
+    if isinstance(described["metrics"], dict) and "data_path" in described["metrics"]:
+        described["metrics"] = {**described["metrics"], "data_path": Path(described["metrics"]["data_path"]).name}
     described["features"] = bundle.encoder.feature_names()
     return described
 
@@ -71,9 +77,10 @@ def unknown_category_warnings(encoder, frame):
     for column in CATEGORICAL_FEATURES:
         if column not in frame:
             continue
-        known = set(encoder.vocab_[column])
-        values = frame[column].astype(str).to_numpy()
-        for row in np.flatnonzero(~pd.Series(values).isin(known).to_numpy()):
+        values = frame[column].astype(str)
+        unknown = np.flatnonzero(~values.isin(encoder.vocab_[column]).to_numpy())
+        values = values.to_numpy()
+        for row in unknown:
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
     return warnings
 
