@@ -11,7 +11,6 @@ import dataclasses
 import http.client
 import json
 import os
-import random
 import re
 import shutil
 import signal

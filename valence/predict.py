@@ -3,7 +3,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .bundle import load_bundle_from_dir
 from .config import CATEGORICAL_FEATURES, CLASS_NAMES, ValenceError, bundle_path
