@@ -97,14 +97,14 @@ def test_sigkill_inside_the_save_leaves_a_loadable_bundle(songs, previous, tmp_p
 
 
 def test_sigkill_at_random_moments_of_training_leaves_a_loadable_bundle(songs, previous, tmp_path):
-    """Kill two runs after a random delay from their start, and four a random moment after a random epoch."""
+    """Kill runs a random moment after their start, after loading, while encoding, after random epochs."""
     server, rng = shared_server(), np.random.default_rng(5)
-    moments = [("start", delay) for delay in rng.uniform(0.0, 0.3, 2)]
+    moments = [("start", rng.uniform(0.0, 0.02)), ("loaded ", 0.0), ("training the regression model", 0.0)]
     moments += [(f"regression epoch {epoch}/", delay) for epoch, delay in
-                zip(rng.integers(1, 30, 4), rng.uniform(0.0, 0.01, 4))]
+                zip(rng.integers(1, 250, 4), rng.uniform(0.0, 0.01, 4))]
     for i, (event, delay) in enumerate(moments):
         folder = killed_copy(previous, tmp_path, f"kill-{i}")
-        child = server.start(train_args(songs, folder, seed=1), tmp_path / f"run-{i}")
+        child = server.start(train_args(songs, folder, epochs=300, seed=1), tmp_path / f"run-{i}")
         if event != "start":
             wait_until(lambda: event in child.output(), timeout=60)
         time.sleep(delay)
