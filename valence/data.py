@@ -1,6 +1,5 @@
 """Read users' messy Spotify CSVs into the clean frame of docs/design.md; split by track."""
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
