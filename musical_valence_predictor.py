@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from valence.config import DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, ValenceError
-from valence.pipeline import RunOptions, SplitConfig
+from valence.pipeline import RunOptions, SplitConfig, TrainingInterrupted
 from valence.trainer import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -68,6 +68,9 @@ def build_parser():
                         help="write PNG figures (correlations, learning curves, results) (default: off)")
     parser.add_argument("--plots-dir", type=Path, default=None, metavar="DIR",
                         help=f"where --plots writes (default: {rel(FIGURES_DIR)})")
+    parser.add_argument("--save-on-interrupt", action="store_true",
+                        help="on Ctrl-C during training, evaluate and save the best epoch so far "
+                             "instead of nothing (default: off)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar: one line per epoch and the results (default: off)")
     return parser
@@ -128,7 +131,7 @@ def build_options(args):
         kinds=kinds, train=train,
         split=SplitConfig(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction),
         plots_dir=(args.plots_dir or FIGURES_DIR) if args.plots else None,
-        quiet=args.quiet)
+        quiet=args.quiet, save_on_interrupt=args.save_on_interrupt)
 
 
 def run(args, options):
@@ -154,9 +157,18 @@ def main(argv=None):
     except ValenceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was saved; saved models are as they were", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(interrupted_message(interrupt), file=sys.stderr)
         return 130
+
+
+def interrupted_message(interrupt):
+    """Return the line printed on Ctrl-C: what was saved, and what was left as it was."""
+    if not isinstance(interrupt, TrainingInterrupted):
+        return "interrupted: nothing was saved; saved models are as they were"
+    kept = f"; saved before the interrupt: {', '.join(map(str, interrupt.saved))}" if interrupt.saved else ""
+    return (f"interrupted: stopped the {interrupt.kind} model without saving it; its saved model, if any, "
+            f"is as it was (--save-on-interrupt keeps the best epoch so far){kept}")
 
 
 if __name__ == "__main__":

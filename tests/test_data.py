@@ -70,7 +70,7 @@ def test_cp1252_bytes_are_decoded_and_said_so(tmp_path, songs):
     frame, report = load_dataset(path)
     assert frame.loc[3, "artist_name"] == "Beyoncé – Live"
     assert report.encoding == "cp1252"
-    assert report.notes == [f"{path} is not valid UTF-8; decoded it as cp1252"]
+    assert report.notes == [f"{path} is not valid UTF-8; decoded 1 line as cp1252"]
 
 
 def test_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path, songs):

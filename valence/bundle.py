@@ -7,6 +7,7 @@ fitted encoder's state, class edges, metrics, settings and provenance.
 """
 import datetime
 import platform
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +89,10 @@ def read_bundle(path):
     except Exception as error:  # torch raises many types for a damaged or foreign file
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or unsafe): {reason}") from None
+    damaged = _failed_checksum(path)
+    if damaged:
+        raise ValenceError(f"{path} is damaged: {damaged!r} inside it fails its checksum; "
+                           f"train the model again or restore a copy")
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise ValenceError(f"{path} is not a model bundle of this tool (required keys: {', '.join(REQUIRED_KEYS)})")
     if payload["format"] != BUNDLE_FORMAT:
@@ -95,6 +100,17 @@ def read_bundle(path):
             f"{path} was saved in bundle format {payload['format']!r}; this version reads format "
             f"{BUNDLE_FORMAT}: train the model again with this version")
     return payload
+
+
+def _failed_checksum(path):
+    """Return the first member of a bundle's zip archive whose CRC-32 fails (torch.load checks none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except zipfile.BadZipFile:
+        return None  # torch's older, non-zip format: nothing to check
+    except (OSError, EOFError, RuntimeError, ValueError):
+        return "the zip directory"
 
 
 def load_bundle(path, kind=None):

@@ -15,6 +15,12 @@ _KEY_NAMES = {k.lower(): k for k in KEYS} | {"db": "C#", "eb": "D#", "gb": "F#",
 _INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december")
+# Day-first locales read "3/4" as the 3rd of April, so April is the one month name
+# that appears in other languages (French, Spanish, Portuguese, Italian; Dutch and German
+# spell it as English does).
+_APRIL = {"avr", "avril", "abr", "abril", "aprile"}
+_WEEKDAY = re.compile(r"^(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+", re.IGNORECASE)
+_MIDNIGHT = re.compile(r"(?:[T ]0?0:00(?::00(?:\.0+)?)?|\s+12:00(?::00)?\s*AM)$", re.IGNORECASE)
 _EXCEL_EPOCH = datetime.date(1899, 12, 30)
 _EXCEL_SERIALS = range(30_000, 60_000)  # spreadsheet day numbers of the years 1982 to 2064
 _MAX_BEATS = 7  # Spotify: "time signatures of 3/4 to 7/4" (plus 0 and 1 in the Kaggle data)
@@ -53,10 +59,12 @@ def parse_genre(text):
 
 
 def _month(token):
-    """Return the month number a (possibly abbreviated) English month name means, or None."""
+    """Return the month number a (possibly abbreviated) month name means, or None."""
     token = token.lower()
     if len(token) < 3:
         return None
+    if token in _APRIL:
+        return 4
     return next((i for i, name in enumerate(_MONTHS, 1) if name.startswith(token)), None)
 
 
@@ -74,7 +82,11 @@ def _beats(a, b):
 
 def _date_beats(text):
     """Return the beat count of a spreadsheet date rendering of "N/4", or None."""
-    text = re.sub(r"(?:[T ]0?0:00(?::00(?:\.0+)?)?)$", "", text)  # a datetime at midnight
+    text = _WEEKDAY.sub("", _MIDNIGHT.sub("", text))  # a datetime at midnight; a long date's weekday
+    if re.fullmatch(r"\d{1,2}\.\d{1,2}\.", text):  # 4.3. (a German short date, no year)
+        return _beats(*map(int, text[:-1].split(".")))
+    if re.fullmatch(r"(19|20)\d{6}", text):  # 20210304 (yyyymmdd)
+        return _beats(int(text[4:6]), int(text[6:]))
     if re.search(r"[^A-Za-z0-9/\-., ]", text):
         return None
     words = re.findall(r"[A-Za-z]+", text)
@@ -112,6 +124,5 @@ def parse_time_signature(text):
             date = _EXCEL_EPOCH + datetime.timedelta(days=number)
             beats = _beats(date.month, date.day)
             return (f"{beats}/4", REPAIRED) if beats else (None, CLEAN)
-        return None, CLEAN
     beats = _date_beats(text)
     return (f"{beats}/4", REPAIRED) if beats else (None, CLEAN)

@@ -58,6 +58,13 @@ def train(options):
         results = pipeline.run_training(options, log=log, on_epoch=reporter)
     finally:
         reporter.close()
+    if results.get("interrupted"):
+        kind = results["interrupted"]
+        record = results[kind]["metrics"]
+        print(f"interrupted: saved the best {kind} model so far (epoch {record['best_epoch']}, "
+              f"interrupted during epoch {record['interrupted_at_epoch']}); nothing else was trained",
+              file=sys.stderr, flush=True)
+        return 130
     if options.plots_dir is not None:
         from .plots import write_training_figures
 

@@ -17,6 +17,7 @@ from .config import ValenceError
 
 QUOTE, COMMA, NEWLINE = ord('"'), ord(","), ord("\n")
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # latin-1 decodes any byte, so the chain ends there
+MAX_REFRAMES = 1000  # unterminated quotes recovered from per file; a bound on the work, never reached in practice
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ReadStats:
     sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     encodings: list = field(default_factory=list)
     nul_bytes: int = 0
+    fallback_lines: int = 0  # lines that were not UTF-8 and were decoded as cp1252 or latin-1
 
     def used(self, encoding):
         if encoding not in self.encodings:
@@ -54,35 +56,54 @@ def _normalise(piece, stats):
     return piece
 
 
-def _is_utf8(piece):
-    """Say whether `piece` (whole lines) is valid UTF-8, decoding only its non-ASCII lines."""
-    if piece.isascii():
-        return True
+def _non_ascii_lines(piece):
+    """Return the (start, end) byte spans of the lines of `piece` that hold a byte >= 0x80."""
     b = np.frombuffer(piece, dtype=np.uint8)
     newlines = np.flatnonzero(b == NEWLINE)
     lines = np.unique(np.searchsorted(newlines, np.flatnonzero(b >= 0x80)))
     bounds = np.r_[0, newlines + 1, b.size]
-    try:
-        # Lines end in LF, which no multi-byte character contains: joined, they stay separate.
-        b"".join(piece[bounds[i]:bounds[i + 1]] for i in lines).decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    return [(int(bounds[i]), int(bounds[i + 1])) for i in lines]
 
 
 def _decode_8bit(piece, stats):
-    """Return `piece` as UTF-8 bytes, falling back to cp1252 then latin-1."""
-    if _is_utf8(piece):
+    """Return `piece` as UTF-8 bytes; a line that is not UTF-8 is read as cp1252, else latin-1.
+
+    Line by line, so that a UTF-8 file with a few lines saved by another program keeps
+    its UTF-8 text (a whole-file fallback would turn every "’" into "â€™").
+    """
+    if piece.isascii():
         stats.used("utf-8")
         return piece
-    for encoding in FALLBACK_ENCODINGS:
+    spans = _non_ascii_lines(piece)
+    try:
+        # Lines end in LF, which no multi-byte character contains: joined, they stay separate.
+        b"".join(piece[a:b] for a, b in spans).decode("utf-8")
+        stats.used("utf-8")
+        return piece
+    except UnicodeDecodeError:
+        pass
+    parts, done = [], 0
+    for a, b in spans:
+        line = piece[a:b]
         try:
-            text = piece.decode(encoding)
-        except UnicodeDecodeError:
+            line.decode("utf-8")
+            stats.used("utf-8")
             continue
-        stats.used(encoding)
-        return text.encode("utf-8")
-    raise AssertionError("latin-1 decodes every byte")
+        except UnicodeDecodeError:
+            pass
+        for encoding in FALLBACK_ENCODINGS:
+            try:
+                text = line.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+            stats.used(encoding)
+            stats.fallback_lines += 1
+            parts += [piece[done:a], text.encode("utf-8")]
+            done = b
+            break
+        else:
+            raise AssertionError("latin-1 decodes every byte")
+    return b"".join(parts) + piece[done:]
 
 
 def utf8_pieces(handle, stats, block_bytes=None):
@@ -181,26 +202,17 @@ class Framer:
     def feed(self, piece, last):
         """Return the complete Records of carry + piece; keep an incomplete tail for later."""
         buf = self.carry + piece
-        b = np.frombuffer(buf, dtype=np.uint8)
-        quotes = _active_quotes(b, np.flatnonzero(b == QUOTE))
-        newlines = np.flatnonzero(b == NEWLINE)
-        separators = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-        starts = np.r_[0, separators + 1]
-        ends = np.r_[separators, b.size]
-        if not last or starts[-1] == b.size:
-            starts, ends = starts[:-1], ends[:-1]  # an incomplete tail, or nothing after the last LF
-        stop = b.size if last else (separators[len(starts) - 1] + 1 if len(starts) else 0)
-        spans = np.r_[starts[1:], stop] if len(starts) else starts
-        commas = np.flatnonzero(b[:stop] == COMMA)
-        if quotes.size:
-            commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
-        records = Records(
-            buf=buf, starts=starts, ends=ends, spans=np.maximum(spans, ends),
-            lines=self.line + np.searchsorted(newlines, starts),
-            fields=np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1,
-            open_quote=(np.searchsorted(quotes, ends) - np.searchsorted(quotes, starts)) % 2 == 1,
-            base_line=self.line,
-        )
+        records = _frame(buf, 0, self.line, self.line, last)
+        for _ in range(MAX_REFRAMES):
+            if not (last and len(records) and records.open_quote[-1]):
+                break
+            # A quote that never closes would swallow every later line into one bad record:
+            # keep only its first line as the bad record and frame the lines after it again.
+            cut = buf.find(b"\n", records.starts[-1], records.ends[-1])
+            if cut < 0:
+                break
+            rest = _frame(buf, cut + 1, int(records.lines[-1]) + 1, self.line, True)
+            records = _cut_last(records, cut, rest)
         self.keep(records, len(records))
         return records
 
@@ -210,6 +222,41 @@ class Framer:
             records.spans[-1] if len(records) else 0)
         self.carry = records.buf[start:]
         self.line = records.base_line + records.buf.count(b"\n", 0, start)
+
+
+def _frame(buf, lo, first_line, base_line, last):
+    """Return the Records of buf[lo:], whose first byte is on line `first_line`."""
+    b = np.frombuffer(buf, dtype=np.uint8)[lo:]
+    quotes = _active_quotes(b, np.flatnonzero(b == QUOTE))
+    newlines = np.flatnonzero(b == NEWLINE)
+    separators = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+    starts = np.r_[0, separators + 1]
+    ends = np.r_[separators, b.size]
+    if not last or starts[-1] == b.size:
+        starts, ends = starts[:-1], ends[:-1]  # an incomplete tail, or nothing after the last LF
+    stop = b.size if last else (separators[len(starts) - 1] + 1 if len(starts) else 0)
+    spans = np.r_[starts[1:], stop] if len(starts) else starts
+    commas = np.flatnonzero(b[:stop] == COMMA)
+    if quotes.size:
+        commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
+    return Records(
+        buf=buf, starts=lo + starts, ends=lo + ends, spans=lo + np.maximum(spans, ends),
+        lines=first_line + np.searchsorted(newlines, starts),
+        fields=np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1,
+        open_quote=(np.searchsorted(quotes, ends) - np.searchsorted(quotes, starts)) % 2 == 1,
+        base_line=base_line,
+    )
+
+
+def _cut_last(records, cut, rest):
+    """Return `records` with its last record cut at the line end `cut`, then the records of `rest`."""
+    start = records.starts[-1]
+    head = {"starts": records.starts, "ends": np.r_[records.ends[:-1], cut],
+            "spans": np.r_[records.spans[:-1], cut + 1], "lines": records.lines,
+            "fields": np.r_[records.fields[:-1], records.buf.count(b",", start, cut) + 1],
+            "open_quote": records.open_quote}
+    return Records(buf=records.buf, base_line=records.base_line,
+                   **{name: np.r_[part, getattr(rest, name)] for name, part in head.items()})
 
 
 def header_fields(text):

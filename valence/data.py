@@ -15,6 +15,13 @@ BAD_LINES_KEPT = 20
 BLOCK_BYTES = 8 << 20  # iter_feature_chunks reads this much at a time
 # Names other exports give a Kaggle column; used only when the Kaggle name is absent.
 ALIASES = {"id": "track_id", "name": "track_name", "artists": "artist_name"}
+# Files that users pass instead of the CSV (the Kaggle download is a ZIP archive).
+BINARY_FORMATS = ((b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook)"), (b"PK\x05\x06", "an empty ZIP archive"),
+                  (b"\x1f\x8b", "gzip-compressed"), (b"BZh", "bzip2-compressed"),
+                  (b"\xfd7zXZ\x00", "xz-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+                  (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"\xd0\xcf\x11\xe0", "an .xls workbook"),
+                  (b"PAR1", "a Parquet file"))
+BINARY_ADVICE = "extract the CSV from the archive (or export the sheet as CSV) and pass that file"
 TRUNCATED, TOO_MANY, OPEN_QUOTE = ("truncated row", "row with too many fields",
                                    "row with an unterminated quote")
 
@@ -65,6 +72,15 @@ def _readable(path):
     if path.is_dir():
         raise ValenceError(f"{path} is a directory, not a CSV file")
     return path
+
+
+def _refuse_binary(path, handle):
+    """Say clearly when the file is an archive or a workbook rather than CSV text."""
+    head = handle.read(8)
+    handle.seek(0)
+    for magic, what in BINARY_FORMATS:
+        if head.startswith(magic):
+            raise ValenceError(f"{path} is {what}, not a CSV text file: {BINARY_ADVICE}")
 
 
 def _column_plan(names, path, require_valence, report):
@@ -127,8 +143,11 @@ def _records_chunk(records, lo, hi, header, require_valence, report):
     malformed = _malformed(records, np.flatnonzero(~good & ~blank) + lo, n_fields)
     raw = parse_fields(records, lo, hi, good, n_fields, sorted(plan.values()),
                        numeric=[plan[c] for c in NUMERIC_FEATURES + (TARGET,) if c in plan])
-    frame, bad, counts, hows = validate(raw, records.lines[lo:hi][good], plan, names,
-                                        require_valence)
+    try:
+        frame, bad, counts, hows = validate(raw, records.lines[lo:hi][good], plan, names,
+                                            require_valence)
+    except ValenceError as error:
+        raise ValenceError(f"{report.path}, {error}") from None
     counts.update(reason.split(":")[0] for _, reason in malformed)
     bad = sorted(malformed + bad)
     report.rows_read += int(hi - lo - blank.sum())
@@ -159,6 +178,7 @@ def _chunks(path, chunksize, require_valence, report):
     except OSError as error:
         raise ValenceError(f"cannot read {path}: {error.strerror}") from None
     with handle:
+        _refuse_binary(path, handle)
         try:
             for piece, last in utf8_pieces(handle, stats, block):
                 records = framer.feed(piece, last)
@@ -193,7 +213,9 @@ def _finish(report, stats):
     report.encoding = "+".join(stats.encodings) or "utf-8"
     others = [e for e in stats.encodings if e != "utf-8"]
     if others and not others[0].startswith("utf-16"):
-        report.notes.append(f"{report.path} is not valid UTF-8; decoded it as {others[0]}")
+        report.notes.append(f"{report.path} is not valid UTF-8; decoded {stats.fallback_lines:,} "
+                            f"{'line' if stats.fallback_lines == 1 else 'lines'} as "
+                            f"{' or '.join(others)}")
     elif others:
         report.notes.append(f"{report.path} is UTF-16 text; decoded it")
     if stats.nul_bytes:

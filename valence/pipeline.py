@@ -38,6 +38,7 @@ class RunOptions:
     split: SplitConfig = field(default_factory=SplitConfig)
     plots_dir: Path | None = None
     quiet: bool = False
+    save_on_interrupt: bool = False  # Ctrl-C keeps the best epoch so far (saved normally) instead of nothing
 
 
 @dataclass
@@ -95,7 +96,16 @@ def evaluate(kind, model, encoder, splits):
     return metrics
 
 
-def train_kind(kind, splits, config, on_epoch=None):
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; `saved` lists the bundles this run wrote before it."""
+
+    def __init__(self, kind, saved):
+        super().__init__(kind)
+        self.kind = kind
+        self.saved = saved
+
+
+def train_kind(kind, splits, config, on_epoch=None, stop_on_interrupt=False):
     """Fit the encoder on the training split, train a model, return (model, encoder, history)."""
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -104,7 +114,8 @@ def train_kind(kind, splits, config, on_epoch=None):
     model_args = dataclasses.asdict(model_config_for(kind, encoder))
     model = build_model(kind, model_args)
     history = fit_model(model, kind, train_arrays, targets(kind, splits.train),
-                        encoder.transform(splits.val), targets(kind, splits.val), config, on_epoch=on_epoch)
+                        encoder.transform(splits.val), targets(kind, splits.val), config, on_epoch=on_epoch,
+                        stop_on_interrupt=stop_on_interrupt)
     return model, model_args, encoder, history
 
 
@@ -119,6 +130,8 @@ def metrics_record(kind, metrics, splits, options, seconds=None, history=None):
     if history is not None:
         record.update(best_epoch=history.best_epoch, epochs_run=len(history.train_loss),
                       train_seconds=round(seconds, 2))
+        if history.interrupted:
+            record.update(interrupted=True, interrupted_at_epoch=len(history.train_loss) + 1)
     return record
 
 
@@ -130,29 +143,49 @@ def write_metrics(model_dir, kind, record, log):
 
 
 def run_training(options, log=print, on_epoch=None):
-    """Train, evaluate and save each requested model kind; return their metrics by kind."""
+    """Train, evaluate and save each requested model kind; return their metrics by kind.
+
+    On Ctrl-C: with options.save_on_interrupt the best epoch so far is evaluated and saved,
+    the kinds after it are not trained, and results["interrupted"] names the kind; without
+    it, TrainingInterrupted is raised and the interrupted kind's files are left as they were.
+    """
     splits = load_splits(options.data, options.split, log)
-    results = {}
+    results, saved = {}, []
     for kind in options.kinds:
-        log(f"training the {kind} model (at most {options.train.epochs} epochs, device {options.train.device})")
-        started = time.perf_counter()
-        model, model_args, encoder, history = train_kind(kind, splits, options.train,
-                                                         on_epoch=on_epoch(kind) if on_epoch else None)
-        seconds = time.perf_counter() - started
-        metrics = evaluate(kind, model, encoder, splits)
-        log(f"{kind}: best epoch {history.best_epoch} of {len(history.train_loss)}, trained in {seconds:.1f} s")
-        log(format_metrics(kind, metrics))
-        record = metrics_record(kind, metrics, splits, options, seconds, history)
-        save_bundle(bundle_path(options.model_dir, kind), kind, model, model_args, encoder,
-                    metrics=record, train_config=dataclasses.asdict(options.train),
-                    data={"path": str(options.data), "sha256": splits.report.sha256,
-                          "rows": splits.report.rows_kept},
-                    split=dataclasses.asdict(options.split))
-        log(f"saved {bundle_path(options.model_dir, kind)}")
-        write_metrics(options.model_dir, kind, record, log)
-        results[kind] = {"metrics": record, "history": history, "model": model, "encoder": encoder}
+        try:
+            results[kind] = train_evaluate_save(kind, splits, options, log, on_epoch(kind) if on_epoch else None)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(kind, saved) from None
+        saved.append(bundle_path(options.model_dir, kind))
+        if results[kind]["history"].interrupted:
+            results["interrupted"] = kind
+            break
     results["splits"] = splits
     return results
+
+
+def train_evaluate_save(kind, splits, options, log, on_epoch):
+    """Train one model kind, evaluate it on the test split and save its bundle and metrics."""
+    log(f"training the {kind} model (at most {options.train.epochs} epochs, device {options.train.device})")
+    started = time.perf_counter()
+    model, model_args, encoder, history = train_kind(kind, splits, options.train, on_epoch=on_epoch,
+                                                     stop_on_interrupt=options.save_on_interrupt)
+    seconds = time.perf_counter() - started
+    if history.interrupted:
+        log(f"{kind}: interrupted during epoch {len(history.train_loss) + 1}; evaluating and saving "
+            f"the best epoch so far ({history.best_epoch}), as --save-on-interrupt asks")
+    metrics = evaluate(kind, model, encoder, splits)
+    log(f"{kind}: best epoch {history.best_epoch} of {len(history.train_loss)}, trained in {seconds:.1f} s")
+    log(format_metrics(kind, metrics))
+    record = metrics_record(kind, metrics, splits, options, seconds, history)
+    save_bundle(bundle_path(options.model_dir, kind), kind, model, model_args, encoder,
+                metrics=record, train_config=dataclasses.asdict(options.train),
+                data={"path": str(options.data), "sha256": splits.report.sha256,
+                      "rows": splits.report.rows_kept},
+                split=dataclasses.asdict(options.split))
+    log(f"saved {bundle_path(options.model_dir, kind)}")
+    write_metrics(options.model_dir, kind, record, log)
+    return {"metrics": record, "history": history, "model": model, "encoder": encoder}
 
 
 def run_evaluation(options, log=print):

@@ -4,14 +4,13 @@ Not real data. Marginals and correlations follow the Kaggle file loosely: energy
 drives loudness up and acousticness down; valence rises with danceability,
 energy and loudness, with genre and artist effects and noise on top.
 """
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .config import KAGGLE_COLUMNS, KEYS
+from .fileio import atomic_path
 
 # genre: (share of rows, intensity, danceability shift, acousticness shift,
 #         median speechiness, share instrumental, median popularity, valence effect)
@@ -153,16 +152,7 @@ def generate_dataset(n_rows, seed=0):
 
 def write_csv(frame, path):
     """Write `frame` as a CSV, atomically: readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as out:
             frame.to_csv(out, index=False, lineterminator="\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return Path(path)

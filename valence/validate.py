@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from . import cells
-from .config import KAGGLE_COLUMNS, NUMERIC_FEATURES, NUMERIC_RANGES, TARGET
+from .config import KAGGLE_COLUMNS, NUMERIC_FEATURES, NUMERIC_RANGES, TARGET, ValenceError
 
 # Why a row is skipped: the keys of LoadReport.skipped, in the order rows are checked.
 REPEATED_HEADER = "repeated header line"
@@ -72,6 +72,17 @@ def _to_float(text):
     return values, missing, strange
 
 
+def _refuse_one_based_keys(keys, lines):
+    """Stop when a key number is 12: the file numbers keys 1 to 12, and 1 to 11 would be misread."""
+    twelve = [v for v in keys.unique() if cells.parse_key(v)[0] is None and v.strip() in ("12", "12.0")]
+    if twelve:
+        line = int(np.asarray(lines)[np.flatnonzero((keys == twelve[0]).to_numpy())[0]])
+        raise ValenceError(
+            f"line {line}: key is {twelve[0]!r}, but Spotify numbers keys 0 (C) to 11 (B); this "
+            f"file seems to number them 1 to 12, so its key numbers cannot be converted safely. "
+            f"Write keys as names (C, C#, D, ... B) or as numbers 0 to 11")
+
+
 def validate(raw, lines, plan, names, require_valence):
     """Return (clean frame, bad rows, reason counts, counts of repaired and converted cells)."""
     text = {column: raw[position] for column, position in plan.items()}
@@ -96,6 +107,7 @@ def validate(raw, lines, plan, names, require_valence):
             checker.flag((values < low) | (values > high), OUT_OF_RANGE, column, shown)
         out[column] = values
 
+    _refuse_one_based_keys(text["key"], lines)
     hows = {}
     for column, parse in _PARSERS.items():
         parsed = {value: parse(value) for value in text[column].unique()}
