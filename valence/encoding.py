@@ -212,6 +212,17 @@ class FeatureEncoder:
         """Vocabulary size of each categorical column, the unknown bucket included."""
         return [len(v) + 1 for v in self.vocab_.values()]
 
+    def feature_names(self):
+        """Return the names of the numeric and categorical columns, in array order."""
+        artist = []
+        if self.artist_stats:
+            artist = list(ARTIST_FEATURES)
+            if self.artist_feature_means:
+                artist += [f"artist_mean_{c}" for c in config.NUMERIC_FEATURES]
+            if self.knn_bandwidth > 0:
+                artist += ["artist_similar_valence", "artist_similar_log_weight"]
+        return {"numeric": [*config.NUMERIC_FEATURES, *artist], "categorical": list(config.CATEGORICAL_FEATURES)}
+
     def to_state(self):
         """Return the settings and fitted state as plain Python types (JSON- and weights_only-safe)."""
         if not hasattr(self, "quantiles_"):

@@ -35,6 +35,7 @@ class History:
     seconds: list = field(default_factory=list)
     best_epoch: int = -1  # 1-based; the restored weights are from this epoch
     metric_name: str = ""
+    interrupted: bool = False  # Ctrl-C stopped training during epoch len(train_loss) + 1
 
 
 def _tensors(arrays, device):
@@ -72,11 +73,13 @@ def _evaluate(model, kind, numeric, categorical, target, loss_fn, batch_size=819
     return loss, metric
 
 
-def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None):
+def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, stop_on_interrupt=False):
     """Train model in place with AdamW and early stopping; keep the best epoch's weights.
 
     train/val are the encoder's dicts (numeric, categorical); y is valence for
-    regression and the class index for classification.
+    regression and the class index for classification. On Ctrl-C the best weights
+    so far are restored and KeyboardInterrupt goes on, unless `stop_on_interrupt`
+    (and an epoch has finished): then training ends there with history.interrupted set.
     """
     if kind not in ("regression", "classification"):
         raise ValueError(f"unknown model kind {kind!r}")
@@ -99,39 +102,56 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max" if kind == "classification" else "min",
             factor=config.plateau_factor, patience=config.plateau_patience)
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        total = torch.zeros((), device=device)
-        for s in range(steps):
-            idx = order[s * config.batch_size:(s + 1) * config.batch_size]
-            loss = loss_fn(model(x_num[idx], x_cat[idx]), y_t[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(idx)
-        val_loss, metric = _evaluate(model, kind, v_num, v_cat, y_v, loss_fn)
-        history.train_loss.append(float(total) / n)
-        history.val_loss.append(val_loss)
-        history.val_metric.append(metric)
-        history.seconds.append(time.perf_counter() - start)
-        if scheduler is not None:
-            scheduler.step(metric)
-        if best_metric is None or better(metric, best_metric):
-            best_metric, waited, history.best_epoch = metric, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-        if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": history.train_loss[-1], "val_loss": val_loss,
-                             history.metric_name: metric, "seconds": history.seconds[-1],
-                             "best_epoch": history.best_epoch})
-        if waited >= config.patience:
-            break
+    try:
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            total = torch.zeros((), device=device)
+            for s in range(steps):
+                idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+                loss = loss_fn(model(x_num[idx], x_cat[idx]), y_t[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(idx)
+            val_loss, metric = _evaluate(model, kind, v_num, v_cat, y_v, loss_fn)
+            history.train_loss.append(float(total) / n)
+            history.val_loss.append(val_loss)
+            history.val_metric.append(metric)
+            history.seconds.append(time.perf_counter() - start)
+            if scheduler is not None:
+                scheduler.step(metric)
+            if best_metric is None or better(metric, best_metric):
+                # One assignment, so that Ctrl-C never leaves best_epoch and best_state apart.
+                best_state, best_metric, waited, history.best_epoch = (
+                    copy.deepcopy(model.state_dict()), metric, 0, epoch)
+            else:
+                waited += 1
+            if on_epoch is not None:
+                on_epoch(epoch, {"train_loss": history.train_loss[-1], "val_loss": val_loss,
+                                 history.metric_name: metric, "seconds": history.seconds[-1],
+                                 "best_epoch": history.best_epoch})
+            if waited >= config.patience:
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        _trim(history)
+        if best_state is not None:
+            model.load_state_dict(best_state)
+            model.eval()
+        if best_state is None or not stop_on_interrupt:
+            raise
     model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def _trim(history):
+    """Drop a half-recorded epoch, so that every per-epoch list has one entry per finished epoch."""
+    n = min(len(history.train_loss), len(history.val_loss), len(history.val_metric), len(history.seconds))
+    for values in (history.train_loss, history.val_loss, history.val_metric, history.seconds):
+        del values[n:]
 
 
 @torch.no_grad()

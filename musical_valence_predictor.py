@@ -1,0 +1,175 @@
+"""Train, evaluate and serve models that predict the valence of songs from Spotify audio features.
+
+    python musical_valence_predictor.py                  # train the regression model
+    python musical_valence_predictor.py --help           # every option
+    FLASK_APP=musical_valence_predictor flask run        # serve the saved model
+"""
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from valence.config import DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, ValenceError
+from valence.pipeline import RunOptions, SplitConfig, TrainingInterrupted
+from valence.trainer import TrainConfig
+
+TRAIN_DEFAULTS = TrainConfig()
+
+
+def create_app(test_config=None):
+    """Build the Flask app (for `flask run` and gunicorn); imported lazily to keep the CLI fast."""
+    from valence.api import create_app as factory
+
+    return factory(test_config)
+
+
+def build_parser():
+    """Return the command line's parser."""
+    parser = argparse.ArgumentParser(
+        description="Train, evaluate and save PyTorch models that predict the valence (musical "
+                    "positiveness, 0 to 1) of songs from Spotify audio features.",
+        epilog="Serve the saved models with: FLASK_APP=musical_valence_predictor flask run")
+    parser.add_argument("--model", choices=(*MODEL_KINDS, "both"), default="regression",
+                        help="which model to train or evaluate (default: regression)")
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH",
+                        help=f"the Kaggle CSV to train on (default: {rel(DEFAULT_DATA)})")
+    parser.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where saved models and metrics live (default: {rel(MODELS_DIR)}, "
+                             f"or {rel(MODELS_DIR / 'demo')} with --demo)")
+    parser.add_argument("--epochs", type=int, metavar="N", default=TRAIN_DEFAULTS.epochs,
+                        help=f"maximum training epochs; early stopping may end sooner (default: {TRAIN_DEFAULTS.epochs})")
+    parser.add_argument("--batch-size", type=int, metavar="N", default=TRAIN_DEFAULTS.batch_size,
+                        help=f"training batch size (default: {TRAIN_DEFAULTS.batch_size})")
+    parser.add_argument("--lr", type=float, metavar="RATE", default=TRAIN_DEFAULTS.lr,
+                        help=f"learning rate (default: {TRAIN_DEFAULTS.lr})")
+    parser.add_argument("--patience", type=int, metavar="N", default=TRAIN_DEFAULTS.patience,
+                        help=f"epochs without validation improvement before stopping (default: {TRAIN_DEFAULTS.patience})")
+    parser.add_argument("--seed", type=int, metavar="N", default=0,
+                        help="random seed for the split and training; runs are reproducible (default: 0)")
+    parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=SplitConfig.val_fraction,
+                        help=f"share of tracks for validation (early stopping) (default: {SplitConfig.val_fraction})")
+    parser.add_argument("--test-fraction", type=float, metavar="SHARE", default=SplitConfig.test_fraction,
+                        help=f"share of tracks held out for the test figures (default: {SplitConfig.test_fraction})")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train: auto picks cuda when available (default: auto)")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="load the saved model and evaluate it instead of training (default: off)")
+    parser.add_argument("--print-batch", action="store_true",
+                        help="print the first encoded training batch and exit without training (default: off)")
+    parser.add_argument("--predict", type=Path, metavar="IN.csv",
+                        help="score the songs in IN.csv with the saved models, then exit (default: off)")
+    parser.add_argument("--output", type=Path, metavar="OUT.csv",
+                        help="where --predict writes its scores (default: IN.predictions.csv)")
+    parser.add_argument("--demo", action="store_true",
+                        help=f"generate a data set in the Kaggle schema at {rel(DEMO_DATA)} and run on it (default: off)")
+    parser.add_argument("--demo-rows", type=int, metavar="N", default=30_000,
+                        help="rows of generated data for --demo (default: 30000)")
+    parser.add_argument("--plots", action="store_true",
+                        help="write PNG figures (correlations, learning curves, results) (default: off)")
+    parser.add_argument("--plots-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where --plots writes (default: {rel(FIGURES_DIR)})")
+    parser.add_argument("--save-on-interrupt", action="store_true",
+                        help="on Ctrl-C during training, evaluate and save the best epoch so far "
+                             "instead of nothing (default: off)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar: one line per epoch and the results (default: off)")
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse the command line, refusing values that cannot work."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_ranges(parser, args)
+    return args
+
+
+def rel(path):
+    """Return a path relative to the working directory when it is inside it, for help texts."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def check_ranges(parser, args):
+    """Refuse option values that cannot work, with argparse's usual message and exit status 2."""
+    for name in ("epochs", "batch_size", "patience", "demo_rows"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.lr > 0:
+        parser.error("--lr must be positive")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(args, name) < 0.5:
+            parser.error(f"--{name.replace('_', '-')} must be between 0 and 0.5")
+    if args.demo and args.data:
+        parser.error("--demo writes and uses its own generated data; leave out --data")
+    if args.output and not args.predict:
+        parser.error("--output needs --predict IN.csv")
+
+
+def resolve_device(requested):
+    """Return the torch device to train on."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValenceError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def build_options(args):
+    """Turn parsed arguments into the pipeline's settings."""
+    kinds = MODEL_KINDS if args.model == "both" else (args.model,)
+    train = dataclasses.replace(TRAIN_DEFAULTS, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                patience=args.patience, seed=args.seed, device=resolve_device(args.device))
+    default_dir = MODELS_DIR / "demo" if args.demo else MODELS_DIR
+    return RunOptions(
+        data=args.data or (DEMO_DATA if args.demo else DEFAULT_DATA),
+        model_dir=args.model_dir or default_dir,
+        kinds=kinds, train=train,
+        split=SplitConfig(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction),
+        plots_dir=(args.plots_dir or FIGURES_DIR) if args.plots else None,
+        quiet=args.quiet, save_on_interrupt=args.save_on_interrupt)
+
+
+def run(args, options):
+    """Dispatch to the job the arguments ask for; return the exit status."""
+    from valence import commands
+
+    if args.predict:
+        return commands.score(args.predict, args.output, options)
+    if args.demo:
+        commands.make_demo(options.data, args.demo_rows, args.seed)
+    if args.print_batch:
+        return commands.print_batch(options)
+    if args.skip_training:
+        return commands.evaluate(options)
+    return commands.train(options)
+
+
+def main(argv=None):
+    """Run the tool; return the exit status."""
+    args = parse_args(argv)
+    try:
+        return run(args, build_options(args))
+    except ValenceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        print(interrupted_message(interrupt), file=sys.stderr)
+        return 130
+
+
+def interrupted_message(interrupt):
+    """Return the line printed on Ctrl-C: what was saved, and what was left as it was."""
+    if not isinstance(interrupt, TrainingInterrupted):
+        return "interrupted: nothing was saved; saved models are as they were"
+    kept = f"; saved before the interrupt: {', '.join(map(str, interrupt.saved))}" if interrupt.saved else ""
+    return (f"interrupted: stopped the {interrupt.kind} model without saving it; its saved model, if any, "
+            f"is as it was (--save-on-interrupt keeps the best epoch so far){kept}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

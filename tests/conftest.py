@@ -1,0 +1,86 @@
+"""Shared fixtures: generated data in the Kaggle schema and models trained on it."""
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from valence.api import create_app
+from valence.pipeline import RunOptions, SplitConfig, run_training
+from valence.synthetic import generate_dataset, write_csv
+from valence.trainer import TrainConfig
+
+
+@pytest.fixture(scope="session")
+def demo_csv(tmp_path_factory):
+    """Return a generated 3,000-row CSV in the exact Kaggle schema."""
+    path = tmp_path_factory.mktemp("data") / "demo.csv"
+    write_csv(generate_dataset(3000, seed=7), path)
+    return path
+
+
+def quick_options(data, model_dir, kinds=("regression", "classification"), epochs=3):
+    """Return run options for a fast training run."""
+    return RunOptions(data=data, model_dir=model_dir, kinds=kinds,
+                      train=dataclasses.replace(TrainConfig(), epochs=epochs),
+                      split=SplitConfig(seed=0))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, demo_csv):
+    """Train both model kinds once on the demo data; return (model_dir, results)."""
+    model_dir = tmp_path_factory.mktemp("models")
+    results = run_training(quick_options(demo_csv, model_dir), log=lambda message: None)
+    return model_dir, results
+
+
+# Catalog rows the API tests rely on, by (genre, artist_name, track_name, track_id, popularity).
+CATALOG_CASES = [
+    # One track listed under two genres: one answer, the mean of two predictions.
+    ("Pop", "Duo Act", "Shared Song", "DUPLICATE0000000000001", 40),
+    ("Rock", "Duo Act", "Shared Song", "DUPLICATE0000000000001", 40),
+    # Two different tracks with the same names (case and spaces differ): the more popular first.
+    ("Pop", "Twin Artist", "Same Song", "TWINLOW000000000000001", 10),
+    ("Jazz", "twin  artist", " SAME SONG ", "TWINHIGH00000000000001", 90),
+    ("Pop", "Twin Artist", "Different Song", "TWINOTHER0000000000001", 50),
+    # A genre the model never saw.
+    ("Polka", "Oompah Band", "Beer Barrel", "POLKA00000000000000001", 5),
+]
+
+
+@pytest.fixture(scope="session")
+def catalog_csv(tmp_path_factory):
+    """Return a small generated catalog CSV with the duplicate and same-name cases added."""
+    frame = generate_dataset(300, seed=11)
+    special = frame.iloc[:len(CATALOG_CASES)].copy()
+    special.iloc[1] = special.iloc[0]  # the duplicate listing has identical features and valence
+    special[["genre", "artist_name", "track_name", "track_id", "popularity"]] = CATALOG_CASES
+    path = tmp_path_factory.mktemp("catalog") / "catalog.csv"
+    write_csv(pd.concat([frame, special], ignore_index=True), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_app(trained, catalog_csv):
+    """Return a factory of test apps; keyword arguments override the data and model paths."""
+    def make(data=catalog_csv, model_dir=trained[0], **settings):
+        return create_app({"TESTING": True, "VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir),
+                           "VALENCE_TORCH_THREADS": None, **settings})
+    return make
+
+
+@pytest.fixture(scope="session")
+def app(make_app):
+    """Return the app serving the trained models and the small catalog (shared: do not change it)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    """Return a test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """Return a CLI runner of the app."""
+    return app.test_cli_runner()

@@ -1,0 +1,67 @@
+"""Reading single cells: spreadsheet-mangled time signatures, Spotify API keys and modes, genres."""
+import pytest
+
+from valence.cells import (CLEAN, CONVERTED, REPAIRED, parse_genre, parse_key, parse_mode,
+                           parse_time_signature)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # A US-locale spreadsheet reads "N/4" as month N, day 4 and shows it d-mmm.
+    ("4-Apr", "4/4"), ("4-Mar", "3/4"), ("4-May", "5/4"), ("4-Jan", "1/4"), ("4-Jun", "6/4"),
+    # A day-first locale reads it as day N, month 4.
+    ("03-Apr", "3/4"), ("3-Apr", "3/4"), ("05-Apr", "5/4"), ("04-Apr", "4/4"),
+    # Month first, and with a year.
+    ("Apr-04", "4/4"), ("Mar-04", "3/4"), ("Apr-03", "3/4"), ("4-Mar-21", "3/4"),
+    ("04-Mar-2021", "3/4"), ("Mar 4, 2021", "3/4"), ("March 4", "3/4"), ("4 April 2021", "4/4"),
+    # Numeric dates: ISO, both slash orders, two-digit years, a datetime at midnight.
+    ("2021-03-04", "3/4"), ("2021-04-03", "3/4"), ("2021-04-05", "5/4"), ("2021-04-04", "4/4"),
+    ("04/03/2021", "3/4"), ("03/04/2021", "3/4"), ("4/5/21", "5/4"), ("4.3.2021", "3/4"),
+    ("2021-03-04 00:00:00", "3/4"), ("2021-05-04T00:00:00", "5/4"),
+    # A date cell shown as the spreadsheet's day number: 45355 is 2024-03-04.
+    ("45355", "3/4"),
+    # Day-first "d/m" display of March 4.
+    ("4/3", "3/4"),
+])
+def test_spreadsheet_dates_are_repaired_to_beats_over_four(text, expected):
+    assert parse_time_signature(text) == (expected, REPAIRED)
+
+
+@pytest.mark.parametrize("text, expected, how", [
+    ("4/4", "4/4", CLEAN), ("3/4", "3/4", CLEAN), ("0/4", "0/4", CLEAN), ("1/4", "1/4", CLEAN),
+    (" 5/4 ", "5/4", CLEAN), ("3 / 4", "3/4", REPAIRED),
+    ("4", "4/4", CONVERTED), ("3", "3/4", CONVERTED), ("0", "0/4", CONVERTED), ("5.0", "5/4", CONVERTED),
+])
+def test_clean_and_spotify_api_time_signatures(text, expected, how):
+    assert parse_time_signature(text) == (expected, how)
+
+
+@pytest.mark.parametrize("text", [
+    "", "abc", "6/8", "9/4", "4/4/4/4", "Apr-21", "2021-05-06", "12", "-1", "3.5", "4-Foo",
+    "1e3", "99999999", "4-Apr;", "0-Apr",
+])
+def test_unreadable_time_signatures_are_refused(text):
+    assert parse_time_signature(text)[0] is None
+
+
+@pytest.mark.parametrize("text, expected, how", [
+    ("C#", "C#", CLEAN), ("A", "A", CLEAN), (" G ", "G", CLEAN), ("c#", "C#", CONVERTED),
+    ("Db", "C#", CONVERTED), ("0", "C", CONVERTED), ("1", "C#", CONVERTED), ("11", "B", CONVERTED),
+    ("9.0", "A", CONVERTED), ("12", None, CLEAN), ("-1", None, CLEAN), ("H", None, CLEAN),
+    ("", None, CLEAN),
+])
+def test_keys_by_name_or_spotify_pitch_class(text, expected, how):
+    assert parse_key(text) == (expected, how)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Major", "Major"), ("Minor", "Minor"), ("major", "Major"), (" MINOR", "Minor"),
+    ("1", "Major"), ("0", "Minor"), ("1.0", "Major"), ("2", None), ("", None), ("dorian", None),
+])
+def test_modes_by_name_or_spotify_zero_one(text, expected):
+    assert parse_mode(text)[0] == expected
+
+
+def test_genres_lose_curly_apostrophes_and_surrounding_blanks():
+    assert parse_genre("Children\u2019s Music") == "Children's Music"
+    assert parse_genre("  Children's Music ") == "Children's Music"
+    assert parse_genre("R&B") == "R&B"

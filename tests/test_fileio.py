@@ -1,0 +1,22 @@
+import pytest
+
+from valence.fileio import atomic_path, write_text_atomic
+
+
+def test_atomic_write_replaces_the_file(tmp_path):
+    path = tmp_path / "sub" / "file.txt"
+    write_text_atomic(path, "one")
+    write_text_atomic(path, "two")
+    assert path.read_text() == "two"
+    assert [p.name for p in path.parent.iterdir()] == ["file.txt"]
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "file.txt"
+    path.write_text("precious")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as temporary:
+            temporary.write_text("half wri")
+            raise RuntimeError("killed mid-write")
+    assert path.read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]

@@ -1,0 +1,131 @@
+"""The command-line tool end to end, on generated data."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import musical_valence_predictor as cli
+from valence.config import PROJ_ROOT, bundle_path, metrics_path
+
+
+def run_cli(*args):
+    """Run the tool as a user would; return the finished process."""
+    return subprocess.run([sys.executable, str(PROJ_ROOT / "musical_valence_predictor.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def cli_models(tmp_path_factory, demo_csv):
+    """Train both kinds through the real command line once."""
+    model_dir = tmp_path_factory.mktemp("cli-models")
+    done = run_cli("--data", demo_csv, "--model-dir", model_dir, "--model", "both", "--epochs", "3", "--quiet")
+    assert done.returncode == 0, done.stderr
+    return model_dir, done
+
+
+def test_training_saves_bundles_and_metrics(cli_models, demo_csv):
+    model_dir, done = cli_models
+    assert "loaded 3,000 of 3,000 rows" in done.stdout
+    for kind in ("regression", "classification"):
+        assert bundle_path(model_dir, kind).stat().st_size > 0
+    metrics = json.loads(metrics_path(model_dir, "regression").read_text())
+    assert metrics["test_mae"] < metrics["baseline_mae"]
+    assert metrics["train_rows"] + metrics["val_rows"] + metrics["test_rows"] == 3000
+    assert len(metrics["data_sha256"]) == 64
+    classification = json.loads(metrics_path(model_dir, "classification").read_text())
+    assert 0 <= classification["test_macro_f1"] <= 1
+    assert sum(map(sum, classification["test_confusion_matrix"])) == classification["test_rows"]
+    assert "regression epoch 1/3" in done.stdout  # one line per epoch when not on a terminal
+
+
+def test_skip_training_evaluates_the_saved_model_to_the_same_figures(cli_models, demo_csv):
+    model_dir, _ = cli_models
+    done = run_cli("--data", demo_csv, "--model-dir", model_dir, "--skip-training")
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(metrics_path(model_dir, "regression").read_text())
+    assert f"{saved['test_mae']:.4f}" in done.stdout
+
+
+def test_predict_scores_a_csv_without_valence(cli_models, demo_csv, tmp_path):
+    model_dir, _ = cli_models
+    songs = pd.read_csv(demo_csv).drop(columns=["valence"]).head(50)
+    songs.to_csv(tmp_path / "in.csv", index=False)
+    done = run_cli("--model-dir", model_dir, "--predict", tmp_path / "in.csv", "--output", tmp_path / "out.csv")
+    assert done.returncode == 0, done.stderr
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert list(scored.columns) == ["track_id", "artist_name", "track_name", "genre",
+                                    "predicted_valence", "predicted_mood"]
+    assert list(scored["track_id"]) == list(songs["track_id"])
+    assert scored["predicted_valence"].between(0, 1).all()
+    assert set(scored["predicted_mood"]) <= {"sad", "neutral", "happy"}
+
+
+def test_predict_refuses_to_overwrite_its_input(cli_models, demo_csv, tmp_path):
+    model_dir, _ = cli_models
+    copy = tmp_path / "songs.csv"
+    copy.write_bytes(demo_csv.read_bytes())
+    done = run_cli("--model-dir", model_dir, "--predict", copy, "--output", copy)
+    assert done.returncode == 2
+    assert "is the input file" in done.stderr
+    assert copy.read_bytes() == demo_csv.read_bytes()
+
+
+def test_missing_data_file_says_where_to_get_it(tmp_path):
+    done = run_cli("--data", tmp_path / "nope.csv", "--model-dir", tmp_path)
+    assert done.returncode == 2
+    assert "kaggle.com" in done.stderr and "--demo" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_column_names_file_and_column_and_keeps_the_old_model(cli_models, demo_csv, tmp_path):
+    model_dir, _ = cli_models
+    before = bundle_path(model_dir, "regression").read_bytes()
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(demo_csv).drop(columns=["energy"]).to_csv(broken, index=False)
+    done = run_cli("--data", broken, "--model-dir", model_dir)
+    assert done.returncode == 2
+    assert "energy" in done.stderr and "broken.csv" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert bundle_path(model_dir, "regression").read_bytes() == before
+
+
+def test_skip_training_without_a_model_is_a_clear_error(demo_csv, tmp_path):
+    done = run_cli("--data", demo_csv, "--model-dir", tmp_path, "--skip-training")
+    assert done.returncode == 2
+    assert "no saved regression model" in done.stderr
+
+
+def test_print_batch_prints_encoded_rows_and_trains_nothing(demo_csv, tmp_path, capsys):
+    assert cli.main(["--data", str(demo_csv), "--model-dir", str(tmp_path), "--print-batch"]) == 0
+    out = capsys.readouterr().out
+    assert "first training batch: 512 rows" in out and "danceability" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_option_documents_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    parser_actions = [a for a in cli.build_parser()._actions if a.help and a.dest != "help"]
+    assert len(parser_actions) >= 20
+    for action in parser_actions:
+        assert action.help.rstrip().endswith(")") and "(default: " in action.help, action.dest
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--test-fraction", "0.9"], "--test-fraction must be between"),
+    (["--output", "x.csv"], "--output needs --predict"),
+    (["--demo", "--data", "x.csv"], "leave out --data"),
+])
+def test_bad_option_values_exit_2_with_a_usage_message(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flask_finds_the_app_factory():
+    assert callable(cli.create_app)

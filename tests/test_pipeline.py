@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from valence.config import ValenceError, metrics_path
+from valence.pipeline import SplitConfig, load_splits, run_evaluation
+from valence.synthetic import generate_dataset, write_csv
+
+from conftest import quick_options
+
+
+def test_splits_share_no_track_and_cover_every_row(demo_csv):
+    splits = load_splits(demo_csv, SplitConfig(seed=3), log=lambda message: None)
+    ids = [set(part["track_id"]) for part in (splits.train, splits.val, splits.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    counts = splits.counts()
+    assert counts["train_rows"] + counts["val_rows"] + counts["test_rows"] == splits.report.rows_kept
+    assert 0.15 < counts["test_tracks"] / sum(len(i) for i in ids) < 0.25
+
+
+def test_metrics_file_has_figures_counts_and_provenance(trained):
+    model_dir, results = trained
+    record = json.loads(metrics_path(model_dir, "regression").read_text())
+    for key in ("test_mae", "test_rmse", "test_r2", "baseline_mae", "baseline_r2", "train_rows",
+                "test_rows", "data_sha256", "best_epoch", "test_mae_seen_artist", "test_mae_unseen_artist"):
+        assert key in record, key
+    assert record["test_rows_seen_artist"] + record["test_rows_unseen_artist"] == record["test_rows"]
+    assert record["data_sha256"] == results["splits"].report.sha256
+    assert record["test_mae"] < record["baseline_mae"]
+
+
+def test_evaluation_of_saved_models_repeats_the_training_figures(trained, demo_csv):
+    model_dir, results = trained
+    again = run_evaluation(quick_options(demo_csv, model_dir), log=lambda message: None)
+    for kind in ("regression", "classification"):
+        for key, value in again[kind]["metrics"].items():
+            if key.startswith("test_") and isinstance(value, float):
+                assert value == pytest.approx(results[kind]["metrics"][key], abs=1e-6), key
+
+
+def test_too_few_rows_is_a_clear_error(tmp_path):
+    write_csv(generate_dataset(10, seed=1), tmp_path / "tiny.csv")
+    with pytest.raises(ValenceError, match="only 10 usable rows"):
+        load_splits(tmp_path / "tiny.csv", SplitConfig(), log=lambda message: None)

@@ -1,0 +1,242 @@
+"""The JSON API: app factory, one blueprint, JSON errors and security headers."""
+import gc
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from valence import config
+from valence.catalog import load_catalog
+from valence.openapi import openapi_document
+from valence.predict import Predictor
+from valence.validation import MAX_QUERY_TEXT, BodyError, parse_json, songs_to_columns, validate_songs
+
+TRAIN_HINT = ("train one with: python musical_valence_predictor.py "
+              "--data data/spotify_features.csv --model-dir models")
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Cache-Control", "no-store"),  # answers depend on the loaded model, which a restart may change
+)
+
+bp = Blueprint("api", __name__)
+
+
+class ApiError(Exception):
+    """An answer other than 200, turned into a JSON error body by the app."""
+
+    def __init__(self, status, message, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+@dataclass
+class Service:
+    """What one process loads at start: the predictor and the catalog, or why not."""
+
+    predictor: object = None
+    model_error: str | None = None
+    catalog: object = None
+    catalog_error: str | None = None
+
+    def require_predictor(self):
+        """Return the predictor, or raise a 503 saying how to train one."""
+        if self.predictor is None:
+            raise ApiError(503, f"no model is loaded ({self.model_error}); {TRAIN_HINT}")
+        return self.predictor
+
+    def require_catalog(self):
+        """Return the catalog, or raise a 503 saying why there is none."""
+        self.require_predictor()
+        if self.catalog is None:
+            raise ApiError(503, f"no catalog is loaded ({self.catalog_error}); "
+                                "put the Kaggle CSV at VALENCE_DATA")
+        return self.catalog
+
+
+def load_service(model_dir, data_path):
+    """Load the bundles and build the catalog; record a reason for what is missing."""
+    service = Service()
+    try:
+        service.predictor = Predictor.from_model_dir(model_dir)
+    except config.ValenceError as error:
+        service.model_error = str(error)
+        service.catalog_error = "the catalog needs a model to predict its tracks"
+        return service
+    try:
+        service.catalog = load_catalog(data_path, service.predictor)
+    except (config.ValenceError, OSError) as error:
+        service.catalog_error = str(error)
+    return service
+
+
+def create_app(test_config=None):
+    """Build the app: config from defaults, environment, then test_config; load once."""
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping(
+        VALENCE_DATA=str(config.DEFAULT_DATA),
+        VALENCE_MODEL_DIR=str(config.MODELS_DIR),
+        MAX_CONTENT_LENGTH=1024 * 1024,  # 1,000 songs take about 300 KB
+        # Each gunicorn worker is a process of its own: one intra-op thread per
+        # worker, or their OpenMP threads fight over the cores (10x slower here).
+        # None leaves torch's setting alone (the tests do, to leave no trace).
+        VALENCE_TORCH_THREADS=1,
+    )
+    for name in ("VALENCE_DATA", "VALENCE_MODEL_DIR"):
+        if os.environ.get(name):
+            app.config[name] = os.environ[name]
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    app.json.sort_keys = False  # keep answers in the documented order
+    if app.config["VALENCE_TORCH_THREADS"]:
+        torch.set_num_threads(int(app.config["VALENCE_TORCH_THREADS"]))
+    app.extensions["valence"] = load_service(app.config["VALENCE_MODEL_DIR"], app.config["VALENCE_DATA"])
+    # The catalog is millions of objects that live as long as the process: keep
+    # them out of the garbage collector's full passes (150 ms pauses on the full catalog).
+    gc.collect()
+    gc.freeze()
+    app.extensions["valence_openapi"] = openapi_document()
+    app.register_blueprint(bp)
+    app.register_error_handler(ApiError, api_error)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, internal_error)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)
+    return app
+
+
+def service():
+    """Return the Service of the running app."""
+    return current_app.extensions["valence"]
+
+
+def error_body(status, error, message, **extra):
+    """Return the JSON error body every non-200 answer uses."""
+    return {"status": status, "error": error, "message": message, **extra}
+
+
+def api_error(error):
+    """Answer an ApiError as JSON."""
+    body = error_body(error.status, HTTP_STATUS_CODES[error.status], error.message, **error.extra)
+    return jsonify(body), error.status
+
+
+def http_error(error):
+    """Answer a routing or protocol error (404, 405, 413, ...) as JSON, keeping its headers."""
+    response = jsonify(error_body(error.code, error.name, error.description))
+    response.status_code = error.code
+    # Keep what the error adds besides its HTML page, such as a 405's Allow header.
+    response.headers.extend((name, value) for name, value in error.get_headers() if name.lower() != "content-type")
+    return response
+
+
+def internal_error(error):
+    """Answer an unexpected failure with a JSON 500 and log it; never show a traceback."""
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    body = error_body(500, "Internal Server Error", "the server failed to answer; the error is logged")
+    return jsonify(body), 500
+
+
+class SecurityHeaders:
+    """WSGI middleware that adds SECURITY_HEADERS to every answer, errors included."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        """Pass the request on, adding the headers as the answer starts (cheaper than Flask's Headers)."""
+        def start(status, headers, exc_info=None):
+            return start_response(status, [*headers, *SECURITY_HEADERS], exc_info)
+        return self.wsgi_app(environ, start)
+
+
+def lookup_parameters():
+    """Return track_id, artist_name and track_name from the query string (None when absent)."""
+    args = request.args.to_dict()  # a plain dict: MultiDict.get raises and catches per missing key
+    values = [args.get(name) for name in ("track_id", "artist_name", "track_name")]
+    for name, value in zip(("track_id", "artist_name", "track_name"), values):
+        if value is not None and len(value) > MAX_QUERY_TEXT:
+            raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
+    return values
+
+
+@bp.get("/predict")
+def lookup():
+    """Answer the valence of a catalog track found by track_id or by artist and track name."""
+    track_id, artist, track = lookup_parameters()
+    if track_id is not None:
+        if artist is not None or track is not None:
+            raise ApiError(400, "give either track_id or artist_name and track_name, not both")
+        answer = service().require_catalog().by_track_id(track_id)
+        if answer is None:
+            raise ApiError(404, f"no track with track_id {track_id!r} in the catalog", suggestions=[])
+        return answer
+    missing = [name for name, value in (("artist_name", artist), ("track_name", track)) if value is None]
+    if missing:
+        raise ApiError(400, f"missing query parameter(s): {', '.join(missing)} "
+                            "(or give track_id)", missing=missing)
+    catalog = service().require_catalog()
+    answer = catalog.by_names(artist, track)
+    if answer is None:
+        raise ApiError(404, f"no track {track!r} by {artist!r} in the catalog",
+                       suggestions=catalog.suggest(artist, track))
+    return answer
+
+
+@bp.post("/predict")
+def predict_features():
+    """Predict the valence (and mood) of one song or a list of songs given their features."""
+    if not request.is_json:
+        raise ApiError(415, "send the songs as JSON with Content-Type: application/json")
+    predictor = service().require_predictor()
+    try:
+        songs, is_list = validate_songs(parse_json(request.get_data(cache=False)))
+    except BodyError as error:
+        raise ApiError(400, error.message, errors=error.errors) from None
+    result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
+    answers = [{"prediction": value} for value in result.valence.tolist()]
+    if result.mood is not None:
+        for answer, mood, probabilities in zip(answers, result.mood, result.mood_probabilities.tolist()):
+            answer["mood"], answer["mood_probabilities"] = mood, dict(zip(config.CLASS_NAMES, probabilities))
+    for answer, warnings in zip(answers, result.warnings):
+        answer["warnings"] = list(warnings)
+    return {"predictions": answers} if is_list else answers[0]
+
+
+@bp.get("/health")
+def health():
+    """Answer that the process is alive and what it has loaded."""
+    state = service()
+    catalog = state.catalog
+    return {
+        "status": "ok" if state.predictor is not None and catalog is not None else "degraded",
+        "model": {
+            "loaded": state.predictor is not None,
+            "classification": getattr(state.predictor, "classification", None) is not None,
+            "error": state.model_error and f"{state.model_error}; {TRAIN_HINT}",
+        },
+        "catalog": {
+            "loaded": catalog is not None,
+            "tracks": len(catalog) if catalog is not None else 0,
+            "rows": catalog.n_rows if catalog is not None else 0,
+            "error": state.catalog_error,
+        },
+    }
+
+
+@bp.get("/model")
+def model():
+    """Answer the loaded model's metadata: when and on what it was trained, its metrics."""
+    return service().require_predictor().metadata()
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Answer the OpenAPI 3 document of this API."""
+    return current_app.extensions["valence_openapi"]

@@ -1,0 +1,140 @@
+"""Saved models: one self-describing file per model kind, written atomically.
+
+A bundle is a plain dict of tensors and plain Python values, so it loads with
+`torch.load(path, weights_only=True)` (no code runs while unpickling) and holds
+everything needed to rebuild the model: architecture arguments, weights, the
+fitted encoder's state, class edges, metrics, settings and provenance.
+"""
+import datetime
+import platform
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import BUNDLE_FORMAT, CLASS_EDGES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
+from .encoding import FeatureEncoder
+from .fileio import atomic_path
+from .models import build_model
+
+REQUIRED_KEYS = ("format", "kind", "model_args", "state_dict", "encoder")
+
+
+@dataclass
+class Bundle:
+    """A loaded model, ready to predict, with its metadata."""
+
+    kind: str
+    model: torch.nn.Module
+    encoder: FeatureEncoder
+    meta: dict = field(default_factory=dict)
+
+
+def to_plain(value):
+    """Return `value` with numpy scalars and arrays, tuples and paths turned into plain types."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    for plain in (bool, int, float, str):  # exact types: subclasses (torch's version string) don't unpickle safely
+        if isinstance(value, plain):
+            return plain(value)
+    return None if value is None else str(value)
+
+
+def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config, data, split):
+    """Write a model bundle to `path` atomically; the previous file survives any failure."""
+    assert kind in MODEL_KINDS, kind
+    payload = to_plain({
+        "format": BUNDLE_FORMAT,
+        "kind": kind,
+        "model_args": model_args,
+        "encoder": encoder.to_state(),
+        "class_edges": CLASS_EDGES,
+        "class_names": CLASS_NAMES,
+        "metrics": metrics,
+        "train_config": train_config,
+        "data": data,
+        "split": split,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "valence": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    })
+    # Detached CPU copies: the file must load on a machine without the training device.
+    payload["state_dict"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def read_bundle(path):
+    """Return the raw dict of a bundle file, refusing anything that is not one."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise ValenceError(f"{path} is a directory, not a model bundle") from None
+    except PermissionError as error:
+        raise ValenceError(f"cannot read the model bundle {path}: {error.strerror}") from None
+    except Exception as error:  # torch raises many types for a damaged or foreign file
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or unsafe): {reason}") from None
+    damaged = _failed_checksum(path)
+    if damaged:
+        raise ValenceError(f"{path} is damaged: {damaged!r} inside it fails its checksum; "
+                           f"train the model again or restore a copy")
+    if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
+        raise ValenceError(f"{path} is not a model bundle of this tool (required keys: {', '.join(REQUIRED_KEYS)})")
+    if payload["format"] != BUNDLE_FORMAT:
+        raise ValenceError(
+            f"{path} was saved in bundle format {payload['format']!r}; this version reads format "
+            f"{BUNDLE_FORMAT}: train the model again with this version")
+    return payload
+
+
+def _failed_checksum(path):
+    """Return the first member of a bundle's zip archive whose CRC-32 fails (torch.load checks none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except zipfile.BadZipFile:
+        return None  # torch's older, non-zip format: nothing to check
+    except (OSError, EOFError, RuntimeError, ValueError):
+        return "the zip directory"
+
+
+def load_bundle(path, kind=None):
+    """Load and rebuild the model in a bundle file; raise ValenceError with the reason if it cannot."""
+    try:
+        payload = read_bundle(path)
+    except FileNotFoundError:
+        what = f"{kind} model" if kind else "model"
+        raise ValenceError(
+            f"no saved {what} at {path}: train one first with "
+            f"`python musical_valence_predictor.py --model {kind or 'regression'}`") from None
+    if kind is not None and payload["kind"] != kind:
+        raise ValenceError(f"{path} holds a {payload['kind']} model, expected a {kind} model")
+    try:
+        model = build_model(payload["kind"], payload["model_args"])
+        model.load_state_dict(payload["state_dict"])
+        encoder = FeatureEncoder.from_state(payload["encoder"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValenceError(f"{path} does not match this version's model: {str(error).splitlines()[0][:200]}") from None
+    model.eval()
+    meta = {key: value for key, value in payload.items() if key != "state_dict"}
+    return Bundle(kind=payload["kind"], model=model, encoder=encoder, meta=meta)
+
+
+def load_bundle_from_dir(model_dir, kind):
+    """Load the bundle of a model kind from a model directory."""
+    return load_bundle(bundle_path(model_dir, kind), kind)

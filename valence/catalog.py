@@ -1,0 +1,181 @@
+"""The catalog of known tracks: indexed and predicted once, so a lookup is a dict hit."""
+import difflib
+
+import numpy as np
+import pandas as pd
+
+from valence import config
+
+PREDICT_CHUNK = 20_000  # rows per forward at start-up: bounds the activations' memory
+SUGGESTIONS = 5
+MAX_FUZZY = 100  # characters of a name compared when suggesting
+MAX_FUZZY_TRACKS = 2000  # of one artist's tracks, most popular first
+
+
+def normalise(text):
+    """Fold case and collapse surrounding and repeated whitespace, for matching names."""
+    return " ".join(text.split()).casefold()
+
+
+def _name_key(artist_name, track_name):
+    """Return the index key of an (artist, track) pair."""
+    return f"{normalise(artist_name)}\n{normalise(track_name)}"
+
+
+def predict_rows(predictor, frame):
+    """Predict every row of a frame in chunks; return (valence, probabilities|None, warnings)."""
+    features = frame[[*config.FEATURE_COLUMNS, "artist_name"]]
+    valence, probabilities, warnings = [], [], []
+    for start in range(0, len(frame), PREDICT_CHUNK):
+        result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK])
+        valence.append(np.asarray(result.valence, dtype=np.float64))
+        if result.mood_probabilities is not None:
+            probabilities.append(np.asarray(result.mood_probabilities, dtype=np.float64))
+        warnings.extend(result.warnings)
+    joined = np.concatenate(probabilities) if probabilities else None
+    return np.concatenate(valence), joined, warnings
+
+
+class Catalog:
+    """Tracks of the catalog CSV, one entry per track_id, with their predictions."""
+
+    def __init__(self, frame, predictor):
+        """Group rows by track_id, predict each row once and index the tracks by name and id."""
+        frame = frame.reset_index(drop=True)
+        self.n_rows = len(frame)
+        valence, probabilities, row_warnings = predict_rows(predictor, frame)
+        codes, track_ids = pd.factorize(frame["track_id"])
+        first_rows = np.unique(codes, return_index=True)[1]
+        self.track_ids = track_ids.tolist()
+        self.artist_names = frame["artist_name"].to_numpy()[first_rows].tolist()
+        self.track_names = frame["track_name"].to_numpy()[first_rows].tolist()
+        self.popularity = frame["popularity"].to_numpy()[first_rows].tolist()
+        counts = np.bincount(codes)
+        self.expected = (np.bincount(codes, weights=frame["valence"].to_numpy()) / counts).tolist()
+        # A track listed under several genres has the same features and valence
+        # in each listing, but genre is a model input: its prediction is the
+        # mean of its per-genre predictions, and so are its mood probabilities.
+        self.prediction = (np.bincount(codes, weights=valence) / counts).tolist()
+        genres = [{} for _ in self.track_ids]
+        for code, genre, value in zip(codes.tolist(), frame["genre"].tolist(), valence.tolist()):
+            genres[code][genre] = value
+        self.genre_predictions = genres
+        self.warnings = [()] * len(self.track_ids)
+        for row in (i for i, found in enumerate(row_warnings) if found):
+            self.warnings[codes[row]] = tuple(sorted(set(self.warnings[codes[row]]) | set(row_warnings[row])))
+        self.mood_probabilities = self.moods = None
+        if probabilities is not None:
+            sums = np.zeros((len(self.track_ids), len(config.CLASS_NAMES)))
+            np.add.at(sums, codes, probabilities)
+            self.mood_probabilities = (sums / counts[:, None]).tolist()
+            self.moods = [config.CLASS_NAMES[k] for k in sums.argmax(axis=1).tolist()]
+        self.by_id = {track_id: i for i, track_id in enumerate(self.track_ids)}
+        self._build_name_indexes()
+
+    def _build_name_indexes(self):
+        """Index tracks by normalised (artist, track), artist and track name, best match first."""
+        # Most popular first, then by track_id: the same answer on every start.
+        order = np.lexsort((np.array(self.track_ids), -np.array(self.popularity))).tolist()
+        folded = {name: normalise(name) for name in set(self.artist_names)}
+        artists = [folded[name] for name in self.artist_names]
+        tracks = [normalise(name) for name in self.track_names]
+        self.by_name, self.by_artist, self.by_track_name = {}, {}, {}
+        for i in order:
+            artist, track = artists[i], tracks[i]
+            self.by_name.setdefault(f"{artist}\n{track}", []).append(i)
+            self.by_artist.setdefault(artist, []).append(i)
+            self.by_track_name.setdefault(track, []).append(i)
+        self.artist_search = TrigramSearch(sorted(self.by_artist))
+
+    def __len__(self):
+        """Return the number of distinct tracks."""
+        return len(self.track_ids)
+
+    def entry(self, i):
+        """Return the JSON-able answer for track number i."""
+        answer = {
+            "track_id": self.track_ids[i],
+            "artist_name": self.artist_names[i],
+            "track_name": self.track_names[i],
+            "genres": list(self.genre_predictions[i]),
+            "popularity": self.popularity[i],
+            "expected": self.expected[i],
+            "prediction": self.prediction[i],
+            "genre_predictions": dict(self.genre_predictions[i]),
+            "warnings": list(self.warnings[i]),
+        }
+        if self.moods is not None:
+            answer["mood"] = self.moods[i]
+            answer["mood_probabilities"] = dict(zip(config.CLASS_NAMES, self.mood_probabilities[i]))
+        return answer
+
+    def brief(self, i):
+        """Return the short form of track number i used in match and suggestion lists."""
+        return {"track_id": self.track_ids[i], "artist_name": self.artist_names[i],
+                "track_name": self.track_names[i], "genres": list(self.genre_predictions[i])}
+
+    def by_track_id(self, track_id):
+        """Return the answer for a track_id, or None."""
+        i = self.by_id.get(track_id)
+        return None if i is None else self.entry(i)
+
+    def by_names(self, artist_name, track_name):
+        """Return the answer for the best-matching track with its other matches, or None."""
+        matches = self.by_name.get(_name_key(artist_name, track_name))
+        if not matches:
+            return None
+        answer = self.entry(matches[0])
+        answer["other_matches"] = [self.brief(i) for i in matches[1:]]
+        return answer
+
+    def suggest(self, artist_name, track_name):
+        """Return up to a few known tracks whose names are close to the ones asked for."""
+        artist, track = normalise(artist_name)[:MAX_FUZZY], normalise(track_name)[:MAX_FUZZY]
+        found = list(self.by_track_name.get(track, ())[:SUGGESTIONS])  # right song, other artist
+        artists = [artist] if artist in self.by_artist else self.artist_search.close(artist, n=3)
+        for close in artists:
+            # The artist's most popular tracks are enough to find a misspelt one.
+            tracks = {normalise(self.track_names[i]): i for i in reversed(self.by_artist[close][:MAX_FUZZY_TRACKS])}
+            names = difflib.get_close_matches(track, list(tracks), n=SUGGESTIONS, cutoff=0.5)
+            found.extend(tracks[name] for name in names)
+        unique = list(dict.fromkeys(found))[:SUGGESTIONS]
+        return [self.brief(i) for i in unique]
+
+
+def _trigrams(text):
+    """Return the set of three-character pieces of a padded string."""
+    padded = f"  {text} "
+    return {padded[i:i + 3] for i in range(len(padded) - 2)}
+
+
+class TrigramSearch:
+    """Close-name search that ranks only the names sharing the query's rarest trigrams."""
+
+    def __init__(self, names):
+        """Index every name by its trigrams."""
+        self.names = list(names)
+        postings = {}
+        for i, name in enumerate(self.names):
+            for gram in _trigrams(name):
+                postings.setdefault(gram, []).append(i)
+        self.postings = {gram: np.array(ids, dtype=np.int32) for gram, ids in postings.items()}
+
+    def close(self, query, n=3, cutoff=0.6, rarest=20, candidates=50):
+        """Return up to n names close to the query, best first (difflib's ratio on the candidates)."""
+        lists = sorted((self.postings[g] for g in _trigrams(query) if g in self.postings), key=len)[:rarest]
+        if not lists:
+            return []
+        hits = np.bincount(np.concatenate(lists))
+        top = np.argsort(-hits, kind="stable")[:candidates]
+        return difflib.get_close_matches(query, [self.names[i] for i in top if hits[i]], n=n, cutoff=cutoff)
+
+
+def load_catalog(path, predictor):
+    """Read the catalog CSV with the project's loader and build the Catalog."""
+    from valence.data import load_dataset  # imported here: the app works without a catalog
+
+    frame, _report = load_dataset(path, require_valence=True)
+    if frame.empty:
+        raise config.ValenceError(f"{path}: no usable rows with a valence")
+    return Catalog(frame, predictor)
+

@@ -1,0 +1,121 @@
+"""What each command-line job prints: progress, tables, summaries (the entry file dispatches here)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import pipeline
+from .config import TARGET, ValenceError
+from .encoding import FeatureEncoder
+from .predict import Predictor, score_csv
+from .synthetic import generate_dataset, write_csv
+
+BAD_ROWS_SHOWN = 20
+
+
+def log(message):
+    """Print one line of progress at once, even when the output is a pipe."""
+    print(message, flush=True)
+
+
+class EpochReporter:
+    """Show training progress: a tqdm bar on a terminal, else one line per epoch."""
+
+    def __init__(self, max_epochs, quiet):
+        self.max_epochs = max_epochs
+        self.use_bar = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, kind):
+        """Return the per-epoch callback for training one model kind."""
+        self.close()
+        if self.use_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.max_epochs, desc=kind, unit="epoch", leave=False)
+
+        def on_epoch(epoch, record):
+            text = ", ".join(f"{name} {value:.4f}" for name, value in record.items() if isinstance(value, float))
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix_str(text)
+            else:
+                log(f"{kind} epoch {epoch}/{self.max_epochs}: {text}")
+
+        return on_epoch
+
+    def close(self):
+        """Remove the finished bar."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def train(options):
+    """Train, evaluate and save the models; write figures when asked."""
+    reporter = EpochReporter(options.train.epochs, options.quiet)
+    try:
+        results = pipeline.run_training(options, log=log, on_epoch=reporter)
+    finally:
+        reporter.close()
+    if results.get("interrupted"):
+        kind = results["interrupted"]
+        record = results[kind]["metrics"]
+        print(f"interrupted: saved the best {kind} model so far (epoch {record['best_epoch']}, "
+              f"interrupted during epoch {record['interrupted_at_epoch']}); nothing else was trained",
+              file=sys.stderr, flush=True)
+        return 130
+    if options.plots_dir is not None:
+        from .plots import write_training_figures
+
+        for path in write_training_figures(results, options.plots_dir):
+            log(f"wrote {path}")
+    return 0
+
+
+def evaluate(options):
+    """Evaluate the saved models on the test split."""
+    pipeline.run_evaluation(options, log=log)
+    return 0
+
+
+def make_demo(path, n_rows, seed):
+    """Write a generated data set in the Kaggle schema."""
+    write_csv(generate_dataset(n_rows, seed=seed), path)
+    log(f"wrote {n_rows:,} generated songs (not real data) to {path}")
+
+
+def print_batch(options):
+    """Print the first training batch as the model sees it, without training."""
+    splits = pipeline.load_splits(options.data, options.split, log)
+    encoder = FeatureEncoder()
+    arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
+    size = min(options.train.batch_size, len(splits.train))
+    names = encoder.feature_names()
+    log(f"first training batch: {size} rows; numeric {arrays['numeric'][:size].shape}, "
+        f"categorical {arrays['categorical'][:size].shape}")
+    log("numeric columns: " + ", ".join(names["numeric"]))
+    log("categorical columns: " + ", ".join(names["categorical"]))
+    with np.printoptions(precision=3, suppress=True, linewidth=160, threshold=2000):
+        log(f"numeric[:5] =\n{arrays['numeric'][:5]}")
+        log(f"categorical[:5] =\n{arrays['categorical'][:5]}")
+        log(f"valence[:5] = {splits.train[TARGET].to_numpy()[:5]}")
+    return 0
+
+
+def score(input_path, output_path, options):
+    """Score a CSV of songs with the saved models and report bad rows by line number."""
+    output_path = Path(output_path or Path(input_path).with_suffix(".predictions.csv"))
+    if output_path.exists() and output_path.resolve() == Path(input_path).resolve():
+        raise ValenceError(f"--output {output_path} is the input file; choose another path so the input is kept")
+    predictor = Predictor.from_model_dir(options.model_dir)
+    scored, bad_rows = score_csv(input_path, output_path, predictor)
+    log(f"scored {scored:,} songs from {input_path} into {output_path}"
+        + (" (with moods)" if predictor.classification is not None else ""))
+    if bad_rows:
+        log(f"{len(bad_rows):,} rows could not be scored:")
+        for line, reason in bad_rows[:BAD_ROWS_SHOWN]:
+            log(f"  line {line}: {reason}")
+        if len(bad_rows) > BAD_ROWS_SHOWN:
+            log(f"  ... and {len(bad_rows) - BAD_ROWS_SHOWN:,} more")
+    return 0

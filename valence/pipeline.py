@@ -1,0 +1,206 @@
+"""The command-line tool's jobs as plain functions: train, evaluate, score, demo."""
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bundle import load_bundle_from_dir, save_bundle
+from .config import DEFAULT_DATA, MODELS_DIR, TARGET, ValenceError, bundle_path, metrics_path
+from .data import load_dataset, split_by_track
+from .encoding import FeatureEncoder
+from .evaluation import evaluate_classification, evaluate_regression, format_metrics, to_classes
+from .fileio import write_text_atomic
+from .models import build_model, model_config_for
+from .trainer import TrainConfig, fit_model, predict_arrays
+
+
+@dataclass
+class SplitConfig:
+    """How the data is split into train, validation and test sets (by track_id)."""
+
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+
+@dataclass
+class RunOptions:
+    """Everything one run of the tool needs, as the entry file parsed it."""
+
+    data: Path = DEFAULT_DATA
+    model_dir: Path = MODELS_DIR
+    kinds: tuple = ("regression",)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    plots_dir: Path | None = None
+    quiet: bool = False
+    save_on_interrupt: bool = False  # Ctrl-C keeps the best epoch so far (saved normally) instead of nothing
+
+
+@dataclass
+class Splits:
+    """The loaded data, split by track, with the loader's report."""
+
+    report: object
+    train: object
+    val: object
+    test: object
+
+    def counts(self):
+        """Return rows and tracks per split."""
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        counts = {f"{name}_rows": int(len(part)) for name, part in parts.items()}
+        counts.update({f"{name}_tracks": int(part["track_id"].nunique()) for name, part in parts.items()})
+        return counts
+
+
+def load_splits(data_path, split, log=print):
+    """Load the data set, report what was kept and repaired, and split it by track."""
+    frame, report = load_dataset(data_path)
+    log(report.summary())
+    for note in report.notes:
+        log(f"note: {note}")
+    if len(frame) < 20:
+        raise ValenceError(f"{data_path} has only {len(frame)} usable rows; at least 20 are needed to train and test")
+    train, val, test = split_by_track(frame, seed=split.seed, val_fraction=split.val_fraction,
+                                      test_fraction=split.test_fraction)
+    splits = Splits(report=report, train=train, val=val, test=test)
+    counts = splits.counts()
+    log(f"split by track_id (seed {split.seed}): train {counts['train_rows']:,} rows, "
+        f"validation {counts['val_rows']:,}, test {counts['test_rows']:,}")
+    return splits
+
+
+def targets(kind, frame):
+    """Return the training target of a model kind: valence, or its class index."""
+    valence = frame[TARGET].to_numpy(dtype=np.float32)
+    return valence if kind == "regression" else to_classes(valence)
+
+
+def evaluate(kind, model, encoder, splits):
+    """Return the test-split metrics of a model beside its baseline."""
+    predicted = predict_arrays(model, encoder.transform(splits.test))
+    y_train, y_test = splits.train[TARGET].to_numpy(), splits.test[TARGET].to_numpy()
+    if kind == "classification":
+        return evaluate_classification(y_train, y_test, predicted)
+    metrics = evaluate_regression(y_train, y_test, predicted)
+    # Songs by artists the model saw in training are easier; report both groups.
+    seen = splits.test["artist_name"].isin(set(splits.train["artist_name"])).to_numpy()
+    for name, mask in (("seen", seen), ("unseen", ~seen)):
+        metrics[f"test_rows_{name}_artist"] = int(mask.sum())
+        metrics[f"test_mae_{name}_artist"] = float(np.mean(np.abs(predicted[mask] - y_test[mask]))) if mask.any() else None
+    return metrics
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; `saved` lists the bundles this run wrote before it."""
+
+    def __init__(self, kind, saved):
+        super().__init__(kind)
+        self.kind = kind
+        self.saved = saved
+
+
+def train_kind(kind, splits, config, on_epoch=None, stop_on_interrupt=False):
+    """Fit the encoder on the training split, train a model, return (model, encoder, history)."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    encoder = FeatureEncoder()
+    train_arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
+    model_args = dataclasses.asdict(model_config_for(kind, encoder))
+    model = build_model(kind, model_args)
+    history = fit_model(model, kind, train_arrays, targets(kind, splits.train),
+                        encoder.transform(splits.val), targets(kind, splits.val), config, on_epoch=on_epoch,
+                        stop_on_interrupt=stop_on_interrupt)
+    return model, model_args, encoder, history
+
+
+def metrics_record(kind, metrics, splits, options, seconds=None, history=None):
+    """Return the metrics file's content: figures, counts, provenance."""
+    record = {"model": kind, **metrics, **splits.counts(),
+              "rows_read": splits.report.rows_read, "rows_kept": splits.report.rows_kept,
+              "rows_skipped": dict(splits.report.skipped),
+              "repaired_time_signatures": splits.report.repaired_time_signatures,
+              "data_path": str(options.data), "data_sha256": splits.report.sha256,
+              "split": dataclasses.asdict(options.split)}
+    if history is not None:
+        record.update(best_epoch=history.best_epoch, epochs_run=len(history.train_loss),
+                      train_seconds=round(seconds, 2))
+        if history.interrupted:
+            record.update(interrupted=True, interrupted_at_epoch=len(history.train_loss) + 1)
+    return record
+
+
+def write_metrics(model_dir, kind, record, log):
+    """Write `<model-dir>/<kind>.metrics.json` atomically."""
+    path = metrics_path(model_dir, kind)
+    write_text_atomic(path, json.dumps(record, indent=2, default=float) + "\n")
+    log(f"wrote {path}")
+
+
+def run_training(options, log=print, on_epoch=None):
+    """Train, evaluate and save each requested model kind; return their metrics by kind.
+
+    On Ctrl-C: with options.save_on_interrupt the best epoch so far is evaluated and saved,
+    the kinds after it are not trained, and results["interrupted"] names the kind; without
+    it, TrainingInterrupted is raised and the interrupted kind's files are left as they were.
+    """
+    splits = load_splits(options.data, options.split, log)
+    results, saved = {}, []
+    for kind in options.kinds:
+        try:
+            results[kind] = train_evaluate_save(kind, splits, options, log, on_epoch(kind) if on_epoch else None)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(kind, saved) from None
+        saved.append(bundle_path(options.model_dir, kind))
+        if results[kind]["history"].interrupted:
+            results["interrupted"] = kind
+            break
+    results["splits"] = splits
+    return results
+
+
+def train_evaluate_save(kind, splits, options, log, on_epoch):
+    """Train one model kind, evaluate it on the test split and save its bundle and metrics."""
+    log(f"training the {kind} model (at most {options.train.epochs} epochs, device {options.train.device})")
+    started = time.perf_counter()
+    model, model_args, encoder, history = train_kind(kind, splits, options.train, on_epoch=on_epoch,
+                                                     stop_on_interrupt=options.save_on_interrupt)
+    seconds = time.perf_counter() - started
+    if history.interrupted:
+        log(f"{kind}: interrupted during epoch {len(history.train_loss) + 1}; evaluating and saving "
+            f"the best epoch so far ({history.best_epoch}), as --save-on-interrupt asks")
+    metrics = evaluate(kind, model, encoder, splits)
+    log(f"{kind}: best epoch {history.best_epoch} of {len(history.train_loss)}, trained in {seconds:.1f} s")
+    log(format_metrics(kind, metrics))
+    record = metrics_record(kind, metrics, splits, options, seconds, history)
+    save_bundle(bundle_path(options.model_dir, kind), kind, model, model_args, encoder,
+                metrics=record, train_config=dataclasses.asdict(options.train),
+                data={"path": str(options.data), "sha256": splits.report.sha256,
+                      "rows": splits.report.rows_kept},
+                split=dataclasses.asdict(options.split))
+    log(f"saved {bundle_path(options.model_dir, kind)}")
+    write_metrics(options.model_dir, kind, record, log)
+    return {"metrics": record, "history": history, "model": model, "encoder": encoder}
+
+
+def run_evaluation(options, log=print):
+    """Evaluate saved models on the test split of the data they were trained with."""
+    bundles = {kind: load_bundle_from_dir(options.model_dir, kind) for kind in options.kinds}
+    results = {}
+    for kind, bundle in bundles.items():
+        split = SplitConfig(**bundle.meta.get("split", {}))
+        splits = load_splits(options.data, split, log)
+        if bundle.meta.get("data", {}).get("sha256") != splits.report.sha256:
+            log(f"warning: {options.data} is not the file this {kind} model was trained on "
+                f"(sha256 differs); its test split may overlap the model's training data")
+        metrics = evaluate(kind, bundle.model, bundle.encoder, splits)
+        log(f"{kind} model saved {bundle.meta.get('created_at')}, evaluated on {options.data}")
+        log(format_metrics(kind, metrics))
+        # Printed, not written: the metrics file keeps the figures of the run that trained the model.
+        results[kind] = {"metrics": metrics_record(kind, metrics, splits, dataclasses.replace(options, split=split))}
+    return results

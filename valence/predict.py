@@ -1,0 +1,107 @@
+"""Predictions from saved bundles: for a frame of songs, or streamed through a CSV file."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import load_bundle_from_dir
+from .config import CATEGORICAL_FEATURES, CLASS_NAMES, ValenceError, bundle_path
+from .data import iter_feature_chunks
+from .fileio import atomic_path
+from .trainer import predict_arrays
+
+OUTPUT_ID_COLUMNS = ("track_id", "artist_name", "track_name", "genre")
+
+
+@dataclass
+class Prediction:
+    """Predictions for a batch of songs, row for row."""
+
+    valence: np.ndarray
+    mood: list | None
+    mood_probabilities: np.ndarray | None
+    warnings: list
+
+
+class Predictor:
+    """Score songs with a regression bundle and, when there is one, a classification bundle."""
+
+    def __init__(self, regression, classification=None):
+        self.regression = regression
+        self.classification = classification
+
+    @classmethod
+    def from_model_dir(cls, model_dir):
+        """Load the bundles saved in `model_dir`; the classification one is optional."""
+        regression = load_bundle_from_dir(model_dir, "regression")
+        has_classifier = bundle_path(model_dir, "classification").exists()
+        classification = load_bundle_from_dir(model_dir, "classification") if has_classifier else None
+        return cls(regression, classification)
+
+    def predict(self, frame):
+        """Return the predictions for every row of `frame` in one forward pass per model."""
+        encoder = self.regression.encoder
+        valence = predict_arrays(self.regression.model, encoder.transform(frame))
+        mood = probabilities = None
+        if self.classification is not None:
+            probabilities = predict_arrays(self.classification.model, self.classification.encoder.transform(frame))
+            mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
+        return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,
+                          warnings=unknown_category_warnings(encoder, frame))
+
+    def metadata(self):
+        """Return what is loaded, as plain JSON-able values."""
+        bundles = {"regression": self.regression, "classification": self.classification}
+        return {kind: describe(bundle) for kind, bundle in bundles.items() if bundle is not None}
+
+
+def describe(bundle):
+    """Return a bundle's metadata without its weights or encoder internals."""
+    meta = bundle.meta
+    keys = ("kind", "created_at", "data", "split", "metrics", "train_config", "model_args", "versions",
+            "class_edges", "class_names")
+    described = {key: meta.get(key) for key in keys}
+    # The server's own folders are nobody's business: name the training file, not its path.
+    if isinstance(described["data"], dict) and "path" in described["data"]:
+        described["data"] = {**described["data"], "path": Path(described["data"]["path"]).name}
+    if isinstance(described["metrics"], dict) and "data_path" in described["metrics"]:
+        described["metrics"] = {**described["metrics"], "data_path": Path(described["metrics"]["data_path"]).name}
+    described["features"] = bundle.encoder.feature_names()
+    return described
+
+
+def unknown_category_warnings(encoder, frame):
+    """Return, per row, a warning for each categorical value the model never saw in training."""
+    warnings = [[] for _ in range(len(frame))]
+    for column in CATEGORICAL_FEATURES:
+        if column not in frame:
+            continue
+        values = frame[column].astype(str)
+        unknown = np.flatnonzero(~values.isin(encoder.vocab_[column]).to_numpy())
+        values = values.to_numpy()
+        for row in unknown:
+            warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
+    return warnings
+
+
+def score_csv(input_path, output_path, predictor, chunksize=50_000):
+    """Score every good row of a CSV into `output_path`; return (rows scored, bad rows)."""
+    scored, bad_rows, header = 0, [], True
+    with atomic_path(output_path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as out:
+            for chunk, chunk_bad in iter_feature_chunks(input_path, chunksize=chunksize):
+                bad_rows.extend(chunk_bad)
+                if len(chunk) == 0:
+                    continue
+                result = predictor.predict(chunk)
+                columns = [c for c in (*OUTPUT_ID_COLUMNS, "valence") if c in chunk]
+                table = chunk[columns].copy()
+                table["predicted_valence"] = np.round(result.valence, 4)
+                if result.mood is not None:
+                    table["predicted_mood"] = result.mood
+                table.to_csv(out, index=False, header=header)
+                header = False
+                scored += len(chunk)
+        if scored == 0:
+            raise ValenceError(f"no row of {input_path} could be scored ({len(bad_rows)} bad rows)")
+    return scored, bad_rows

@@ -1,0 +1,126 @@
+"""Validate POST /predict bodies against the schema in config, field by field."""
+import json
+
+from valence import config
+
+MAX_SONGS = 1000
+MAX_TEXT = 200  # longest genre/artist/track/id string a song may hold
+MAX_QUERY_TEXT = 500  # longest artist_name/track_name/track_id a lookup accepts
+MAX_ERRORS = 100  # a 1,000-row body of junk should not answer with 14,000 messages
+# Kaggle columns a client may send along with the features (e.g. a catalog
+# row pasted back): accepted and checked, only artist_name is used.
+OPTIONAL_FIELDS = {"artist_name": str, "track_name": str, "track_id": str, "valence": float}
+CHOICES = {"key": config.KEYS, "mode": config.MODES, "time_signature": config.TIME_SIGNATURES}
+RANGES = [(name, low, high) for name, (low, high) in config.NUMERIC_RANGES.items()]
+KNOWN_FIELDS = frozenset(config.FEATURE_COLUMNS) | OPTIONAL_FIELDS.keys()
+
+
+class BodyError(Exception):
+    """A request body that cannot be used; `errors` lists one entry per bad field."""
+
+    def __init__(self, message, errors=()):
+        super().__init__(message)
+        self.message = message
+        self.errors = list(errors)
+
+
+def _reject_constant(name):
+    """Refuse the non-standard JSON constants NaN, Infinity and -Infinity."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw):
+    """Decode a request body as strict JSON, or raise BodyError saying why not."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise BodyError("body is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise BodyError("body is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, huge integer literals, NaN
+        raise BodyError(f"body is not valid JSON: {error}") from None
+
+
+def _is_number(value):
+    """Tell whether a JSON value is a number (booleans are not); NaN and inf fail every range."""
+    return type(value) in (int, float)
+
+
+def _field_error(name, value):
+    """Return a message if one field's value is bad, else None."""
+    if name in config.NUMERIC_RANGES:
+        low, high = config.NUMERIC_RANGES[name]
+        if not _is_number(value) or not low <= value <= high:
+            return f"must be a number from {low:g} to {high:g}"
+        return None
+    if name in CHOICES:
+        if not isinstance(value, str) or value not in CHOICES[name]:
+            return f"must be one of {', '.join(CHOICES[name])}"
+        return None
+    if name == "genre":
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+            return f"must be a non-empty string of at most {MAX_TEXT} characters"
+        return None
+    kind = OPTIONAL_FIELDS[name]
+    if kind is str and (not isinstance(value, str) or len(value) > MAX_TEXT):
+        return f"must be a string of at most {MAX_TEXT} characters"
+    if kind is float and (not _is_number(value) or not 0.0 <= value <= 1.0):
+        return "must be a number from 0 to 1"
+    return None
+
+
+def _song_is_valid(song):
+    """Check one song quickly; song_errors() says what is wrong when this is False."""
+    if not isinstance(song, dict) or not song.keys() <= KNOWN_FIELDS:
+        return False
+    try:
+        return (all(type(song[name]) in (int, float) and low <= song[name] <= high for name, low, high in RANGES)
+                and all(isinstance(song[name], str) and song[name] in allowed for name, allowed in CHOICES.items())
+                and _field_error("genre", song["genre"]) is None
+                and all(_field_error(name, song[name]) is None for name in song.keys() & OPTIONAL_FIELDS.keys()))
+    except KeyError:  # a missing field
+        return False
+
+
+def song_errors(song, index):
+    """List {index, field, message} for every bad, missing or unknown field of one song."""
+    if not isinstance(song, dict):
+        return [{"index": index, "field": None, "message": "must be a JSON object of features"}]
+    errors = []
+    for name in config.FEATURE_COLUMNS:
+        message = _field_error(name, song[name]) if name in song else "is required"
+        if message:
+            errors.append({"index": index, "field": name, "message": message})
+    for name in song.keys() - set(config.FEATURE_COLUMNS):
+        message = _field_error(name, song[name]) if name in OPTIONAL_FIELDS else "is not a known field"
+        if message:
+            errors.append({"index": index, "field": name[:MAX_TEXT], "message": message})
+    return errors
+
+
+def validate_songs(body):
+    """Return (songs, is_list) for a valid body; raise BodyError listing every bad field."""
+    is_list = isinstance(body, list)
+    songs = body if is_list else [body]
+    if not isinstance(body, (list, dict)):
+        raise BodyError("body must be a JSON object of features or a list of them")
+    if not 1 <= len(songs) <= MAX_SONGS:
+        raise BodyError(f"a list must hold 1 to {MAX_SONGS} songs, not {len(songs)}")
+    errors = []
+    for index, song in enumerate(songs):
+        if not _song_is_valid(song):
+            errors.extend(song_errors(song, index if is_list else None))
+    if errors:
+        shown = errors[:MAX_ERRORS]
+        more = f" (first {MAX_ERRORS} shown)" if len(errors) > MAX_ERRORS else ""
+        raise BodyError(f"{len(errors)} invalid field(s){more}; nothing was predicted", shown)
+    return songs, is_list
+
+
+def songs_to_columns(songs):
+    """Turn validated songs into the column lists a Predictor frame is built from."""
+    columns = {name: [song[name] for song in songs] for name in config.FEATURE_COLUMNS}
+    columns["genre"] = [genre.strip() for genre in columns["genre"]]
+    if any("artist_name" in song for song in songs):
+        columns["artist_name"] = [song.get("artist_name", "") for song in songs]
+    return columns
