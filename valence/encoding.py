@@ -1,4 +1,5 @@
 """Feature encoder: clean frame -> numeric and categorical arrays, fitted on training rows only."""
+import zlib
 from statistics import NormalDist
 
 import numpy as np
@@ -100,7 +101,7 @@ class FeatureEncoder:
         tracks = tracks[tracks["artist"] != ""].drop_duplicates("track")
         return tracks.drop(columns="track").groupby("artist").sum()
 
-    def _artist_block(self, artists, table):
+    def _artist_block(self, artists, table, prior):
         """Smoothed artist means (centred so an unseen artist reads 0), log track count and a seen flag."""
         m = self.artist_smoothing
         width = len(next(iter(table.values()))) if table else 2 + (self._n_plain if self.artist_feature_means else 0)
@@ -111,7 +112,7 @@ class FeatureEncoder:
             sums[hit] = np.asarray(list(table.values()), dtype=np.float64)[known[hit].astype(int).to_numpy()]
         n = sums[:, 0]
         # Valence shrinks toward the training mean; encoded features toward 0, their normal-score centre.
-        mean_y = (sums[:, 1] + m * self.prior_) / (n + m) - self.prior_
+        mean_y = (sums[:, 1] + m * prior) / (n + m) - prior
         parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:] / (n + m)[:, None]]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
@@ -121,7 +122,7 @@ class FeatureEncoder:
         return {"artist": _artists(frame)[keep].tolist(), "y": np.asarray(y, dtype=np.float64)[keep].tolist(),
                 **{f"f{j}": plain[keep, j].astype(float).tolist() for j in range(plain.shape[1])}}
 
-    def _knn_block(self, artists, plain, reference):
+    def _knn_block(self, artists, plain, reference, prior):
         """Per row: kernel-weighted mean valence of the same artist's reference songs (centred), log total weight."""
         out = np.zeros((len(artists), 2), dtype=np.float32)
         ref_artist = np.asarray(reference["artist"], dtype=object)
@@ -131,7 +132,7 @@ class FeatureEncoder:
         ref_y = np.asarray(reference["y"], dtype=np.float32)
         ref_groups = pd.Series(np.arange(len(ref_artist))).groupby(ref_artist).indices
         query_groups = pd.Series(np.arange(len(artists))).groupby(np.asarray(artists, dtype=object)).indices
-        m, prior, h = self.knn_smoothing, self.prior_, self.knn_bandwidth * self._n_plain
+        m, h = self.knn_smoothing, self.knn_bandwidth * self._n_plain
         for artist, rows in query_groups.items():
             refs = ref_groups.get(artist)
             if refs is None:
@@ -147,19 +148,21 @@ class FeatureEncoder:
 
     def _oof_artist_block(self, frame, y, numeric):
         """Artist statistics for training rows from the other folds only; folds group whole tracks."""
-        tracks = frame["track_id"].astype(str).to_numpy()
-        unique, inverse = np.unique(tracks, return_inverse=True)
-        fold = np.random.default_rng(self.seed).integers(0, self.n_folds, len(unique))[inverse]
+        # A track's fold comes from a hash of its id: all listings of a track share a fold, and the
+        # folds do not depend on row order or on anything else in the data.
+        tracks = frame["track_id"].astype(str)
+        fold = tracks.map(lambda t: zlib.crc32(f"{self.seed}:{t}".encode()) % self.n_folds).to_numpy()
         artists, y, plain = _artists(frame), np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
         block = np.empty((len(frame), self.n_numeric_ - self._n_plain), dtype=np.float32)
         for k in range(self.n_folds):
             inside = fold == k
             sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside])
             table = {a: row.tolist() for a, row in sums.iterrows()}
-            block[inside, :self._n_stats] = self._artist_block(artists[inside], table)
+            prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
+            block[inside, :self._n_stats] = self._artist_block(artists[inside], table, prior)
             if self.knn_bandwidth > 0:
                 reference = self._reference(frame[~inside], y[~inside], plain[~inside])
-                block[inside, self._n_stats:] = self._knn_block(artists[inside], plain[inside], reference)
+                block[inside, self._n_stats:] = self._knn_block(artists[inside], plain[inside], reference, prior)
         return block
 
     # ---- applying ------------------------------------------------------------
@@ -181,10 +184,10 @@ class FeatureEncoder:
         numeric[:, :self._n_plain] = self._plain_numeric(frame)
         if self.artist_stats and with_artist_block:
             artists = _artists(frame)
-            numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, self.artist_table_)
+            numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, self.artist_table_, self.prior_)
             if self.knn_bandwidth > 0:
                 numeric[:, self._n_plain + self._n_stats:] = self._knn_block(
-                    artists, numeric[:, :self._n_plain], self.reference_)
+                    artists, numeric[:, :self._n_plain], self.reference_, self.prior_)
         columns = list(self.vocab_)
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
