@@ -200,7 +200,7 @@ def main():
 
 def print_table(results, args, n_rows):
     """Print mean ± std per model and the seen/unseen-artist MAE breakdown (Markdown)."""
-    def cell(rows, key, digits=3):
+    def cell(rows, key, digits=4):
         values = np.array([r.get(key, np.nan) for r in rows], dtype=np.float64)
         if np.isnan(values).all():
             return "–"
@@ -211,11 +211,24 @@ def print_table(results, args, n_rows):
     for name, rows in results.items():
         print(f"| {name} | " + " | ".join(cell(rows, k) for k in ("mae", "rmse", "r2", "accuracy", "macro_f1"))
               + f" | {cell(rows, 'seconds', 1)} |")
+    print_wins(results)
     print("\n| model | MAE, artist seen in training | MAE, artist unseen |")
     print("|---|---|---|")
     for name, rows in results.items():
         if "mae_seen" in rows[0]:
             print(f"| {name} | {cell(rows, 'mae_seen')} | {cell(rows, 'mae_unseen')} |")
+
+
+def print_wins(results):
+    """Print on how many split seeds our models beat each LightGBM on its own figure."""
+    print()
+    for ours_name, key, better in (("ours: regression", "mae", np.less), ("ours: classifier", "accuracy", np.greater),
+                                   ("ours: classifier", "macro_f1", np.greater)):
+        mine = np.array([r[key] for r in results[ours_name]])
+        for name, rows in results.items():
+            if name.startswith("LightGBM") and key in rows[0]:
+                wins = int(better(mine, np.array([r[key] for r in rows])).sum())
+                print(f"{ours_name} beats {name} on {key} on {wins} of {len(mine)} split seeds")
 
 
 if __name__ == "__main__":

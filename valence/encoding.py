@@ -1,4 +1,5 @@
 """Feature encoder: clean frame -> numeric and categorical arrays, fitted on training rows only."""
+import base64
 import zlib
 from statistics import NormalDist
 
@@ -117,19 +118,18 @@ class FeatureEncoder:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def _reference(self, frame, y, plain):
-        """The training tracks the similarity-weighted artist mean looks up: artist, encoded features, valence."""
+        """The training tracks the similarity-weighted artist mean looks up: artist, valence, encoded features."""
         keep = ~pd.Series(frame["track_id"].astype(str).to_numpy()).duplicated().to_numpy() & (_artists(frame) != "")
-        return {"artist": _artists(frame)[keep].tolist(), "y": np.asarray(y, dtype=np.float64)[keep].tolist(),
-                **{f"f{j}": plain[keep, j].astype(float).tolist() for j in range(plain.shape[1])}}
+        values = np.column_stack([np.asarray(y, dtype=np.float32)[keep], plain[keep]]).astype(np.float32)
+        return {"artist": _artists(frame)[keep], "values": values}
 
     def _knn_block(self, artists, plain, reference, prior):
         """Per row: kernel-weighted mean valence of the same artist's reference songs (centred), log total weight."""
         out = np.zeros((len(artists), 2), dtype=np.float32)
-        ref_artist = np.asarray(reference["artist"], dtype=object)
+        ref_artist = reference.get("artist", np.empty(0, dtype=object))
         if len(ref_artist) == 0:
             return out
-        ref_f = np.stack([np.asarray(reference[f"f{j}"], dtype=np.float32) for j in range(self._n_plain)], axis=1)
-        ref_y = np.asarray(reference["y"], dtype=np.float32)
+        ref_y, ref_f = reference["values"][:, 0], reference["values"][:, 1:]
         ref_groups = pd.Series(np.arange(len(ref_artist))).groupby(ref_artist).indices
         query_groups = pd.Series(np.arange(len(artists))).groupby(np.asarray(artists, dtype=object)).indices
         m, h = self.knn_smoothing, self.knn_bandwidth * self._n_plain
@@ -241,7 +241,10 @@ class FeatureEncoder:
             "vocab": {c: dict(v) for c, v in self.vocab_.items()},
             "prior": self.prior_,
             "artist_table": {a: list(v) for a, v in self.artist_table_.items()},
-            "reference": {k: list(v) for k, v in self.reference_.items()},
+            # Tens of thousands of rows: float32 bytes in base64 text, a plain str that loads fast.
+            "reference": {"artist": self.reference_["artist"].tolist(),
+                          "values": base64.b64encode(self.reference_["values"].tobytes()).decode("ascii")}
+            if self.reference_ else {},
         }
 
     @classmethod
@@ -253,7 +256,11 @@ class FeatureEncoder:
         enc.vocab_ = {c: {str(k): int(i) for k, i in v.items()} for c, v in state["vocab"].items()}
         enc.prior_ = float(state["prior"])
         enc.artist_table_ = {str(a): [float(x) for x in v] for a, v in state["artist_table"].items()}
-        enc.reference_ = {k: list(v) for k, v in state.get("reference", {}).items()}
+        enc.reference_ = {}
+        if state.get("reference"):
+            artists = np.asarray([str(a) for a in state["reference"]["artist"]], dtype=object)
+            values = np.frombuffer(base64.b64decode(state["reference"]["values"]), dtype=np.float32)
+            enc.reference_ = {"artist": artists, "values": values.reshape(len(artists), -1).copy()}
         return enc
 
 
