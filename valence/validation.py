@@ -54,9 +54,13 @@ def parse_json(raw):
     if not raw or raw.isspace():
         raise BodyError("body is empty: send a JSON object of features or a list of them")
     try:
-        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-    except UnicodeDecodeError:
-        raise BodyError("body is not valid UTF-8 JSON") from None
+        # Decoded here, strictly: json.loads of bytes would also take UTF-16 and
+        # UTF-8-encoded surrogates, which JSON between systems must not use (RFC 8259).
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BodyError(f"body is not valid UTF-8: byte {error.start} cannot be decoded") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise BodyError("body is nested too deeply") from None
     except ValueError as error:  # JSONDecodeError, huge integer literals, NaN
