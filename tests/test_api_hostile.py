@@ -151,6 +151,14 @@ def test_wrong_content_types(client, document, reference, content_type, headers)
     check_still_serving(client, reference)
 
 
+@pytest.mark.parametrize("codings", ["gzip", "chunked, gzip", "identity"])
+def test_transfer_codings_other_than_chunked_are_refused(client, document, reference, codings):
+    # gunicorn passes these on and reads Content-Length instead, which a proxy may not have done.
+    response = client.post("/predict", data=SONG_JSON, content_type=JSON, headers={"Transfer-Encoding": codings})
+    check_error(response, document, 400, "Transfer-Encoding")
+    check_still_serving(client, reference)
+
+
 def test_huge_errors_are_cut_to_100_entries(client):
     body = client.post("/predict", json=[{"x": i} for i in range(1000)]).get_json()
     assert len(body["errors"]) == 100 and body["message"].startswith("15000 invalid field(s)")

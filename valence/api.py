@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
@@ -205,6 +205,20 @@ def lookup():
     return answer
 
 
+def request_body():
+    """Return the body's bytes: framed by Content-Length or chunked, and under MAX_CONTENT_LENGTH (else 413)."""
+    codings = request.headers.get("Transfer-Encoding")
+    if codings is not None and codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
+        # RFC 9112 6.1: its length cannot be known. gunicorn would read Content-Length
+        # instead, which a proxy in front may not have done.
+        raise ApiError(400, f"Transfer-Encoding {codings[:50]!r} is not supported: send the body plainly or chunked")
+    raw = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(raw) >= limit:
+        raise RequestEntityTooLarge()  # werkzeug stops reading a chunked body at the limit without a word
+    return raw
+
+
 @bp.post("/predict")
 def predict_features():
     """Predict the valence (and mood) of one song or a list of songs given their features."""
@@ -214,7 +228,7 @@ def predict_features():
         raise ApiError(415, "Content-Encoding is not supported: send the JSON uncompressed")
     predictor = service().require_predictor()
     try:
-        songs, is_list = validate_songs(parse_json(request.get_data(cache=False)))
+        songs, is_list = validate_songs(parse_json(request_body()))
     except BodyError as error:
         raise ApiError(400, error.message, errors=error.errors) from None
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
