@@ -137,7 +137,7 @@ def http_error(error):
     if error.code == 413 and limit:
         message = f"body is larger than {limit:,} bytes; send at most 1,000 songs at a time"
     elif error.code == 405 and error.valid_methods:
-        message = f"method {request.method[:20]} is not allowed here; use {' or '.join(sorted(error.valid_methods))}"
+        message = f"method {request.method[:20]} is not allowed here; use one of {', '.join(sorted(error.valid_methods))}"
     response = jsonify(error_body(error.code, error.name, message))
     response.status_code = error.code
     # Keep what the error adds besides its HTML page, such as a 405's Allow header.
