@@ -1,4 +1,6 @@
 """A small validator for the OpenAPI 3.0 schema subset our document uses (jsonschema is not a dependency)."""
+import re
+
 TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
@@ -8,7 +10,7 @@ TYPES = {
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
 }
 KNOWN = {"$ref", "type", "nullable", "properties", "required", "additionalProperties", "items", "enum",
-         "minimum", "maximum", "minItems", "maxItems", "minLength", "maxLength", "oneOf", "description"}
+         "minimum", "maximum", "minItems", "maxItems", "minLength", "maxLength", "oneOf", "description", "pattern"}
 
 
 def schema_errors(value, schema, document, where="$"):
@@ -32,6 +34,8 @@ def schema_errors(value, schema, document, where="$"):
         errors.append(f"{where}: {value} < {schema['minimum']}")
     if "maximum" in schema and TYPES["number"](value) and value > schema["maximum"]:
         errors.append(f"{where}: {value} > {schema['maximum']}")
+    if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
+        errors.append(f"{where}: {value!r:.80} does not match {schema['pattern']}")
     if isinstance(value, (str, list)):
         low, high = schema.get("minLength", schema.get("minItems", 0)), schema.get("maxLength", schema.get("maxItems"))
         if len(value) < low or (high is not None and len(value) > high):

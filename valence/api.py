@@ -6,14 +6,15 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
 from valence.catalog import load_catalog
 from valence.openapi import openapi_document
 from valence.predict import Predictor
-from valence.validation import MAX_QUERY_TEXT, BodyError, parse_json, songs_to_columns, validate_songs
+from valence.validation import (MAX_QUERY_BYTES, MAX_QUERY_TEXT, BodyError, parse_json, songs_to_columns,
+                               text_error, validate_songs)
 
 TRAIN_HINT = ("train one with: python musical_valence_predictor.py "
               "--data data/spotify_features.csv --model-dir models")
@@ -88,6 +89,9 @@ def create_app(test_config=None):
         # worker, or their OpenMP threads fight over the cores (10x slower here).
         # None leaves torch's setting alone (the tests do, to leave no trace).
         VALENCE_TORCH_THREADS=1,
+        # OPTIONS would answer an empty text/html 200; without CORS there is
+        # nothing to describe, so it gets the JSON 405 with the Allow header.
+        PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     for name in ("VALENCE_DATA", "VALENCE_MODEL_DIR"):
         if os.environ.get(name):
@@ -129,7 +133,12 @@ def api_error(error):
 
 def http_error(error):
     """Answer a routing or protocol error (404, 405, 413, ...) as JSON, keeping its headers."""
-    response = jsonify(error_body(error.code, error.name, error.description))
+    message, limit = error.description, current_app.config.get("MAX_CONTENT_LENGTH")
+    if error.code == 413 and limit:
+        message = f"body is larger than {limit:,} bytes; send at most 1,000 songs at a time"
+    elif error.code == 405 and error.valid_methods:
+        message = f"method {request.method[:20]} is not allowed here; use one of {', '.join(sorted(error.valid_methods))}"
+    response = jsonify(error_body(error.code, error.name, message))
     response.status_code = error.code
     # Keep what the error adds besides its HTML page, such as a 405's Allow header.
     response.headers.extend((name, value) for name, value in error.get_headers() if name.lower() != "content-type")
@@ -158,11 +167,18 @@ class SecurityHeaders:
 
 def lookup_parameters():
     """Return track_id, artist_name and track_name from the query string (None when absent)."""
+    if len(request.query_string) > MAX_QUERY_BYTES:
+        raise ApiError(414, f"query string is longer than {MAX_QUERY_BYTES:,} bytes")
     args = request.args.to_dict()  # a plain dict: MultiDict.get raises and catches per missing key
     values = [args.get(name) for name in ("track_id", "artist_name", "track_name")]
     for name, value in zip(("track_id", "artist_name", "track_name"), values):
-        if value is not None and len(value) > MAX_QUERY_TEXT:
+        if value is None:
+            continue
+        if len(value) > MAX_QUERY_TEXT:
             raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
+        problem = text_error(value)
+        if problem:
+            raise ApiError(400, f"query parameter {name} {problem}")
     return values
 
 
@@ -189,14 +205,30 @@ def lookup():
     return answer
 
 
+def request_body():
+    """Return the body's bytes: framed by Content-Length or chunked, and under MAX_CONTENT_LENGTH (else 413)."""
+    codings = request.headers.get("Transfer-Encoding")
+    if codings is not None and codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
+        # RFC 9112 6.1: its length cannot be known. gunicorn would read Content-Length
+        # instead, which a proxy in front may not have done.
+        raise ApiError(400, f"Transfer-Encoding {codings[:50]!r} is not supported: send the body plainly or chunked")
+    raw = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(raw) >= limit:
+        raise RequestEntityTooLarge()  # werkzeug stops reading a chunked body at the limit without a word
+    return raw
+
+
 @bp.post("/predict")
 def predict_features():
     """Predict the valence (and mood) of one song or a list of songs given their features."""
     if not request.is_json:
         raise ApiError(415, "send the songs as JSON with Content-Type: application/json")
+    if request.content_encoding not in (None, "", "identity"):
+        raise ApiError(415, "Content-Encoding is not supported: send the JSON uncompressed")
     predictor = service().require_predictor()
     try:
-        songs, is_list = validate_songs(parse_json(request.get_data(cache=False)))
+        songs, is_list = validate_songs(parse_json(request_body()))
     except BodyError as error:
         raise ApiError(400, error.message, errors=error.errors) from None
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))

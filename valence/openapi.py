@@ -1,9 +1,11 @@
 """The OpenAPI 3 document of the API, built from config so it cannot drift from validation."""
 from valence import config
-from valence.validation import CHOICES, MAX_QUERY_TEXT, MAX_SONGS, MAX_TEXT, OPTIONAL_FIELDS
+from valence.validation import (CHOICES, GENRE_PATTERN, MAX_QUERY_BYTES, MAX_QUERY_TEXT, MAX_SONGS, MAX_TEXT,
+                               OPTIONAL_FIELDS, TEXT_PATTERN)
 
 NUMBER_0_1 = {"type": "number", "minimum": 0, "maximum": 1}
-TEXT = {"type": "string", "maxLength": MAX_TEXT}
+TEXT = {"type": "string", "maxLength": MAX_TEXT, "pattern": TEXT_PATTERN}
+NO_SURROGATES = "; no control characters (pattern) and no lone surrogates (\\ud800 without its pair)"
 STRINGS = {"type": "array", "items": {"type": "string"}}
 MOOD = {
     "mood": {"type": "string", "enum": list(config.CLASS_NAMES)},
@@ -20,8 +22,9 @@ def ref(name):
 
 def _song_schema():
     """Describe one song's features as POST /predict accepts them."""
-    properties = {"genre": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
-                            "description": "a genre of the training data; others are predicted with a warning"}}
+    properties = {"genre": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": GENRE_PATTERN,
+                            "description": "a genre of the training data; others are predicted with a warning; "
+                                           "not blank" + NO_SURROGATES}}
     for name, (low, high) in config.NUMERIC_RANGES.items():
         properties[name] = {"type": "number", "minimum": low, "maximum": high}
     for name, allowed in CHOICES.items():
@@ -29,7 +32,8 @@ def _song_schema():
     for name, kind in OPTIONAL_FIELDS.items():
         properties[name] = dict(TEXT) if kind is str else dict(NUMBER_0_1)
         properties[name]["description"] = "optional; " + (
-            "passed to the model" if name == "artist_name" else "accepted and ignored")
+            "passed to the model" if name == "artist_name" else "accepted and ignored") + (
+            NO_SURROGATES if kind is str else "")
     ordered = {name: properties[name] for name in (*config.FEATURE_COLUMNS, *OPTIONAL_FIELDS)}
     return {"type": "object", "required": list(config.FEATURE_COLUMNS), "properties": ordered,
             "additionalProperties": False}
@@ -90,13 +94,15 @@ def _answer(description, schema):
 def _errors(*codes):
     """Return error responses for the given status codes."""
     why = {400: "bad parameters or body", 404: "no such track", 413: "body too large",
-           415: "body is not JSON", 503: "no model or no catalog loaded"}
+           414: f"query string over {MAX_QUERY_BYTES:,} bytes", 415: "body is not JSON, or compressed",
+           503: "no model or no catalog loaded"}
     return {str(code): _answer(why[code], ref("Error")) for code in codes}
 
 
 def openapi_document():
     """Return the OpenAPI 3.0 document as a plain dict."""
-    query = [{"name": name, "in": "query", "required": False, "schema": {"type": "string", "maxLength": MAX_QUERY_TEXT},
+    query = [{"name": name, "in": "query", "required": False,
+              "schema": {"type": "string", "maxLength": MAX_QUERY_TEXT, "pattern": TEXT_PATTERN},
               "description": text} for name, text in (
         ("artist_name", "with track_name; case and extra spaces are ignored"),
         ("track_name", "with artist_name"),
@@ -110,7 +116,7 @@ def openapi_document():
             "/predict": {
                 "get": {"summary": "Look up a catalog track by names or track_id", "parameters": query,
                         "responses": {"200": _answer("the track and its prediction", ref("Track")),
-                                      **_errors(400, 404, 503)}},
+                                      **_errors(400, 404, 414, 503)}},
                 "post": {"summary": "Predict songs from their features",
                          "requestBody": {"required": True, "content": {"application/json": {"schema": songs}}},
                          "responses": {"200": _answer("one answer per song, in order", {
