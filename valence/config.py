@@ -50,7 +50,7 @@ CLASS_EDGES = (0.35, 0.65)
 CLASS_NAMES = ("sad", "neutral", "happy")
 
 MODEL_KINDS = ("regression", "classification")
-BUNDLE_FORMAT = 1  # bump when a saved bundle's layout changes
+BUNDLE_FORMAT = 2  # bump when a saved bundle's layout changes
 
 
 class ValenceError(Exception):

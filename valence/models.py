@@ -13,8 +13,7 @@ class ModelConfig:
     n_numeric: int
     category_sizes: list
     hidden: list = field(default_factory=lambda: [128, 128])  # 256 wide measured no better, 2.5x slower
-    dropout: float = 0.1
-    embedding_dim: int = 8  # per categorical column, capped by the vocabulary size
+    dropout: float = 0.0  # 0.1 measured no better, and it cost 30 % of an epoch's time
     n_outputs: int = 1
     n_members: int = 1  # independent networks averaged inside one module
     # Piecewise-linear encoding of each numeric beside its raw value: the largest single gain measured
@@ -39,48 +38,66 @@ class _PiecewiseLinear(nn.Module):
         return ((x[..., None] - self.left) / self.width).clamp(0.0, 1.0).flatten(1)
 
 
-class _Member(nn.Module):
-    """One MLP: categorical embeddings concatenated with the numerics, then hidden layers."""
+class _Inputs(nn.Module):
+    """(numeric, categorical) -> one dense float matrix: the raw numerics, their piecewise-linear
+    levels and a one-hot block per categorical column. It has no parameters, so the trainer
+    computes it once per data set and a training batch is a slice of it; a one-hot block into
+    the first linear layer is the same function class as an embedding followed by it, and no
+    gradient flows into the input (measured 1.3 -> 0.45 s per epoch at 163k rows, same MAE)."""
 
     def __init__(self, cfg):
         super().__init__()
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(size, min(cfg.embedding_dim, size)) for size in cfg.category_sizes)
+        sizes = [int(s) for s in cfg.category_sizes]
         if cfg.numeric_embedding == "ple":
             self.numeric = _PiecewiseLinear(cfg.n_numeric, cfg.n_bins)
         elif cfg.numeric_embedding == "none":
             self.numeric = None
         else:
             raise ValueError(f"unknown numeric_embedding {cfg.numeric_embedding!r}")
-        n_num = cfg.n_numeric + (self.numeric.out_dim if self.numeric is not None else 0)
-        width = n_num + sum(e.embedding_dim for e in self.embeddings)
-        layers = []
-        for h in cfg.hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(cfg.dropout)]
-            width = h
-        layers.append(nn.Linear(width, cfg.n_outputs))
-        self.mlp = nn.Sequential(*layers)
+        offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int64), persistent=False)
+        self.n_onehot = sum(sizes)
+        self.out_dim = cfg.n_numeric + (self.numeric.out_dim if self.numeric is not None else 0) + self.n_onehot
 
     def forward(self, numeric, categorical):
         parts = [numeric] if self.numeric is None else [numeric, self.numeric(numeric)]
-        parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
-        return self.mlp(torch.cat(parts, dim=1))
+        onehot = numeric.new_zeros((len(numeric), self.n_onehot))
+        if self.n_onehot:
+            onehot.scatter_(1, categorical + self.offsets, 1.0)
+        return torch.cat(parts + [onehot], dim=1)
+
+
+def _mlp(cfg, width):
+    layers = []
+    for h in cfg.hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
+        width = h
+    layers.append(nn.Linear(width, cfg.n_outputs))
+    return nn.Sequential(*layers)
 
 
 class _Ensemble(nn.Module):
-    """Average of n_members independently initialised members (one state_dict for the bundle)."""
+    """Average of n_members independently initialised MLPs over one shared input encoding."""
 
     def __init__(self, cfg):
         super().__init__()
         if cfg.n_numeric + len(cfg.category_sizes) == 0:
             raise ValueError("ModelConfig needs at least one input")
         self.config = cfg
-        self.members = nn.ModuleList(_Member(cfg) for _ in range(cfg.n_members))
+        self.inputs = _Inputs(cfg)
+        self.members = nn.ModuleList(_mlp(cfg, self.inputs.out_dim) for _ in range(cfg.n_members))
+
+    def head(self, dense):
+        """Mean of the members' raw outputs on encoded inputs, shape (n, n_outputs)."""
+        outs = [m(dense) for m in self.members]
+        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
 
     def raw(self, numeric, categorical):
-        """Mean of the members' raw outputs, shape (n, n_outputs)."""
-        outs = [m(numeric, categorical) for m in self.members]
-        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
+        return self.head(self.inputs(numeric, categorical))
+
+    def output(self, raw):
+        """The model's answer from head()'s raw output (regression: shape (n,); classification: logits)."""
+        return raw
 
 
 class RegressionModel(_Ensemble):
@@ -91,8 +108,11 @@ class RegressionModel(_Ensemble):
             raise ValueError("RegressionModel needs n_outputs=1")
         super().__init__(cfg)
 
+    def output(self, raw):
+        return raw.squeeze(1)
+
     def forward(self, numeric, categorical):
-        return self.raw(numeric, categorical).squeeze(1)
+        return self.output(self.raw(numeric, categorical))
 
 
 class ClassificationModel(_Ensemble):

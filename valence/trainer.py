@@ -59,12 +59,17 @@ def _target(kind, y, device):
 
 
 @torch.no_grad()
-def _evaluate(model, kind, numeric, categorical, target, loss_fn, batch_size=8192):
+def _encoded(model, numeric, categorical, batch_size=65536):
+    """The model's parameter-free input encoding of every row, computed once."""
+    return torch.cat([model.inputs(numeric[i:i + batch_size], categorical[i:i + batch_size])
+                      for i in range(0, len(numeric), batch_size)])
+
+
+@torch.no_grad()
+def _evaluate(model, kind, dense, target, loss_fn, batch_size=8192):
     """Validation loss and metric (MAE or accuracy) over all rows, in eval mode."""
     model.eval()
-    outs = [model(numeric[i:i + batch_size], categorical[i:i + batch_size])
-            for i in range(0, len(target), batch_size)]
-    out = torch.cat(outs)
+    out = torch.cat([model.output(model.head(dense[i:i + batch_size])) for i in range(0, len(target), batch_size)])
     loss = float(loss_fn(out, target))
     if kind == "classification":
         metric = float((out.argmax(dim=1) == target).float().mean())
@@ -87,11 +92,13 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
-    x_num, x_cat = _tensors(train, device)
-    v_num, v_cat = _tensors(val, device)
+    # Inputs encoded once: a batch is then a row gather of one float matrix.
+    x_dense = _encoded(model, *_tensors(train, device))
+    v_dense = _encoded(model, *_tensors(val, device))
     y_t, y_v = _target(kind, y_train, device), _target(kind, y_val, device)
     loss_fn = _loss_fn(kind, config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device.type in ("cpu", "cuda") or None)
     n = len(y_t)
     steps = max(1, math.ceil(n / config.batch_size))
     history = History(metric_name="accuracy" if kind == "classification" else "mae")
@@ -110,12 +117,12 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
             total = torch.zeros((), device=device)
             for s in range(steps):
                 idx = order[s * config.batch_size:(s + 1) * config.batch_size]
-                loss = loss_fn(model(x_num[idx], x_cat[idx]), y_t[idx])
+                loss = loss_fn(model.output(model.head(x_dense[idx])), y_t[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * len(idx)
-            val_loss, metric = _evaluate(model, kind, v_num, v_cat, y_v, loss_fn)
+            val_loss, metric = _evaluate(model, kind, v_dense, y_v, loss_fn)
             history.train_loss.append(float(total) / n)
             history.val_loss.append(val_loss)
             history.val_metric.append(metric)
