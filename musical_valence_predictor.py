@@ -11,6 +11,7 @@ from pathlib import Path
 
 from valence.config import DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, ValenceError
 from valence.pipeline import RunOptions, SplitConfig, TrainingInterrupted
+from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
 from valence.trainer import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -40,6 +41,10 @@ def build_parser():
                         help=f"maximum training epochs; early stopping may end sooner (default: {TRAIN_DEFAULTS.epochs})")
     parser.add_argument("--batch-size", type=int, metavar="N", default=TRAIN_DEFAULTS.batch_size,
                         help=f"training batch size (default: {TRAIN_DEFAULTS.batch_size})")
+    parser.add_argument("--members", type=int, metavar="N", default=TRAIN_DEFAULTS.members,
+                        help="networks in the model, trained side by side and averaged; 0 picks "
+                             f"{ENSEMBLE_MEMBERS} below {ENSEMBLE_BELOW_ROWS:,} training rows and 1 above "
+                             f"(default: {TRAIN_DEFAULTS.members})")
     parser.add_argument("--lr", type=float, metavar="RATE", default=TRAIN_DEFAULTS.lr,
                         help=f"learning rate (default: {TRAIN_DEFAULTS.lr})")
     parser.add_argument("--patience", type=int, metavar="N", default=TRAIN_DEFAULTS.patience,
@@ -97,6 +102,8 @@ def check_ranges(parser, args):
     for name in ("epochs", "batch_size", "patience", "demo_rows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.members < 0:
+        parser.error("--members must be 0 (automatic) or more")
     if not args.lr > 0:
         parser.error("--lr must be positive")
     for name in ("val_fraction", "test_fraction"):
@@ -123,6 +130,7 @@ def build_options(args):
     """Turn parsed arguments into the pipeline's settings."""
     kinds = MODEL_KINDS if args.model == "both" else (args.model,)
     train = dataclasses.replace(TRAIN_DEFAULTS, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                members=args.members,
                                 patience=args.patience, seed=args.seed, device=resolve_device(args.device))
     default_dir = MODELS_DIR / "demo" if args.demo else MODELS_DIR
     return RunOptions(

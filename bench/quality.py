@@ -13,7 +13,6 @@ their predicted valence cut at config.CLASS_EDGES; rows named "classifier"
 are trained on the classes directly.
 """
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -29,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from valence import config  # noqa: E402
 from valence.data import load_dataset, split_by_track  # noqa: E402
 from valence.encoding import FeatureEncoder  # noqa: E402
+from valence.pipeline import new_model  # noqa: E402
 from valence.evaluation import classification_metrics, regression_metrics, to_classes  # noqa: E402
-from valence.models import build_model, model_config_for  # noqa: E402
 from valence.trainer import TrainConfig, fit_model, predict_arrays  # noqa: E402
 
 REAL_SLICE = config.PROJ_ROOT.parent / "shared" / "data" / "spotify_features_partial.csv"
@@ -44,7 +43,7 @@ def ours(kind, train, val, test):
     """Our default recipe: the package's encoder, network and trainer with default settings."""
     encoder = FeatureEncoder()
     arrays = encoder.fit_transform(train, train[config.TARGET].to_numpy())
-    model = build_model(kind, dataclasses.asdict(model_config_for(kind, encoder)))
+    model, _ = new_model(kind, encoder, TrainConfig(), len(train))
     target = (lambda f: f[config.TARGET].to_numpy()) if kind == "regression" else (lambda f: to_classes(f[config.TARGET]))
     fit_model(model, kind, arrays, target(train), encoder.transform(val), target(val), TrainConfig())
     return predict_arrays(model, encoder.transform(test))

@@ -39,9 +39,19 @@ def test_build_model_rebuilds_from_plain_arguments():
 
 def test_input_width_comes_from_the_config():
     model = build_model("regression", {"n_numeric": 9, "category_sizes": [2, 50]})
-    first = model.members[0].mlp[0]
-    # 9 raw numerics + 9 x 8 piecewise-linear levels + embeddings of widths min(8, size).
-    assert first.in_features == 9 + 9 * 8 + 2 + 8
+    first = model.members[0][0]
+    # 9 raw numerics + 9 x 8 piecewise-linear levels + a one-hot block per categorical.
+    assert first.in_features == 9 + 9 * 8 + 2 + 50
+    assert model.inputs.out_dim == first.in_features
+
+
+def test_one_hot_blocks_mark_each_category():
+    model = build_model("regression", {"n_numeric": 2, "category_sizes": [3, 4], "numeric_embedding": "none"})
+    numeric = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+    categorical = torch.tensor([[2, 0], [0, 3]])
+    dense = model.inputs(numeric, categorical)
+    assert torch.equal(dense[:, :2], numeric)
+    assert torch.equal(dense[:, 2:], torch.tensor([[0.0, 0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0, 1]]))
 
 
 def test_bad_arguments_are_refused():
@@ -53,7 +63,7 @@ def test_bad_arguments_are_refused():
 
 def test_piecewise_linear_levels_fill_bins_in_order():
     model = build_model("regression", {"n_numeric": 1, "category_sizes": [], "n_bins": 4})
-    ple = model.members[0].numeric
+    ple = model.inputs.numeric
     x = torch.tensor([[-5.0], [0.0], [5.0]])
     levels = ple(x)
     assert levels.shape == (3, 4)
@@ -65,4 +75,6 @@ def test_piecewise_linear_levels_fill_bins_in_order():
 def test_ensemble_is_the_mean_of_its_members():
     model = build_model("classification", {"n_numeric": 5, "category_sizes": SIZES, "n_members": 3}).eval()
     x = inputs()
-    assert torch.allclose(model(*x), torch.stack([m(*x) for m in model.members]).mean(dim=0), atol=1e-6)
+    dense = model.inputs(*x)
+    assert torch.allclose(model(*x), torch.stack([m(dense) for m in model.members]).mean(dim=0), atol=1e-6)
+    assert len(model.member_outputs(dense)) == 3

@@ -3,7 +3,10 @@ import json
 import pytest
 
 from valence.config import ValenceError, metrics_path
-from valence.pipeline import SplitConfig, load_splits, run_evaluation
+from valence.encoding import FeatureEncoder
+from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
+from valence.pipeline import SplitConfig, load_splits, new_model, run_evaluation
+from valence.trainer import TrainConfig
 from valence.synthetic import generate_dataset, write_csv
 
 from conftest import quick_options
@@ -42,3 +45,12 @@ def test_too_few_rows_is_a_clear_error(tmp_path):
     write_csv(generate_dataset(10, seed=1), tmp_path / "tiny.csv")
     with pytest.raises(ValenceError, match="only 10 usable rows"):
         load_splits(tmp_path / "tiny.csv", SplitConfig(), log=lambda message: None)
+
+
+@pytest.mark.parametrize("members, n_rows, expected", [
+    (0, ENSEMBLE_BELOW_ROWS - 1, ENSEMBLE_MEMBERS), (0, ENSEMBLE_BELOW_ROWS, 1), (2, 10, 2), (1, 10, 1)])
+def test_default_ensemble_size_follows_the_training_rows(members, n_rows, expected):
+    frame = generate_dataset(300, seed=1)
+    encoder = FeatureEncoder().fit(frame, frame["valence"].to_numpy())
+    model, model_args = new_model("regression", encoder, TrainConfig(members=members), n_rows)
+    assert len(model.members) == expected and model_args["n_members"] == expected

@@ -14,7 +14,7 @@ from .data import load_dataset, split_by_track
 from .encoding import FeatureEncoder
 from .evaluation import evaluate_classification, evaluate_regression, format_metrics, to_classes
 from .fileio import write_text_atomic
-from .models import build_model, model_config_for
+from .models import build_model, default_members, model_config_for
 from .trainer import TrainConfig, fit_model, predict_arrays
 
 
@@ -105,14 +105,20 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.saved = saved
 
 
+def new_model(kind, encoder, config, n_train_rows):
+    """A fresh network for a fitted encoder, with config.members members (0: the default for the data size)."""
+    members = config.members or default_members(n_train_rows)
+    model_args = dataclasses.asdict(model_config_for(kind, encoder, n_members=members))
+    return build_model(kind, model_args), model_args
+
+
 def train_kind(kind, splits, config, on_epoch=None, stop_on_interrupt=False):
     """Fit the encoder on the training split, train a model, return (model, encoder, history)."""
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     encoder = FeatureEncoder()
     train_arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
-    model_args = dataclasses.asdict(model_config_for(kind, encoder))
-    model = build_model(kind, model_args)
+    model, model_args = new_model(kind, encoder, config, len(splits.train))
     history = fit_model(model, kind, train_arrays, targets(kind, splits.train),
                         encoder.transform(splits.val), targets(kind, splits.val), config, on_epoch=on_epoch,
                         stop_on_interrupt=stop_on_interrupt)

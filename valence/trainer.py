@@ -13,7 +13,7 @@ from torch import nn
 class TrainConfig:
     """Training settings; the defaults are the recipe."""
     epochs: int = 60  # a maximum: early stopping usually ends sooner
-    batch_size: int = 512
+    batch_size: int = 1024  # 512 measured the same MAE at 1.15x the time per epoch
     lr: float = 2e-3
     weight_decay: float = 1e-4
     patience: int = 8  # epochs without a better validation score before stopping
@@ -24,6 +24,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # classification only
     plateau_patience: int = 2  # cut the learning rate after this many epochs without improvement (0: never)
     plateau_factor: float = 0.3
+    members: int = 0  # networks in the model's ensemble; 0: models.default_members(training rows)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
     loss_fn = _loss_fn(kind, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type in ("cpu", "cuda") or None)
-    n = len(y_t)
+    n, n_members = len(y_t), len(model.members)
     steps = max(1, math.ceil(n / config.batch_size))
     history = History(metric_name="accuracy" if kind == "classification" else "mae")
     better = (lambda a, b: a > b) if kind == "classification" else (lambda a, b: a < b)
@@ -117,7 +118,9 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
             total = torch.zeros((), device=device)
             for s in range(steps):
                 idx = order[s * config.batch_size:(s + 1) * config.batch_size]
-                loss = loss_fn(model.output(model.head(x_dense[idx])), y_t[idx])
+                # Members learn independently (a loss each): averaged, they make a real ensemble.
+                target = y_t[idx]
+                loss = sum(loss_fn(out, target) for out in model.member_outputs(x_dense[idx])) / n_members
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
