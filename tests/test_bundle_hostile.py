@@ -140,7 +140,7 @@ def test_a_torch_file_that_is_not_a_bundle_is_refused(tmp_path, trained, payload
 
 @pytest.mark.parametrize("change, message", [
     ({"format": 0}, "saved in bundle format 0; this version reads format"),
-    ({"format": str(BUNDLE_FORMAT)}, "saved in bundle format '1'"),
+    ({"format": str(BUNDLE_FORMAT)}, f"saved in bundle format '{BUNDLE_FORMAT}'"),
     ({"kind": "svm"}, "does not match this version's model"),
     ({"model_args": {"hidden": [3]}}, "does not match this version's model"),
     ({"encoder": {"n_quantiles": "many"}}, "does not match this version's model"),
