@@ -70,7 +70,7 @@ class _Inputs(nn.Module):
 def _mlp(cfg, width):
     layers = []
     for h in cfg.hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True)] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
         width = h
     layers.append(nn.Linear(width, cfg.n_outputs))
     return nn.Sequential(*layers)
