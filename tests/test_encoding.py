@@ -8,7 +8,7 @@ import torch
 
 from songs import make_songs, split
 from valence import config
-from valence.encoding import FeatureEncoder, valence_to_class
+from valence.encoding import FeatureEncoder
 
 N_PLAIN = len(config.NUMERIC_FEATURES)
 
@@ -22,10 +22,6 @@ def frames():
 def fitted(frames):
     train, _, _ = frames
     return FeatureEncoder().fit(train, train["valence"].to_numpy())
-
-
-def test_valence_to_class_edges_belong_to_neutral():
-    assert valence_to_class([0.0, 0.3499, 0.35, 0.5, 0.65, 0.6501, 1.0]).tolist() == [0, 0, 1, 1, 1, 2, 2]
 
 
 def test_transform_refuses_to_run_unfitted(frames):

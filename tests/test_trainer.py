@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from songs import make_songs, split
-from valence.encoding import FeatureEncoder, valence_to_class
+from valence.encoding import FeatureEncoder
+from valence.evaluation import to_classes
 from valence.models import build_model, model_config_for
 from valence.trainer import TrainConfig, fit_model, predict_arrays
 
@@ -21,7 +22,7 @@ def data():
 
 
 def targets(kind, y):
-    return y if kind == "regression" else valence_to_class(y)
+    return y if kind == "regression" else to_classes(y)
 
 
 def fresh(kind, encoder, seed=0):
@@ -63,7 +64,7 @@ def test_early_stopping_restores_the_best_epoch(data, kind):
     if kind == "regression":
         restored = float(np.abs(predicted - y_val).mean())
     else:
-        restored = float((predicted.argmax(axis=1) == valence_to_class(y_val)).mean())
+        restored = float((predicted.argmax(axis=1) == to_classes(y_val)).mean())
     assert restored == pytest.approx(history.val_metric[history.best_epoch - 1], abs=1e-5)
 
 
@@ -97,8 +98,8 @@ def test_default_recipe_beats_the_mean_predictor_clearly(data):
     baseline = np.abs(y_train.mean() - y_test).mean()
     assert mae < 0.6 * baseline
     classifier = fresh("classification", encoder)
-    fit_model(classifier, "classification", train, valence_to_class(y_train), val, valence_to_class(y_val),
+    fit_model(classifier, "classification", train, to_classes(y_train), val, to_classes(y_val),
               TrainConfig())
-    accuracy = (predict_arrays(classifier, test).argmax(axis=1) == valence_to_class(y_test)).mean()
-    majority = (valence_to_class(y_test) == np.bincount(valence_to_class(y_train)).argmax()).mean()
+    accuracy = (predict_arrays(classifier, test).argmax(axis=1) == to_classes(y_test)).mean()
+    majority = (to_classes(y_test) == np.bincount(to_classes(y_train)).argmax()).mean()
     assert accuracy > majority + 0.15

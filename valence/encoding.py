@@ -12,14 +12,6 @@ ARTIST_FEATURES = ("artist_mean_valence", "artist_log_tracks", "artist_seen")
 UNKNOWN = 0  # index of the unknown bucket in every categorical vocabulary
 
 
-def valence_to_class(valence):
-    """Map valence values to class indices 0 (sad), 1 (neutral), 2 (happy) by config.CLASS_EDGES."""
-    low, high = config.CLASS_EDGES
-    v = np.asarray(valence, dtype=np.float64)
-    # sad < 0.35 <= neutral <= 0.65 < happy: both edges belong to neutral.
-    return np.where(v < low, 0, np.where(v > high, 2, 1)).astype(np.int64)
-
-
 def _norm_ppf(p):
     """Inverse standard normal CDF of each probability (stdlib, so no scipy dependency)."""
     nd = NormalDist()
