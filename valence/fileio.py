@@ -24,10 +24,21 @@ def atomic_path(path):
         yield Path(temporary)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary, _mode_for(path))  # mkstemp made it 0600: readable by this user only
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _mode_for(path):
+    """The permissions a replaced file keeps, or those open() would give a new one (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def remove_stale_temporaries(path, older_than=STALE_SECONDS):
