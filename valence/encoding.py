@@ -24,6 +24,19 @@ def _interp_ties(x, xp, fp):
     return 0.5 * (np.interp(x, xp, fp) - np.interp(-x, -xp[::-1], -fp[::-1]))
 
 
+class _ArtistLookup:
+    """An artist table and its reference songs, indexed once for per-row lookups (the fitted
+    encoder keeps one, so a request does not re-index tens of thousands of artists)."""
+
+    def __init__(self, table, reference, width):
+        self.index = {a: i for i, a in enumerate(table)}
+        self.rows = np.asarray(list(table.values()), dtype=np.float64).reshape(len(table), width)
+        ref_artist = reference.get("artist", np.empty(0, dtype=object)) if reference else np.empty(0, dtype=object)
+        self.ref_groups = pd.Series(np.arange(len(ref_artist))).groupby(ref_artist).indices if len(ref_artist) else {}
+        if len(ref_artist):
+            self.ref_y, self.ref_f = reference["values"][:, 0], reference["values"][:, 1:]
+
+
 class FeatureEncoder:
     """Quantile-normal numerics, categorical indices, and out-of-fold artist statistics.
 
@@ -41,6 +54,7 @@ class FeatureEncoder:
         self.knn_smoothing = knn_smoothing  # pseudo-weight of the prior in that mean
         self.n_folds = n_folds
         self.seed = seed
+        self._lookup = None  # _ArtistLookup of the fitted statistics, built on first use
 
     # ---- fitting -------------------------------------------------------------
     def fit(self, frame, y):
@@ -57,6 +71,7 @@ class FeatureEncoder:
         return out
 
     def _fit(self, frame, y):
+        self._lookup = None
         y = np.asarray(y, dtype=np.float64)
         if len(frame) != len(y):
             raise config.ValenceError(f"encoder: {len(frame)} rows but {len(y)} targets")
@@ -94,20 +109,28 @@ class FeatureEncoder:
         tracks = tracks[tracks["artist"] != ""].drop_duplicates("track")
         return tracks.drop(columns="track").groupby("artist").sum()
 
-    def _artist_block(self, artists, table, prior):
+    def _artist_block(self, artists, lookup, prior):
         """Smoothed artist means (centred so an unseen artist reads 0), log track count and a seen flag."""
         m = self.artist_smoothing
-        width = len(next(iter(table.values()))) if table else 2 + (self._n_plain if self.artist_feature_means else 0)
-        sums = np.zeros((len(artists), width))
-        known = pd.Series(artists).map({a: i for i, a in enumerate(table)})
-        hit = known.notna().to_numpy()
+        sums = np.zeros((len(artists), lookup.rows.shape[1]))
+        # A plain dict lookup: Series.map would turn the whole index into a Series on every call.
+        known = np.fromiter((lookup.index.get(a, -1) for a in artists), dtype=np.int64, count=len(artists))
+        hit = known >= 0
         if hit.any():
-            sums[hit] = np.asarray(list(table.values()), dtype=np.float64)[known[hit].astype(int).to_numpy()]
+            sums[hit] = lookup.rows[known[hit]]
         n = sums[:, 0]
         # Valence shrinks toward the training mean; encoded features toward 0, their normal-score centre.
         mean_y = (sums[:, 1] + m * prior) / (n + m) - prior
         parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:] / (n + m)[:, None]]
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def _make_lookup(self, table, reference):
+        return _ArtistLookup(table, reference, 2 + (self._n_plain if self.artist_feature_means else 0))
+
+    def _fitted_lookup(self):
+        if self._lookup is None:
+            self._lookup = self._make_lookup(self.artist_table_, self.reference_)
+        return self._lookup
 
     def _reference(self, frame, y, plain):
         """The training tracks the similarity-weighted artist mean looks up: artist, valence, encoded features."""
@@ -115,14 +138,12 @@ class FeatureEncoder:
         values = np.column_stack([np.asarray(y, dtype=np.float32)[keep], plain[keep]]).astype(np.float32)
         return {"artist": _artists(frame)[keep], "values": values}
 
-    def _knn_block(self, artists, plain, reference, prior):
+    def _knn_block(self, artists, plain, lookup, prior):
         """Per row: kernel-weighted mean valence of the same artist's reference songs (centred), log total weight."""
         out = np.zeros((len(artists), 2), dtype=np.float32)
-        ref_artist = reference.get("artist", np.empty(0, dtype=object))
-        if len(ref_artist) == 0:
+        if not lookup.ref_groups:
             return out
-        ref_y, ref_f = reference["values"][:, 0], reference["values"][:, 1:]
-        ref_groups = pd.Series(np.arange(len(ref_artist))).groupby(ref_artist).indices
+        ref_y, ref_f, ref_groups = lookup.ref_y, lookup.ref_f, lookup.ref_groups
         query_groups = pd.Series(np.arange(len(artists))).groupby(np.asarray(artists, dtype=object)).indices
         m, h = self.knn_smoothing, self.knn_bandwidth * self._n_plain
         for artist, rows in query_groups.items():
@@ -151,10 +172,11 @@ class FeatureEncoder:
             sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside])
             table = {a: row.tolist() for a, row in sums.iterrows()}
             prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
-            block[inside, :self._n_stats] = self._artist_block(artists[inside], table, prior)
+            reference = self._reference(frame[~inside], y[~inside], plain[~inside]) if self.knn_bandwidth > 0 else {}
+            lookup = self._make_lookup(table, reference)
+            block[inside, :self._n_stats] = self._artist_block(artists[inside], lookup, prior)
             if self.knn_bandwidth > 0:
-                reference = self._reference(frame[~inside], y[~inside], plain[~inside])
-                block[inside, self._n_stats:] = self._knn_block(artists[inside], plain[inside], reference, prior)
+                block[inside, self._n_stats:] = self._knn_block(artists[inside], plain[inside], lookup, prior)
         return block
 
     # ---- applying ------------------------------------------------------------
@@ -175,11 +197,11 @@ class FeatureEncoder:
         numeric = np.zeros((len(frame), self.n_numeric_), dtype=np.float32)
         numeric[:, :self._n_plain] = self._plain_numeric(frame)
         if self.artist_stats and with_artist_block:
-            artists = _artists(frame)
-            numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, self.artist_table_, self.prior_)
+            artists, lookup = _artists(frame), self._fitted_lookup()
+            numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, lookup, self.prior_)
             if self.knn_bandwidth > 0:
                 numeric[:, self._n_plain + self._n_stats:] = self._knn_block(
-                    artists, numeric[:, :self._n_plain], self.reference_, self.prior_)
+                    artists, numeric[:, :self._n_plain], lookup, self.prior_)
         columns = list(self.vocab_)
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
@@ -260,8 +282,6 @@ def _check_columns(frame):
     missing = [c for c in (*config.NUMERIC_FEATURES, *config.CATEGORICAL_FEATURES) if c not in frame.columns]
     if missing:
         raise config.ValenceError(f"encoder: missing columns {missing}")
-    if "track_id" not in frame.columns:
-        pass
 
 
 def _artists(frame):
