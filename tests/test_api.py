@@ -199,6 +199,8 @@ def test_every_answer_is_json_with_security_headers(client, method, path, status
         assert response.headers.getlist(name) == [value]
     if status == 405:
         assert "GET" in response.headers["Allow"] and response.json["status"] == 405
+        allowed = response.headers.getlist("Allow")
+        assert len(allowed) == 1 and allowed[0].split(", ") == sorted(allowed[0].split(", "))
 
 
 def test_unexpected_failure_is_a_json_500_without_traceback(make_app):

@@ -142,6 +142,8 @@ def http_error(error):
     response.status_code = error.code
     # Keep what the error adds besides its HTML page, such as a 405's Allow header.
     response.headers.extend((name, value) for name, value in error.get_headers() if name.lower() != "content-type")
+    if error.code == 405 and error.valid_methods:  # werkzeug's order follows a set: make it the same every time
+        response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
     return response
 
 
