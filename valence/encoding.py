@@ -155,7 +155,11 @@ class FeatureEncoder:
                 dist = ((plain[q, None, :] - ref_f[None, refs, :]) ** 2).sum(axis=2)
                 w = np.exp(-dist / h)
                 total = w.sum(axis=1)
-                out[q, 0] = (w @ ref_y[refs] + m * prior) / (total + m) - prior
+                # w is in (0, 1] and ref_y in [0, 1], so the product is finite; OpenBLAS under numpy 2
+                # can still raise a stray "invalid value" FPE flag in matmul, hence the errstate.
+                with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                    weighted = w @ ref_y[refs]
+                out[q, 0] = (weighted + m * prior) / (total + m) - prior
                 out[q, 1] = np.log1p(total)
         return out
 
