@@ -1,0 +1,147 @@
+"""Unit tests of valence.catalog: name matching, grouping of listings by track_id and close-name suggestions.
+
+A stand-in predictor with a known rule replaces the trained model, so expected answers follow from the inputs.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from valence import catalog as catalog_module
+from valence.catalog import Catalog, TrigramSearch, _trigrams, load_catalog, normalise, predict_rows
+from valence.config import CLASS_NAMES, ValenceError
+from valence.synthetic import generate_dataset, write_csv
+
+GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
+
+
+class RulePredictor:
+    """Predict danceability / 2 + a genre shift; moods from fixed weights; warn on genres not in GENRE_SHIFT."""
+
+    def __init__(self, moods=True):
+        self.moods = moods
+        self.calls = []
+
+    def predict(self, frame):
+        self.calls.append(len(frame))
+        valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
+        probabilities = None
+        if self.moods:
+            probabilities = np.stack([1 - valence, np.full(len(frame), 0.5), valence], axis=1)
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+        warnings = [[] if g in GENRE_SHIFT else [f"unknown genre {g!r}"] for g in frame["genre"]]
+        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings)
+
+
+def expected_valence(danceability, genre):
+    return danceability / 2 + GENRE_SHIFT.get(genre, 0)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """Twelve generated songs, then hand-made listings: one track under three genres, two same-named tracks."""
+    songs = generate_dataset(12, seed=2).drop_duplicates("track_id").reset_index(drop=True)
+    songs["genre"] = "Pop"
+    extra = songs.iloc[[0, 0, 0, 1, 2, 3]].copy()
+    extra["track_id"] = ["MULTI", "MULTI", "MULTI", "SAMELOW", "SAMEHIGH", "SAMETIE"]
+    extra["genre"] = ["Pop", "Rock", "Polka", "Pop", "Rock", "Rock"]
+    extra["artist_name"] = ["Multi Act"] * 3 + ["Twin Artist", "twin   ARTIST", "Twin Artist"]
+    extra["track_name"] = ["Many Genres"] * 3 + ["Same Song", " same song ", "Same Song"]
+    extra["popularity"] = [30, 30, 30, 10, 90, 10]
+    extra["danceability"] = [0.4, 0.4, 0.4, 0.2, 0.6, 0.8]
+    extra["valence"] = [0.25, 0.25, 0.25, 0.5, 0.5, 0.5]
+    return pd.concat([songs, extra], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def catalog(frame):
+    return Catalog(frame, RulePredictor())
+
+
+def test_normalise_folds_case_and_whitespace():
+    assert normalise("  The   BEATLES\t") == "the beatles"
+    assert normalise("Straße") == normalise("STRASSE")  # casefold, not lower
+    assert normalise("") == ""
+
+
+def test_trigrams_are_padded_pieces_of_three():
+    assert _trigrams("ab") == {"  a", " ab", "ab "}
+    assert _trigrams("abc") == {"  a", " ab", "abc", "bc "}
+    assert _trigrams("") == {"   "}  # the padding alone
+
+
+def test_a_track_under_several_genres_is_one_entry_with_the_mean_prediction(catalog, frame):
+    assert catalog.n_rows == len(frame) and len(catalog) == frame["track_id"].nunique()
+    answer = catalog.by_track_id("MULTI")
+    per_genre = {g: expected_valence(0.4, g) for g in ("Pop", "Rock", "Polka")}
+    assert answer["genres"] == ["Pop", "Rock", "Polka"]
+    assert answer["genre_predictions"] == pytest.approx(per_genre)
+    assert answer["prediction"] == pytest.approx(sum(per_genre.values()) / 3)
+    assert answer["expected"] == pytest.approx(0.25)
+    assert answer["warnings"] == ["unknown genre 'Polka'"]  # one listing's warning belongs to the track
+    assert answer["mood"] in CLASS_NAMES
+    assert sum(answer["mood_probabilities"].values()) == pytest.approx(1)
+    assert catalog.by_track_id("NO-SUCH-ID") is None
+
+
+def test_moods_are_the_argmax_of_the_mean_probabilities(catalog):
+    for i in range(len(catalog)):
+        probabilities = catalog.mood_probabilities[i]
+        assert catalog.moods[i] == CLASS_NAMES[int(np.argmax(probabilities))]
+    high = catalog.by_track_id("SAMETIE")  # Rock 0.3 + 0.8 / 2 = 0.7: happy weight 0.7 beats sad 0.3 and 0.5
+    assert high["mood"] == "happy"
+
+
+def test_a_regression_only_predictor_gives_no_moods(frame):
+    catalog = Catalog(frame, RulePredictor(moods=False))
+    answer = catalog.by_track_id("MULTI")
+    assert "mood" not in answer and "mood_probabilities" not in answer
+    assert catalog.moods is None
+
+
+def test_names_match_ignoring_case_and_spaces_most_popular_first_then_by_id(catalog):
+    answer = catalog.by_names("TWIN artist", "same   SONG")
+    assert answer["track_id"] == "SAMEHIGH"  # popularity 90
+    assert [m["track_id"] for m in answer["other_matches"]] == ["SAMELOW", "SAMETIE"]  # both 10: by track_id
+    assert answer["other_matches"][0] == {"track_id": "SAMELOW", "artist_name": "Twin Artist",
+                                          "track_name": "Same Song", "genres": ["Pop"]}
+    assert catalog.by_names("Twin Artist", "Other Song") is None
+    assert catalog.by_names("Multi Act", "Many Genres")["other_matches"] == []
+
+
+def test_suggestions_find_a_misspelt_track_or_artist(catalog):
+    assert [s["track_id"] for s in catalog.suggest("Multi Act", "Many Genre")] == ["MULTI"]
+    assert [s["track_id"] for s in catalog.suggest("Muti Act", "Many Genres")] == ["MULTI"]
+    # The right song by an unknown artist: every same-named track, most popular first.
+    assert [s["track_id"] for s in catalog.suggest("Nobody", "same song")] == ["SAMEHIGH", "SAMELOW", "SAMETIE"]
+    assert catalog.suggest("Zzzz Qqqq", "Xxxxxxxx") == []
+
+
+def test_trigram_search_ranks_close_names_and_gives_nothing_for_unrelated_ones():
+    search = TrigramSearch(["the beatles", "the beat", "rolling stones", "beatles tribute band"])
+    assert search.close("the beatels", n=1) == ["the beatles"]
+    assert search.close("rolling stone")[0] == "rolling stones"
+    assert search.close("qqq") == []
+    assert len(search.close("the beatles", n=2)) <= 2
+
+
+def test_predict_rows_predicts_in_chunks_and_keeps_row_order(frame, monkeypatch):
+    monkeypatch.setattr(catalog_module, "PREDICT_CHUNK", 4)
+    predictor = RulePredictor()
+    valence, probabilities, warnings = predict_rows(predictor, frame)
+    assert predictor.calls == [4] * (len(frame) // 4) + ([len(frame) % 4] if len(frame) % 4 else [])
+    expected = [expected_valence(d, g) for d, g in zip(frame["danceability"], frame["genre"])]
+    np.testing.assert_allclose(valence, expected)
+    assert probabilities.shape == (len(frame), len(CLASS_NAMES)) and len(warnings) == len(frame)
+
+
+def test_load_catalog_reads_a_csv_and_refuses_one_without_rows(tmp_path):
+    songs = generate_dataset(20, seed=9)
+    path = write_csv(songs, tmp_path / "catalog.csv")
+    catalog = load_catalog(path, RulePredictor())
+    assert len(catalog) == songs["track_id"].nunique() and catalog.n_rows == len(songs)
+    empty = tmp_path / "empty.csv"
+    empty.write_text(",".join(songs.columns) + "\n")
+    with pytest.raises(ValenceError, match="empty.csv"):
+        load_catalog(empty, RulePredictor())

@@ -1,0 +1,167 @@
+"""Unit tests of valence.commands: what each command-line job prints and returns.
+
+Training and evaluation are replaced by stand-ins (the pipeline has its own tests); scoring runs the real
+CSV reader with a stand-in predictor, so no model is trained here.
+"""
+import dataclasses
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from valence import commands, pipeline
+from valence.config import ValenceError
+from valence.data import load_dataset, split_by_track
+from valence.pipeline import RunOptions, SplitConfig
+from valence.synthetic import generate_dataset, write_csv
+from valence.trainer import TrainConfig
+
+
+class FakePredictor:
+    """Predict energy as the valence; moods only when asked."""
+
+    def __init__(self, classification=None):
+        self.classification = classification
+
+    def predict(self, frame):
+        valence = frame["energy"].to_numpy()
+        mood = ["happy"] * len(frame) if self.classification is not None else None
+        return SimpleNamespace(valence=valence, mood=mood, mood_probabilities=None, warnings=[[]] * len(frame))
+
+
+def options(tmp_path, **changes):
+    return dataclasses.replace(RunOptions(data=tmp_path / "songs.csv", model_dir=tmp_path / "models",
+                                          train=TrainConfig(epochs=4), split=SplitConfig(seed=0)), **changes)
+
+
+def test_log_prints_one_line(capsys):
+    commands.log("hello")
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_epoch_reporter_without_a_terminal_prints_one_line_per_epoch_with_the_float_metrics(capsys):
+    reporter = commands.EpochReporter(max_epochs=5, quiet=True)
+    assert reporter.use_bar is False
+    on_epoch = reporter("regression")
+    on_epoch(2, {"train_loss": 0.123456, "val_mae": 0.5, "epoch": 2, "note": "x"})
+    assert capsys.readouterr().out == "regression epoch 2/5: train_loss 0.1235, val_mae 0.5000\n"
+    reporter.close()
+
+
+def test_epoch_reporter_on_a_terminal_draws_one_bar_per_kind(monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert commands.EpochReporter(3, quiet=True).use_bar is False  # --quiet wins over the terminal
+    reporter = commands.EpochReporter(3, quiet=False)
+    on_epoch = reporter("regression")
+    on_epoch(1, {"val_mae": 0.25})
+    first = reporter.bar
+    assert first.n == 1 and first.total == 3 and first.desc == "regression"
+    reporter("classification")  # a new kind closes the old bar
+    assert reporter.bar is not first and reporter.bar.n == 0
+    reporter.close()
+    assert reporter.bar is None
+    assert capsys.readouterr().out == ""  # the bar goes to stderr, nothing to stdout
+
+
+def test_train_returns_0_and_writes_figures_only_when_asked(tmp_path, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: seen.append(opts) or {"ok": 1})
+    import valence.plots
+    monkeypatch.setattr(valence.plots, "write_training_figures",
+                        lambda results, folder: [folder / "a.png", folder / "b.png"])
+    assert commands.train(options(tmp_path)) == 0
+    assert capsys.readouterr().out == ""
+    assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'figs' / 'a.png'}\nwrote {tmp_path / 'figs' / 'b.png'}\n"
+    assert len(seen) == 2
+
+
+def test_an_interrupted_training_returns_130_and_says_what_was_kept(tmp_path, monkeypatch, capsys):
+    results = {"interrupted": "classification",
+               "classification": {"metrics": {"best_epoch": 3, "interrupted_at_epoch": 5}}}
+    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: results)
+    assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 130
+    err = capsys.readouterr().err
+    assert "saved the best classification model so far (epoch 3, interrupted during epoch 5)" in err
+    assert not (tmp_path / "figs").exists()
+
+
+def test_evaluate_hands_the_options_to_the_pipeline(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(pipeline, "run_evaluation", lambda opts, log: seen.append((opts, log)))
+    opts = options(tmp_path)
+    assert commands.evaluate(opts) == 0
+    assert seen == [(opts, commands.log)]
+
+
+def test_make_demo_writes_the_generated_rows(tmp_path, capsys):
+    path = tmp_path / "demo.csv"
+    commands.make_demo(path, 1234, seed=3)
+    assert capsys.readouterr().out == f"wrote 1,234 generated songs (not real data) to {path}\n"
+    written = pd.read_csv(path)
+    expected = generate_dataset(1234, seed=3)
+    assert len(written) == 1234 and written["track_id"].tolist() == expected["track_id"].tolist()
+
+
+def test_print_batch_shows_the_first_batch_and_its_columns(tmp_path, capsys):
+    path = write_csv(generate_dataset(200, seed=1), tmp_path / "songs.csv")
+    train, _, _ = split_by_track(load_dataset(path)[0], seed=0)
+    assert commands.print_batch(options(tmp_path, train=TrainConfig(batch_size=16))) == 0
+    out = capsys.readouterr().out
+    assert "first training batch: 16 rows; numeric (16, " in out and "categorical (16, " in out
+    assert "numeric columns: " in out and "danceability" in out
+    assert f"valence[:5] = {train['valence'].to_numpy()[:5]}" in out
+    # A batch larger than the training split shows the whole split.
+    commands.print_batch(options(tmp_path, train=TrainConfig(batch_size=10_000)))
+    assert f"first training batch: {len(train)} rows" in capsys.readouterr().out
+
+
+def scoring_file(tmp_path, n_bad):
+    """Write 10 good songs then n_bad songs with a non-numeric energy; return (path, bad line numbers)."""
+    songs = generate_dataset(10 + n_bad, seed=6).drop(columns="valence")
+    songs["energy"] = songs["energy"].astype(object)
+    songs.loc[10:, "energy"] = "loud"
+    path = write_csv(songs, tmp_path / "songs.csv")
+    return path, [12 + i for i in range(n_bad)]  # line 1 is the header
+
+
+def test_score_writes_next_to_the_input_by_default_and_lists_bad_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(commands.Predictor, "from_model_dir", classmethod(lambda cls, folder: FakePredictor()))
+    path, bad_lines = scoring_file(tmp_path, 2)
+    assert commands.score(path, None, options(tmp_path)) == 0
+    output = tmp_path / "songs.predictions.csv"
+    scored = pd.read_csv(output)
+    assert len(scored) == 10 and "predicted_mood" not in scored
+    np.testing.assert_allclose(scored["predicted_valence"], pd.read_csv(path)["energy"][:10].astype(float), atol=1e-4)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"scored 10 songs from {path} into {output}"
+    assert out[1] == "2 rows could not be scored:"
+    assert out[2:] == [f"  line {line}: row with a non-numeric feature: energy='loud'" for line in bad_lines]
+
+
+def test_score_shows_only_the_first_bad_rows_and_says_moods(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(commands.Predictor, "from_model_dir",
+                        classmethod(lambda cls, folder: FakePredictor(classification=object())))
+    n_bad = commands.BAD_ROWS_SHOWN + 3
+    path, bad_lines = scoring_file(tmp_path, n_bad)
+    commands.score(path, tmp_path / "out.csv", options(tmp_path))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(f"into {tmp_path / 'out.csv'} (with moods)")
+    assert out[1] == f"{n_bad} rows could not be scored:"
+    assert len(out) == 2 + commands.BAD_ROWS_SHOWN + 1
+    assert out[-2].startswith(f"  line {bad_lines[commands.BAD_ROWS_SHOWN - 1]}:")
+    assert out[-1] == "  ... and 3 more"
+    assert set(pd.read_csv(tmp_path / "out.csv")["predicted_mood"]) == {"happy"}
+
+
+def test_score_refuses_to_overwrite_its_input_before_loading_a_model(tmp_path, monkeypatch):
+    def no_model(cls, folder):
+        raise AssertionError("the model must not be loaded")
+    monkeypatch.setattr(commands.Predictor, "from_model_dir", classmethod(no_model))
+    path, _ = scoring_file(tmp_path, 0)
+    before = path.read_bytes()
+    with pytest.raises(ValenceError, match=r"--output .*songs\.csv is the input file"):
+        commands.score(path, tmp_path / "." / "songs.csv", options(tmp_path))
+    assert path.read_bytes() == before
