@@ -127,3 +127,13 @@ def test_parse_fields_reads_numbers_as_floats_or_everything_as_strings():
     assert frame[0].tolist() == ["Pop", "Jazz"] and frame[2].tolist() == ["x", "z"]
     empty = parse_fields(records, 0, 3, np.zeros(3, dtype=bool), 3, [0, 2])
     assert len(empty) == 0 and list(empty.columns) == [0, 2]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3])
+def test_a_byte_order_mark_is_removed_whatever_the_block_size(tmp_path, block_bytes):
+    raw = codecs.BOM_UTF8 + b"a,b\n1,2\n"
+    path = tmp_path / "bom.csv"
+    path.write_bytes(raw)
+    text, stats, lasts = read_all(path, block_bytes)
+    assert text == "a,b\n1,2\n" and lasts[-1] is True and lasts.count(True) == 1
+    assert stats.sha256.hexdigest() == hashlib.sha256(raw).hexdigest()  # every byte hashed once

@@ -110,6 +110,13 @@ def utf8_pieces(handle, stats, block_bytes=None):
     """Yield (normalised UTF-8 bytes, is_last) from a binary file handle, block by block."""
     read = (lambda: handle.read()) if block_bytes is None else (lambda: handle.read(block_bytes))
     block = read()
+    # A byte-order mark must be seen whole, and removing it must not leave an empty first block
+    # (that reads as the end of the file): start with at least 4 bytes whatever the block size.
+    while block_bytes is not None and 0 < len(block) < 4:
+        more = read()
+        if not more:
+            break
+        block += more
     stats.sha256.update(block)
     codec = _sniff_utf16(block)
     if codec is not None:
