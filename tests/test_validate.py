@@ -81,9 +81,10 @@ def test_numbers_in_other_spellings_are_read_and_extremes_are_refused(songs):
                              (3, "tempo"): "1e500", (4, "tempo"): str(high + 1), (5, "tempo"): str(low - 1),
                              (6, "tempo"): "-inf"})
     frame, bad, counts, _ = run(raw)
-    assert frame["tempo"].tolist()[:3] == [120.5, 120.0, 50.0]
-    assert dict(counts) == {NOT_FINITE: 2, OUT_OF_RANGE: 2}
-    assert sorted(line for line, _ in bad) == [5, 6, 7, 8]
+    assert frame["tempo"].tolist()[:2] == [120.5, 50.0]
+    # "1_2_0" is not how a number is written in a CSV (float() would read it as 120): skipped.
+    assert dict(counts) == {NOT_FINITE: 2, OUT_OF_RANGE: 2, NON_NUMERIC: 1}
+    assert sorted(line for line, _ in bad) == [3, 5, 6, 7, 8]
 
 
 def test_key_numbered_twelve_stops_the_load_naming_the_line(songs):
