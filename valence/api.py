@@ -134,16 +134,18 @@ def api_error(error):
 def http_error(error):
     """Answer a routing or protocol error (404, 405, 413, ...) as JSON, keeping its headers."""
     message, limit = error.description, current_app.config.get("MAX_CONTENT_LENGTH")
+    # werkzeug's order of the allowed methods follows a set: sorted, it is the same every time.
+    allowed = ", ".join(sorted(error.valid_methods)) if error.code == 405 and error.valid_methods else None
     if error.code == 413 and limit:
         message = f"body is larger than {limit:,} bytes; send at most 1,000 songs at a time"
-    elif error.code == 405 and error.valid_methods:
-        message = f"method {request.method[:20]} is not allowed here; use one of {', '.join(sorted(error.valid_methods))}"
+    elif allowed:
+        message = f"method {request.method[:20]} is not allowed here; use one of {allowed}"
     response = jsonify(error_body(error.code, error.name, message))
     response.status_code = error.code
     # Keep what the error adds besides its HTML page, such as a 405's Allow header.
     response.headers.extend((name, value) for name, value in error.get_headers() if name.lower() != "content-type")
-    if error.code == 405 and error.valid_methods:  # werkzeug's order follows a set: make it the same every time
-        response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    if allowed:
+        response.headers["Allow"] = allowed
     return response
 
 

@@ -31,9 +31,9 @@ class _ArtistLookup:
     def __init__(self, table, reference, width):
         self.index = {a: i for i, a in enumerate(table)}
         self.rows = np.asarray(list(table.values()), dtype=np.float64).reshape(len(table), width)
-        ref_artist = reference.get("artist", np.empty(0, dtype=object)) if reference else np.empty(0, dtype=object)
-        self.ref_groups = pd.Series(np.arange(len(ref_artist))).groupby(ref_artist).indices if len(ref_artist) else {}
-        if len(ref_artist):
+        artists = reference["artist"] if reference else ()
+        self.ref_groups = pd.Series(np.arange(len(artists))).groupby(artists).indices if len(artists) else {}
+        if self.ref_groups:
             self.ref_y, self.ref_f = reference["values"][:, 0], reference["values"][:, 1:]
 
 

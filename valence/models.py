@@ -88,20 +88,20 @@ class _Ensemble(nn.Module):
         self.members = nn.ModuleList(_mlp(cfg, self.inputs.out_dim) for _ in range(cfg.n_members))
 
     def head(self, dense):
-        """Mean of the members' raw outputs on encoded inputs, shape (n, n_outputs)."""
+        """The model's answer on encoded inputs: the mean of its members' raw outputs, through output()."""
         outs = [m(dense) for m in self.members]
-        return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
+        return self.output(outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0))
 
     def member_outputs(self, dense):
         """Each member's answer on encoded inputs, a list (trained with a loss each, averaged to predict)."""
         return [self.output(m(dense)) for m in self.members]
 
-    def raw(self, numeric, categorical):
-        return self.head(self.inputs(numeric, categorical))
-
     def output(self, raw):
-        """The model's answer from head()'s raw output (regression: shape (n,); classification: logits)."""
+        """The answer from a raw (n, n_outputs) output: regression squeezes it to (n,), classification keeps logits."""
         return raw
+
+    def forward(self, numeric, categorical):
+        return self.head(self.inputs(numeric, categorical))
 
 
 class RegressionModel(_Ensemble):
@@ -115,9 +115,6 @@ class RegressionModel(_Ensemble):
     def output(self, raw):
         return raw.squeeze(1)
 
-    def forward(self, numeric, categorical):
-        return self.output(self.raw(numeric, categorical))
-
 
 class ClassificationModel(_Ensemble):
     """Predicts the mood class; forward returns logits of shape (n, 3)."""
@@ -126,9 +123,6 @@ class ClassificationModel(_Ensemble):
         if cfg.n_outputs != N_CLASSES:
             raise ValueError(f"ClassificationModel needs n_outputs={N_CLASSES}")
         super().__init__(cfg)
-
-    def forward(self, numeric, categorical):
-        return self.raw(numeric, categorical)
 
 
 def build_model(kind, model_args):

@@ -70,7 +70,7 @@ def _encoded(model, numeric, categorical, batch_size=65536):
 def _evaluate(model, kind, dense, target, loss_fn, batch_size=8192):
     """Validation loss and metric (MAE or accuracy) over all rows, in eval mode."""
     model.eval()
-    out = torch.cat([model.output(model.head(dense[i:i + batch_size])) for i in range(0, len(target), batch_size)])
+    out = torch.cat([model.head(dense[i:i + batch_size]) for i in range(0, len(target), batch_size)])
     loss = float(loss_fn(out, target))
     if kind == "classification":
         metric = float((out.argmax(dim=1) == target).float().mean())
