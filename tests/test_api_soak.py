@@ -3,6 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # gunicorn and 3,000 requests: about 10 s
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -88,6 +88,7 @@ def test_code_in_a_model_file_never_runs(tmp_path, real, how, wrapping):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_crafted_bundle_without_running_it(tmp_path, demo_csv):
     marker = tmp_path / "ran"
     models = tmp_path / "models"

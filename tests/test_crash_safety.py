@@ -4,6 +4,7 @@ SIGKILL arrives at random moments of a run, and at three chosen moments of the s
 (a hook pauses the child there: mid-write, written but not yet renamed, renamed but
 the metrics not yet written). Ctrl-C is a real SIGINT to a real `python
 musical_valence_predictor.py` process, with and without --save-on-interrupt.
+The runs in real processes are marked slow; the in-process checks of the save run by default.
 """
 import json
 import os
@@ -80,6 +81,7 @@ def check_survivor(folder, previous_bytes):
     return path.read_bytes() == previous_bytes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment, kept_previous", [("mid-write", True), ("before-replace", True),
                                                    ("after-replace", False)])
 def test_sigkill_inside_the_save_leaves_a_loadable_bundle(songs, previous, tmp_path, moment, kept_previous):
@@ -96,6 +98,7 @@ def test_sigkill_inside_the_save_leaves_a_loadable_bundle(songs, previous, tmp_p
     assert all(name.startswith(".regression.pt.") for name in temporaries(folder))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_of_training_leaves_a_loadable_bundle(songs, previous, tmp_path):
     """Kill runs a random moment after their start, after loading, while encoding, after random epochs."""
     server, rng = shared_server(), np.random.default_rng(5)
@@ -167,6 +170,7 @@ def interrupted(songs, previous, tmp_path_factory):
     return {flag: (folder, *interrupt_at_epoch(process, 5)) for flag, (folder, process) in runs.items()}
 
 
+@pytest.mark.slow
 def test_ctrl_c_without_the_flag_saves_nothing_and_exits_130(interrupted, previous):
     folder, code, out, err = interrupted[""]
     assert code == 130 and "Traceback" not in err
@@ -177,6 +181,7 @@ def test_ctrl_c_without_the_flag_saves_nothing_and_exits_130(interrupted, previo
     assert "saved " not in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     folder, code, out, err = interrupted["--save-on-interrupt"]
     assert code == 130 and "Traceback" not in err
@@ -201,6 +206,7 @@ def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     assert mae == pytest.approx(logged[best], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_save_leaves_the_previous_bundle_whole(songs, previous, tmp_path):
     folder = killed_copy(previous, tmp_path, "ctrl-c-in-save")
     server = shared_server()
@@ -215,6 +221,7 @@ def test_ctrl_c_during_the_save_leaves_the_previous_bundle_whole(songs, previous
     assert listing(folder) == ["regression.metrics.json", "regression.pt"]  # the temporary was removed
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_second_model_names_the_first_as_saved(songs, tmp_path):
     server = shared_server()
     child = server.start(train_args(songs, tmp_path / "models", "--model", "both", epochs=200), tmp_path / "run")

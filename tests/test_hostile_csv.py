@@ -415,6 +415,7 @@ def cli_results(corpus, tmp_path_factory):
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_command_line_exits_0_or_2_with_no_traceback(cli_results, name):
     if name not in cli_results:
@@ -433,6 +434,7 @@ def test_command_line_exits_0_or_2_with_no_traceback(cli_results, name):
         assert "first training batch" in done.stdout
 
 
+@pytest.mark.slow
 def test_predict_scores_the_good_rows_and_reports_the_bad_ones_by_line(trained, corpus, tmp_path):
     model_dir, _ = trained
     done = shared_server().run(["--model-dir", model_dir, "--predict", corpus["broken_rows"],

@@ -25,6 +25,7 @@ def cli_models(tmp_path_factory, demo_csv):
     return model_dir, done
 
 
+@pytest.mark.slow
 def test_training_saves_bundles_and_metrics(cli_models, demo_csv):
     model_dir, done = cli_models
     assert "loaded 3,000 of 3,000 rows" in done.stdout
@@ -40,6 +41,7 @@ def test_training_saves_bundles_and_metrics(cli_models, demo_csv):
     assert "regression epoch 1/3" in done.stdout  # one line per epoch when not on a terminal
 
 
+@pytest.mark.slow
 def test_skip_training_evaluates_the_saved_model_to_the_same_figures(cli_models, demo_csv):
     model_dir, _ = cli_models
     done = run_cli("--data", demo_csv, "--model-dir", model_dir, "--skip-training")
@@ -48,6 +50,7 @@ def test_skip_training_evaluates_the_saved_model_to_the_same_figures(cli_models,
     assert f"{saved['test_mae']:.4f}" in done.stdout
 
 
+@pytest.mark.slow
 def test_predict_scores_a_csv_without_valence(cli_models, demo_csv, tmp_path):
     model_dir, _ = cli_models
     songs = pd.read_csv(demo_csv).drop(columns=["valence"]).head(50)
@@ -62,6 +65,7 @@ def test_predict_scores_a_csv_without_valence(cli_models, demo_csv, tmp_path):
     assert set(scored["predicted_mood"]) <= {"sad", "neutral", "happy"}
 
 
+@pytest.mark.slow
 def test_predict_refuses_to_overwrite_its_input(cli_models, demo_csv, tmp_path):
     model_dir, _ = cli_models
     copy = tmp_path / "songs.csv"
@@ -72,6 +76,7 @@ def test_predict_refuses_to_overwrite_its_input(cli_models, demo_csv, tmp_path):
     assert copy.read_bytes() == demo_csv.read_bytes()
 
 
+@pytest.mark.slow
 def test_missing_data_file_says_where_to_get_it(tmp_path):
     done = run_cli("--data", tmp_path / "nope.csv", "--model-dir", tmp_path)
     assert done.returncode == 2
@@ -79,6 +84,7 @@ def test_missing_data_file_says_where_to_get_it(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_missing_column_names_file_and_column_and_keeps_the_old_model(cli_models, demo_csv, tmp_path):
     model_dir, _ = cli_models
     before = bundle_path(model_dir, "regression").read_bytes()
@@ -91,6 +97,7 @@ def test_missing_column_names_file_and_column_and_keeps_the_old_model(cli_models
     assert bundle_path(model_dir, "regression").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_skip_training_without_a_model_is_a_clear_error(demo_csv, tmp_path):
     done = run_cli("--data", demo_csv, "--model-dir", tmp_path, "--skip-training")
     assert done.returncode == 2
