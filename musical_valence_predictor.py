@@ -153,7 +153,7 @@ def run(args, options):
     if args.print_batch:
         return commands.print_batch(options)
     if args.skip_training:
-        return commands.evaluate(options)
+        return commands.evaluate_saved_models(options)
     return commands.train(options)
 
 

@@ -8,7 +8,7 @@ from valence import bundle as bundle_module
 from valence.bundle import load_bundle, load_bundle_from_dir, read_bundle
 from valence.config import BUNDLE_FORMAT, ValenceError, bundle_path
 from valence.data import load_dataset
-from valence.trainer import predict_arrays
+from valence.models import predict_arrays
 
 
 def test_bundle_loads_with_weights_only_and_is_self_describing(trained):

@@ -92,7 +92,7 @@ def test_evaluate_hands_the_options_to_the_pipeline(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(pipeline, "run_evaluation", lambda opts, log: seen.append((opts, log)))
     opts = options(tmp_path)
-    assert commands.evaluate(opts) == 0
+    assert commands.evaluate_saved_models(opts) == 0
     assert seen == [(opts, commands.log)]
 
 

@@ -24,7 +24,7 @@ from valence.fileio import STALE_SECONDS, atomic_path, remove_stale_temporaries,
 from valence.pipeline import SplitConfig, load_splits
 from valence.predict import Predictor
 from valence.synthetic import generate_dataset, write_csv
-from valence.trainer import predict_arrays
+from valence.models import predict_arrays
 
 from cli_runner import shared_server, wait_until
 

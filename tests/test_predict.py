@@ -1,11 +1,16 @@
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from valence.config import FEATURE_COLUMNS, ValenceError
-from valence.predict import Predictor, score_csv
+from valence.config import FEATURE_COLUMNS, PROJ_ROOT
+from valence.predict import Predictor
+
+TRAINING = ("valence.trainer", "valence.data", "valence.csvread", "valence.rows", "valence.pipeline",
+            "valence.scoring", "valence.metrics")
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +57,18 @@ def test_metadata_is_plain_and_names_the_features(predictor):
     assert len(meta["classification"]["data"]["sha256"]) == 64
 
 
-def test_score_csv_keeps_good_rows_and_reports_bad_ones_by_line(predictor, songs, tmp_path):
-    damaged = songs.head(5).drop(columns=["valence"]).copy()
-    damaged["energy"] = damaged["energy"].astype(object)
-    damaged.loc[damaged.index[2], "energy"] = "loud"   # line 4 of the file (header is line 1)
-    damaged.to_csv(tmp_path / "in.csv", index=False)
-    scored, bad = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
-    assert scored == 4
-    assert [line for line, _ in bad] == [4]
-    out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out["track_id"]) == [t for i, t in enumerate(damaged["track_id"]) if i != 2]
-
-
-def test_score_csv_with_no_good_row_writes_nothing(predictor, tmp_path):
-    (tmp_path / "in.csv").write_text(",".join(FEATURE_COLUMNS) + ",artist_name,track_name,track_id\n")
-    with pytest.raises(ValenceError):
-        score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
-    assert not (tmp_path / "out.csv").exists()
-
-
 def test_metadata_names_the_training_file_but_not_the_server_folders(predictor, trained):
     meta = predictor.metadata()["regression"]
     assert meta["data"]["path"] == "demo.csv"
     assert meta["metrics"]["data_path"] == "demo.csv"
+
+
+def test_serving_imports_no_training_or_csv_code():
+    # A fresh interpreter: this test process has imported everything already.
+    code = ("import sys\n"
+            "import valence.predict\n"
+            "first = sorted(m for m in {TRAINING} if m in sys.modules)\n"
+            "import valence.api\n"
+            "print(first, sorted(m for m in {TRAINING} if m in sys.modules))\n").replace("{TRAINING}", repr(TRAINING))
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJ_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []"

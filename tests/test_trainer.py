@@ -7,9 +7,9 @@ import torch
 
 from songs import make_songs, split
 from valence.encoding import FeatureEncoder
-from valence.evaluation import to_classes
-from valence.models import build_model, model_config_for
-from valence.trainer import TrainConfig, fit_model, predict_arrays
+from valence.metrics import to_classes
+from valence.models import build_model, model_config_for, predict_arrays
+from valence.trainer import TrainConfig, fit_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import numpy as np
 from . import pipeline
 from .config import TARGET, ValenceError
 from .encoding import FeatureEncoder
-from .predict import Predictor, score_csv
+from .predict import Predictor
+from .scoring import score_csv
 from .synthetic import generate_dataset, write_csv
 
 BAD_ROWS_SHOWN = 20
@@ -73,8 +74,8 @@ def train(options):
     return 0
 
 
-def evaluate(options):
-    """Evaluate the saved models on the test split."""
+def evaluate_saved_models(options):
+    """Evaluate the saved models on the test split of their own split settings."""
     pipeline.run_evaluation(options, log=log)
     return 0
 

@@ -9,7 +9,7 @@ import pandas as pd
 from . import cells
 from .config import KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, ValenceError
 from .csvread import Framer, ReadStats, header_fields, parse_fields, utf8_pieces
-from .validate import validate
+from .rows import build_clean_frame
 
 BAD_LINES_KEPT = 20
 BLOCK_BYTES = 8 << 20  # iter_feature_chunks reads this much at a time
@@ -144,8 +144,8 @@ def _records_chunk(records, lo, hi, header, require_valence, report):
     raw = parse_fields(records, lo, hi, good, n_fields, sorted(plan.values()),
                        numeric=[plan[c] for c in NUMERIC_FEATURES + (TARGET,) if c in plan])
     try:
-        frame, bad, counts, hows = validate(raw, records.lines[lo:hi][good], plan, names,
-                                            require_valence)
+        frame, bad, counts, hows = build_clean_frame(raw, records.lines[lo:hi][good], plan, names,
+                                                     require_valence)
     except ValenceError as error:
         raise ValenceError(f"{report.path}, {error}") from None
     counts.update(reason.split(":")[0] for _, reason in malformed)

@@ -1,6 +1,7 @@
-"""Networks built from a plain-typed ModelConfig, so a saved bundle can rebuild them."""
+"""Networks built from a plain-typed ModelConfig, so a saved bundle can rebuild them; their predictions."""
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -159,3 +160,24 @@ def model_config_for(kind, encoder, **overrides):
     n_outputs = 1 if kind == "regression" else N_CLASSES
     return ModelConfig(n_numeric=encoder.n_numeric_, category_sizes=list(encoder.category_sizes_),
                        n_outputs=n_outputs, **overrides)
+
+
+def as_tensors(arrays, device):
+    """Return the encoder's (numeric, categorical) arrays as float32 and int64 tensors on `device`."""
+    return (torch.as_tensor(np.asarray(arrays["numeric"], dtype=np.float32), device=device),
+            torch.as_tensor(np.asarray(arrays["categorical"], dtype=np.int64), device=device))
+
+
+@torch.no_grad()
+def predict_arrays(model, arrays, batch_size=8192, device="cpu"):
+    """Valence in [0, 1] (regression, shape (n,)) or class probabilities (classification, shape (n, 3))."""
+    model.eval()
+    model.to(device)
+    numeric, categorical = as_tensors(arrays, torch.device(device))
+    outs = [model(numeric[i:i + batch_size], categorical[i:i + batch_size])
+            for i in range(0, len(numeric), batch_size)]
+    n_outputs = model.config.n_outputs
+    out = torch.cat(outs) if outs else torch.zeros((0, n_outputs))
+    if n_outputs > 1:
+        return torch.softmax(out, dim=1).cpu().numpy()
+    return out.clamp(0.0, 1.0).cpu().numpy()

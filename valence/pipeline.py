@@ -12,10 +12,10 @@ from .bundle import load_bundle_from_dir, save_bundle
 from .config import DEFAULT_DATA, MODELS_DIR, TARGET, ValenceError, bundle_path, metrics_path
 from .data import load_dataset, split_by_track
 from .encoding import FeatureEncoder
-from .evaluation import evaluate_classification, evaluate_regression, format_metrics, to_classes
 from .fileio import write_text_atomic
-from .models import build_model, default_members, model_config_for
-from .trainer import TrainConfig, fit_model, predict_arrays
+from .metrics import classification_test_metrics, format_metrics, regression_test_metrics, to_classes
+from .models import build_model, default_members, model_config_for, predict_arrays
+from .trainer import TrainConfig, fit_model
 
 
 @dataclass
@@ -81,13 +81,13 @@ def targets(kind, frame):
     return valence if kind == "regression" else to_classes(valence)
 
 
-def evaluate(kind, model, encoder, splits):
+def test_split_metrics(kind, model, encoder, splits):
     """Return the test-split metrics of a model beside its baseline."""
     predicted = predict_arrays(model, encoder.transform(splits.test))
     y_train, y_test = splits.train[TARGET].to_numpy(), splits.test[TARGET].to_numpy()
     if kind == "classification":
-        return evaluate_classification(y_train, y_test, predicted)
-    metrics = evaluate_regression(y_train, y_test, predicted)
+        return classification_test_metrics(y_train, y_test, predicted)
+    metrics = regression_test_metrics(y_train, y_test, predicted)
     # Songs by artists the model saw in training are easier; report both groups.
     seen = splits.test["artist_name"].isin(set(splits.train["artist_name"])).to_numpy()
     for name, mask in (("seen", seen), ("unseen", ~seen)):
@@ -159,7 +159,7 @@ def run_training(options, log=print, on_epoch=None):
     results, saved = {}, []
     for kind in options.kinds:
         try:
-            results[kind] = train_evaluate_save(kind, splits, options, log, on_epoch(kind) if on_epoch else None)
+            results[kind] = train_test_and_save(kind, splits, options, log, on_epoch(kind) if on_epoch else None)
         except KeyboardInterrupt:
             raise TrainingInterrupted(kind, saved) from None
         saved.append(bundle_path(options.model_dir, kind))
@@ -170,7 +170,7 @@ def run_training(options, log=print, on_epoch=None):
     return results
 
 
-def train_evaluate_save(kind, splits, options, log, on_epoch):
+def train_test_and_save(kind, splits, options, log, on_epoch):
     """Train one model kind, evaluate it on the test split and save its bundle and metrics."""
     log(f"training the {kind} model (at most {options.train.epochs} epochs, device {options.train.device})")
     started = time.perf_counter()
@@ -180,7 +180,7 @@ def train_evaluate_save(kind, splits, options, log, on_epoch):
     if history.interrupted:
         log(f"{kind}: interrupted during epoch {len(history.train_loss) + 1}; evaluating and saving "
             f"the best epoch so far ({history.best_epoch}), as --save-on-interrupt asks")
-    metrics = evaluate(kind, model, encoder, splits)
+    metrics = test_split_metrics(kind, model, encoder, splits)
     log(f"{kind}: best epoch {history.best_epoch} of {len(history.train_loss)}, trained in {seconds:.1f} s")
     log(format_metrics(kind, metrics))
     record = metrics_record(kind, metrics, splits, options, seconds, history)
@@ -204,7 +204,7 @@ def run_evaluation(options, log=print):
         if bundle.meta.get("data", {}).get("sha256") != splits.report.sha256:
             log(f"warning: {options.data} is not the file this {kind} model was trained on "
                 f"(sha256 differs); its test split may overlap the model's training data")
-        metrics = evaluate(kind, bundle.model, bundle.encoder, splits)
+        metrics = test_split_metrics(kind, bundle.model, bundle.encoder, splits)
         log(f"{kind} model saved {bundle.meta.get('created_at')}, evaluated on {options.data}")
         log(format_metrics(kind, metrics))
         # Printed, not written: the metrics file keeps the figures of the run that trained the model.

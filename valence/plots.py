@@ -5,7 +5,7 @@ import numpy as np
 
 from .config import CLASS_NAMES, NUMERIC_FEATURES, TARGET
 from .fileio import atomic_path
-from .trainer import predict_arrays
+from .models import predict_arrays
 
 
 def pyplot():

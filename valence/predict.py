@@ -1,16 +1,12 @@
-"""Predictions from saved bundles: for a frame of songs, or streamed through a CSV file."""
+"""Predictions from saved bundles: bundles in, predictions out (no training or CSV code)."""
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .bundle import load_bundle_from_dir
-from .config import CATEGORICAL_FEATURES, CLASS_NAMES, ValenceError, bundle_path
-from .data import iter_feature_chunks
-from .fileio import atomic_path
-from .trainer import predict_arrays
-
-OUTPUT_ID_COLUMNS = ("track_id", "artist_name", "track_name", "genre")
+from .config import CATEGORICAL_FEATURES, CLASS_NAMES, bundle_path
+from .models import predict_arrays
 
 
 @dataclass
@@ -82,26 +78,3 @@ def unknown_category_warnings(encoder, frame):
         for row in unknown:
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
     return warnings
-
-
-def score_csv(input_path, output_path, predictor, chunksize=50_000):
-    """Score every good row of a CSV into `output_path`; return (rows scored, bad rows)."""
-    scored, bad_rows, header = 0, [], True
-    with atomic_path(output_path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as out:
-            for chunk, chunk_bad in iter_feature_chunks(input_path, chunksize=chunksize):
-                bad_rows.extend(chunk_bad)
-                if len(chunk) == 0:
-                    continue
-                result = predictor.predict(chunk)
-                columns = [c for c in (*OUTPUT_ID_COLUMNS, "valence") if c in chunk]
-                table = chunk[columns].copy()
-                table["predicted_valence"] = np.round(result.valence, 4)
-                if result.mood is not None:
-                    table["predicted_mood"] = result.mood
-                table.to_csv(out, index=False, header=header)
-                header = False
-                scored += len(chunk)
-        if scored == 0:
-            raise ValenceError(f"no row of {input_path} could be scored ({len(bad_rows)} bad rows)")
-    return scored, bad_rows

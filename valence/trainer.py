@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .models import as_tensors
+
 
 @dataclass
 class TrainConfig:
@@ -39,11 +41,6 @@ class History:
     interrupted: bool = False  # Ctrl-C stopped training during epoch len(train_loss) + 1
 
 
-def _tensors(arrays, device):
-    return (torch.as_tensor(np.asarray(arrays["numeric"], dtype=np.float32), device=device),
-            torch.as_tensor(np.asarray(arrays["categorical"], dtype=np.int64), device=device))
-
-
 def _loss_fn(kind, config):
     if kind == "classification":
         return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -67,7 +64,7 @@ def _encoded(model, numeric, categorical, batch_size=65536):
 
 
 @torch.no_grad()
-def _evaluate(model, kind, dense, target, loss_fn, batch_size=8192):
+def _validation_loss_and_metric(model, kind, dense, target, loss_fn, batch_size=8192):
     """Validation loss and metric (MAE or accuracy) over all rows, in eval mode."""
     model.eval()
     out = torch.cat([model.head(dense[i:i + batch_size]) for i in range(0, len(target), batch_size)])
@@ -94,8 +91,8 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
     # Inputs encoded once: a batch is then a row gather of one float matrix.
-    x_dense = _encoded(model, *_tensors(train, device))
-    v_dense = _encoded(model, *_tensors(val, device))
+    x_dense = _encoded(model, *as_tensors(train, device))
+    v_dense = _encoded(model, *as_tensors(val, device))
     y_t, y_v = _target(kind, y_train, device), _target(kind, y_val, device)
     loss_fn = _loss_fn(kind, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -126,7 +123,7 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * len(idx)
-            val_loss, metric = _evaluate(model, kind, v_dense, y_v, loss_fn)
+            val_loss, metric = _validation_loss_and_metric(model, kind, v_dense, y_v, loss_fn)
             history.train_loss.append(float(total) / n)
             history.val_loss.append(val_loss)
             history.val_metric.append(metric)
@@ -163,18 +160,3 @@ def _trim(history):
     n = min(len(history.train_loss), len(history.val_loss), len(history.val_metric), len(history.seconds))
     for values in (history.train_loss, history.val_loss, history.val_metric, history.seconds):
         del values[n:]
-
-
-@torch.no_grad()
-def predict_arrays(model, arrays, batch_size=8192, device="cpu"):
-    """Valence in [0, 1] (regression, shape (n,)) or class probabilities (classification, shape (n, 3))."""
-    model.eval()
-    model.to(device)
-    numeric, categorical = _tensors(arrays, torch.device(device))
-    outs = [model(numeric[i:i + batch_size], categorical[i:i + batch_size])
-            for i in range(0, len(numeric), batch_size)]
-    n_outputs = model.config.n_outputs
-    out = torch.cat(outs) if outs else torch.zeros((0, n_outputs))
-    if n_outputs > 1:
-        return torch.softmax(out, dim=1).cpu().numpy()
-    return out.clamp(0.0, 1.0).cpu().numpy()

@@ -1,13 +1,13 @@
-"""Unit tests of valence.validate: string fields of parsed records checked row by row into the clean frame."""
+"""Unit tests of valence.rows: string fields of parsed records checked row by row into the clean frame."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from valence import cells, validate as validate_module
+from valence import cells, rows as rows_module
 from valence.config import KAGGLE_COLUMNS, NUMERIC_RANGES, ValenceError
 from valence.synthetic import generate_dataset
-from valence.validate import (BAD_CATEGORY, BAD_VALENCE, MISSING, NO_GENRE, NO_TRACK_ID, NO_VALENCE, NON_NUMERIC,
-                              NOT_FINITE, OUT_OF_RANGE, REPEATED_HEADER, VALENCE_RANGE, validate)
+from valence.rows import (BAD_CATEGORY, BAD_VALENCE, MISSING, NO_GENRE, NO_TRACK_ID, NO_VALENCE, NON_NUMERIC,
+                          NOT_FINITE, OUT_OF_RANGE, REPEATED_HEADER, VALENCE_RANGE, build_clean_frame)
 
 PLAN = {column: position for position, column in enumerate(KAGGLE_COLUMNS)}
 NAMES = list(KAGGLE_COLUMNS)
@@ -27,7 +27,7 @@ def raw_of(frame):
 
 def run(raw, require_valence=True, first_line=2):
     lines = np.arange(first_line, first_line + len(raw))
-    return validate(raw, lines, PLAN, NAMES, require_valence)
+    return build_clean_frame(raw, lines, PLAN, NAMES, require_valence)
 
 
 def with_cells(songs, changes):
@@ -124,15 +124,15 @@ def test_scoring_input_keeps_rows_and_blanks_an_unusable_valence(songs):
 def test_scoring_input_without_a_valence_column(songs):
     raw = raw_of(songs).drop(columns=[PLAN["valence"]])
     plan = {c: p for c, p in PLAN.items() if c != "valence"}
-    frame, bad, _, _ = validate(raw, np.arange(len(raw)) + 2, plan, NAMES[:-1], False)
+    frame, bad, _, _ = build_clean_frame(raw, np.arange(len(raw)) + 2, plan, NAMES[:-1], False)
     assert bad == [] and "valence" not in frame.columns and len(frame) == len(songs)
 
 
 def test_to_float_splits_missing_from_not_a_number():
-    values, missing, strange = validate_module._to_float(pd.Series(["1.5", "", " ", "abc", "NaN", "1e3"]))
+    values, missing, strange = rows_module._to_float(pd.Series(["1.5", "", " ", "abc", "NaN", "1e3"]))
     assert missing.tolist() == [False, True, True, False, False, False]
     assert strange.tolist() == [False, False, False, True, False, False]
     assert values[0] == 1.5 and values[5] == 1000.0 and np.isnan(values[4])
     floats = pd.Series([0.25, 2.0])
-    values, missing, strange = validate_module._to_float(floats)
+    values, missing, strange = rows_module._to_float(floats)
     assert values.tolist() == [0.25, 2.0] and not missing.any() and not strange.any()

@@ -1,4 +1,4 @@
-"""Check the string fields of well-formed records and build the clean frame, column by column."""
+"""Turn CSV records' string fields into the clean frame, with a reason for each skipped row."""
 import re
 from collections import Counter
 
@@ -83,7 +83,7 @@ def _refuse_one_based_keys(keys, lines):
             f"Write keys as names (C, C#, D, ... B) or as numbers 0 to 11")
 
 
-def validate(raw, lines, plan, names, require_valence):
+def build_clean_frame(raw, lines, plan, names, require_valence):
     """Return (clean frame, bad rows, reason counts, counts of repaired and converted cells)."""
     text = {column: raw[position] for column, position in plan.items()}
     checker = _Checker(lines)

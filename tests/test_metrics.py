@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from valence.metrics import (classification_metrics, classification_test_metrics, format_metrics,
+                             regression_metrics, regression_test_metrics, to_classes)
+
+
+@pytest.mark.parametrize("valence, expected", [
+    (0.0, 0), (0.3499, 0), (0.35, 1), (0.5, 1), (0.65, 1), (0.6501, 2), (1.0, 2),
+])
+def test_class_edges_put_both_edges_in_neutral(valence, expected):
+    assert to_classes([valence])[0] == expected
+
+
+def test_regression_metrics_by_hand():
+    truth, predicted = np.array([0.0, 0.5, 1.0]), np.array([0.1, 0.5, 0.7])
+    metrics = regression_metrics(truth, predicted)
+    assert metrics["mae"] == pytest.approx(0.4 / 3)
+    assert metrics["rmse"] == pytest.approx(np.sqrt(0.1 / 3))
+    assert metrics["r2"] == pytest.approx(1 - 0.1 / 0.5)
+
+
+def test_r2_of_a_single_row_is_zero_not_nan():
+    assert regression_metrics([0.4], [0.6])["r2"] == 0.0
+
+
+def test_classification_metrics_by_hand():
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 1, 1, 1, 2, 0])
+    metrics = classification_metrics(truth, predicted)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    # F1 per class: sad 2*1/(2+2) = 0.5, neutral 2*2/(3+2) = 0.8, happy 2*1/(1+2) = 2/3.
+    assert metrics["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_macro_f1_averages_only_the_classes_present():
+    # No song is happy, and none is predicted happy: its F1 is left out of the mean, not counted as 0.
+    truth = np.array([0, 0, 1, 1])
+    predicted = np.array([0, 1, 1, 1])
+    metrics = classification_metrics(truth, predicted)
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_a_class_only_predicted_counts_with_f1_zero():
+    truth = np.array([0, 0, 1])
+    predicted = np.array([0, 2, 1])
+    metrics = classification_metrics(truth, predicted)
+    # sad 2*1/(1+2) = 2/3, neutral 1, happy (predicted once, never true) 0.
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert metrics["confusion_matrix"] == [[1, 0, 1], [0, 1, 0], [0, 0, 0]]
+
+
+def test_mean_baseline_uses_the_training_mean():
+    y_train, y_test = np.array([0.2, 0.4]), np.array([0.3, 0.5, 0.9])
+    metrics = regression_test_metrics(y_train, y_test, y_test)
+    assert metrics["test_mae"] == 0.0 and metrics["test_r2"] == 1.0
+    assert metrics["baseline_mae"] == pytest.approx(np.mean(np.abs(y_test - 0.3)))
+
+
+def test_majority_baseline_comes_from_training_classes():
+    y_train = np.array([0.1, 0.2, 0.9])          # mostly sad
+    y_test = np.array([0.9, 0.9, 0.1, 0.5])
+    probabilities = np.eye(3)[[2, 2, 0, 0]]      # 3 of 4 right
+    metrics = classification_test_metrics(y_train, y_test, probabilities)
+    assert metrics["baseline_class"] == "sad"
+    assert metrics["baseline_accuracy"] == 0.25
+    assert metrics["test_accuracy"] == 0.75
+    assert "majority class (sad)" in format_metrics("classification", metrics)
