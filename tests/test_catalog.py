@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from valence import catalog as catalog_module
-from valence.catalog import Catalog, TrigramSearch, _trigrams, load_catalog, normalise, predict_rows
+from valence.catalog import Catalog, TrigramSearch, load_catalog, normalise, predict_rows
 from valence.config import CLASS_NAMES, ValenceError
 from valence.synthetic import generate_dataset, write_csv
 
@@ -63,12 +63,6 @@ def test_normalise_folds_case_and_whitespace():
     assert normalise("  The   BEATLES\t") == "the beatles"
     assert normalise("Straße") == normalise("STRASSE")  # casefold, not lower
     assert normalise("") == ""
-
-
-def test_trigrams_are_padded_pieces_of_three():
-    assert _trigrams("ab") == {"  a", " ab", "ab "}
-    assert _trigrams("abc") == {"  a", " ab", "abc", "bc "}
-    assert _trigrams("") == {"   "}  # the padding alone
 
 
 def test_a_track_under_several_genres_is_one_entry_with_the_mean_prediction(catalog, frame):
@@ -126,11 +120,11 @@ def test_trigram_search_ranks_close_names_and_gives_nothing_for_unrelated_ones()
     assert len(search.close("the beatles", n=2)) <= 2
 
 
-def test_predict_rows_predicts_in_chunks_and_keeps_row_order(frame, monkeypatch):
+def test_predict_rows_keeps_row_order_across_chunks(frame, monkeypatch):
     monkeypatch.setattr(catalog_module, "PREDICT_CHUNK", 4)
     predictor = RulePredictor()
     valence, probabilities, warnings = predict_rows(predictor, frame)
-    assert predictor.calls == [4] * (len(frame) // 4) + ([len(frame) % 4] if len(frame) % 4 else [])
+    assert len(predictor.calls) > 1  # several chunks, so their order matters
     expected = [expected_valence(d, g) for d, g in zip(frame["danceability"], frame["genre"])]
     np.testing.assert_allclose(valence, expected)
     assert probabilities.shape == (len(frame), len(CLASS_NAMES)) and len(warnings) == len(frame)

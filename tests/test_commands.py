@@ -36,11 +36,6 @@ def options(tmp_path, **changes):
                                           train=TrainConfig(epochs=4), split=SplitConfig(seed=0)), **changes)
 
 
-def test_log_prints_one_line(capsys):
-    commands.log("hello")
-    assert capsys.readouterr().out == "hello\n"
-
-
 def test_epoch_reporter_without_a_terminal_prints_one_line_per_epoch_with_the_float_metrics(capsys):
     reporter = commands.EpochReporter(max_epochs=5, quiet=True)
     assert reporter.use_bar is False
@@ -86,14 +81,6 @@ def test_an_interrupted_training_returns_130_and_says_what_was_kept(tmp_path, mo
     err = capsys.readouterr().err
     assert "saved the best classification model so far (epoch 3, interrupted during epoch 5)" in err
     assert not (tmp_path / "figs").exists()
-
-
-def test_evaluate_hands_the_options_to_the_pipeline(tmp_path, monkeypatch):
-    seen = []
-    monkeypatch.setattr(pipeline, "run_evaluation", lambda opts, log: seen.append((opts, log)))
-    opts = options(tmp_path)
-    assert commands.evaluate_saved_models(opts) == 0
-    assert seen == [(opts, commands.log)]
 
 
 def test_make_demo_writes_the_generated_rows(tmp_path, capsys):

@@ -51,7 +51,6 @@ def test_mood_classes_have_one_more_name_than_edges_and_sorted_edges_inside_0_1(
 def test_bundle_and_metrics_paths_are_per_kind_inside_the_model_dir(model_dir, kind):
     assert config.bundle_path(model_dir, kind) == Path("some/models") / f"{kind}.pt"
     assert config.metrics_path(model_dir, kind) == Path("some/models") / f"{kind}.metrics.json"
-    assert config.bundle_path(model_dir, kind) != config.metrics_path(model_dir, kind)
 
 
 def test_project_paths_point_into_the_repository():
@@ -60,8 +59,3 @@ def test_project_paths_point_into_the_repository():
     assert config.DEMO_DATA.parent == config.DATA_DIR
     assert config.MODELS_DIR == config.PROJ_ROOT / "models"
 
-
-def test_valence_error_is_an_ordinary_exception_carrying_its_message():
-    error = config.ValenceError("data.csv is missing required column(s): energy")
-    assert isinstance(error, Exception)
-    assert str(error) == "data.csv is missing required column(s): energy"

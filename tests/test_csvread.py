@@ -93,13 +93,6 @@ def test_framer_counts_fields_and_lines_across_quoted_newlines_and_pieces():
                        (5, 3, False, '"q,""uoted""",8,9')]
 
 
-def test_framer_keeps_the_incomplete_tail_and_its_line_for_the_next_piece():
-    framer = Framer()
-    records = framer.feed(b"a,b\n1,2\n3,", False)
-    assert len(records) == 2
-    assert framer.carry == b"3," and framer.line == 3
-
-
 def test_an_unterminated_quote_costs_only_its_own_line():
     records = frame_all([b'a,b,c\n1,"oops,3\n4,5,6\n7,8,9\n'])
     assert records == [(1, 3, False, "a,b,c"), (2, 3, True, '1,"oops,3'), (3, 3, False, "4,5,6"),
