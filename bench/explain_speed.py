@@ -1,0 +1,129 @@
+"""Benchmark explanations: latency in process and under gunicorn, and the estimate against exact values.
+
+    python bench/explain_speed.py                     # generate 30,000 rows, train a 5-member model, measure
+    python bench/explain_speed.py --model-dir models  # explain with bundles you trained (songs still generated)
+
+Targets (issue 14): one song p50 <= 30 ms under gunicorn, a list of 100 songs <= 1 s. Exact Shapley
+values (all 2**15 coalitions) and Captum's ShapleyValueSampling are timed in the same run, as the
+reasons for the method valence/explain.py uses.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def parse_args():
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=30_000,
+                        help="generated rows; below 100,000 the model has 5 members (default: 30000)")
+    parser.add_argument("--model-dir", type=Path, help="explain with these bundles instead of training a quick model")
+    parser.add_argument("--exact-songs", type=int, default=10,
+                        help="songs whose exact Shapley values are computed to measure the estimate (default: 10)")
+    parser.add_argument("--requests", type=int, default=300, help="one-song requests timed under gunicorn (default: 300)")
+    parser.add_argument("--port", type=int, default=8741, help="port of the gunicorn run (default: 8741)")
+    parser.add_argument("--no-server", action="store_true", help="measure in process only")
+    return parser.parse_args()
+
+
+def prepare(work, rows, model_dir):
+    """Write generated songs and, unless given bundles, train a quick model; return both paths."""
+    from valence.pipeline import RunOptions, SplitConfig, run_training
+    from valence.synthetic import generate_dataset, write_csv
+    from valence.trainer import TrainConfig
+
+    data = work / "songs.csv"
+    write_csv(generate_dataset(rows, seed=0), data)
+    if model_dir is None:
+        model_dir = work / "models"
+        started = time.perf_counter()
+        run_training(RunOptions(data=data, model_dir=model_dir, kinds=("regression", "classification"),
+                                train=dataclasses.replace(TrainConfig(), epochs=3), split=SplitConfig()),
+                     log=lambda message: None)
+        print(f"trained 3-epoch models on {rows:,} rows in {time.perf_counter() - started:.0f} s")
+    return data, model_dir
+
+
+def timed_ms(function, repeat):
+    """Call function repeat times; return the milliseconds of each call."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def in_process(frame, bundle, exact_songs):
+    """Print the in-process figures: our estimate, Captum's, exact values, and the estimate's error."""
+    import numpy as np
+    import torch
+    from captum.attr import ShapleyValueSampling
+
+    from valence.explain import GROUPS, Explainer
+
+    explainer = Explainer(bundle)
+    one, hundred = frame.head(1), frame.head(100)
+    explainer.explain(hundred)  # warm up
+    single = timed_ms(lambda: explainer.explain(one), 200)
+    batch = timed_ms(lambda: explainer.explain(hundred), 10)
+    print(f"model: {bundle.model.config.n_members} member(s), hidden {bundle.model.config.hidden}; "
+          f"{len(explainer.permutations)} permutations; 1 torch thread")
+    print(f"ours, one song (encoding included):  p50 {statistics.median(single):7.2f} ms "
+          f"(p90 {statistics.quantiles(single, n=10)[8]:.2f} ms)")
+    print(f"ours, 100 songs:                     p50 {statistics.median(batch):7.1f} ms")
+
+    arrays = bundle.encoder.transform(frame.head(exact_songs))
+    numeric, categorical = torch.as_tensor(arrays["numeric"]), torch.as_tensor(arrays["categorical"])
+    sampler = ShapleyValueSampling(lambda n, c: bundle.model(n, c).clamp(0.0, 1.0))
+    permutations = explainer.permutations.tolist()
+    sampler.permutation_generator = lambda n_features, n_samples: iter(permutations)
+    masks = (explainer.numeric_groups[None], explainer.categorical_groups[None])
+    bases = (explainer.base_numeric, explainer.base_categorical)
+    with torch.no_grad():
+        captum = timed_ms(lambda: sampler.attribute((numeric[:1], categorical[:1]), baselines=bases, feature_mask=masks,
+                                                    n_samples=len(permutations), perturbations_per_eval=len(GROUPS)), 5)
+    print(f"Captum ShapleyValueSampling, same permutations, one song: p50 {statistics.median(captum):7.1f} ms")
+
+    ours = explainer.explain_arrays(arrays["numeric"], arrays["categorical"]).contributions
+    errors, exact_ms = [], []
+    for i in range(len(numeric)):
+        started = time.perf_counter()
+        exact = explainer.exact(numeric[i:i + 1], categorical[i:i + 1])
+        exact_ms.append((time.perf_counter() - started) * 1000)
+        errors.append(np.abs(ours[i] - exact))
+    errors = np.concatenate(errors)
+    print(f"exact Shapley values (2**{len(GROUPS)} coalitions), one song: p50 {statistics.median(exact_ms):7.1f} ms")
+    print(f"estimate - exact over {len(numeric)} songs x {len(GROUPS)} groups: mean |error| {errors.mean():.5f}, "
+          f"p95 {np.quantile(errors, 0.95):.5f}, max {errors.max():.5f} (valence units)")
+
+
+def main():
+    """Prepare, measure in process (and under gunicorn), print."""
+    import pandas as pd
+    import torch
+
+    from valence.bundle import load_bundle_from_dir
+
+    args = parse_args()
+    torch.set_num_threads(1)  # what each gunicorn worker uses
+    with tempfile.TemporaryDirectory() as tmp:
+        data, model_dir = prepare(Path(tmp), args.rows, args.model_dir)
+        frame = pd.read_csv(data, keep_default_na=False).sample(frac=1.0, random_state=1).head(200)
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
+        in_process(frame, load_bundle_from_dir(model_dir, "regression"), args.exact_songs)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Shapley explanations: additive, zero for groups equal to the background, Captum's numbers, near exact."""
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from valence import config
+from valence.bundle import load_bundle_from_dir
+from valence.explain import GROUPS, Explainer, antithetic_permutations, fallback_song, typical_song
+from valence.synthetic import generate_dataset
+from valence.trainer import predict_arrays
+
+
+@pytest.fixture(scope="module")
+def bundle(trained):
+    return load_bundle_from_dir(trained[0], "regression")
+
+
+@pytest.fixture(scope="module")
+def explainer(bundle):
+    return Explainer(bundle)
+
+
+@pytest.fixture(scope="module")
+def songs(demo_csv):
+    return pd.read_csv(demo_csv).sample(80, random_state=3).reset_index(drop=True)
+
+
+def test_contributions_add_up_to_the_served_prediction(explainer, bundle, songs):
+    explanation = explainer.explain(songs)
+    served = predict_arrays(bundle.model, bundle.encoder.transform(songs))
+    assert explanation.contributions.shape == (80, len(GROUPS))
+    np.testing.assert_allclose(explanation.prediction, served, atol=1e-5)
+    total = explanation.contributions.sum(axis=1) + explanation.base_value
+    assert np.abs(total - explanation.prediction).max() < 1e-5  # the API promises 0.001
+    # Not a trivial explanation: most songs are moved by several groups.
+    assert (np.abs(explanation.contributions) > 0.005).sum(axis=1).mean() > 3
+
+
+def test_the_base_value_is_the_prediction_for_the_background(explainer, bundle):
+    background = pd.DataFrame([explainer.background])
+    served = predict_arrays(bundle.model, bundle.encoder.transform(background))[0]
+    assert explainer.base_value == pytest.approx(served, abs=1e-6)
+    explanation = explainer.explain(background)
+    assert explanation.prediction[0] == pytest.approx(served, abs=1e-6)
+    assert np.all(explanation.contributions == 0)
+
+
+def test_a_group_equal_to_the_background_contributes_exactly_zero(explainer, songs):
+    songs = songs.head(20).copy()
+    songs["tempo"] = explainer.background["tempo"]
+    songs["key"] = explainer.background["key"]
+    songs["artist_name"] = "nobody the model has heard of"  # an unknown artist is the background's
+    explanation = explainer.explain(songs)
+    for group in ("tempo", "key", "artist"):
+        assert np.all(explanation.contributions[:, GROUPS.index(group)] == 0), group
+    for group in ("danceability", "energy"):
+        assert np.count_nonzero(explanation.contributions[:, GROUPS.index(group)]) == 20, group
+
+
+def test_the_same_song_gets_the_same_explanation_alone_or_in_a_batch(explainer, songs):
+    together = explainer.explain(songs.head(66))  # more than one chunk of songs
+    alone = explainer.explain(songs.iloc[[65]])
+    np.testing.assert_allclose(alone.contributions[0], together.contributions[65], atol=1e-6)
+
+
+def test_matches_captum_shapley_value_sampling_with_the_same_permutations(explainer, bundle, songs):
+    from captum.attr import ShapleyValueSampling
+
+    arrays = bundle.encoder.transform(songs.head(3))
+    numeric, categorical = torch.as_tensor(arrays["numeric"]), torch.as_tensor(arrays["categorical"])
+    sampler = ShapleyValueSampling(lambda n, c: bundle.model(n, c).clamp(0.0, 1.0))
+    permutations = explainer.permutations.tolist()
+    sampler.permutation_generator = lambda n_features, n_samples: iter(permutations)
+    with torch.no_grad():
+        by_column = sampler.attribute(
+            (numeric, categorical), baselines=(explainer.base_numeric, explainer.base_categorical),
+            feature_mask=(explainer.numeric_groups[None], explainer.categorical_groups[None]),
+            n_samples=len(permutations), perturbations_per_eval=len(GROUPS))
+    # Captum gives each column its group's value: read one column per group.
+    columns = [(0, int(np.flatnonzero(explainer.numeric_groups == g)[0])) if g in explainer.numeric_groups
+               else (1, int(np.flatnonzero(explainer.categorical_groups == g)[0])) for g in range(len(GROUPS))]
+    captum = torch.stack([by_column[part][:, column] for part, column in columns], dim=1).numpy()
+    ours = explainer.explain_arrays(arrays["numeric"], arrays["categorical"]).contributions
+    np.testing.assert_allclose(ours, captum, atol=2e-6)
+
+
+def exact_shapley(model, numeric, categorical, base_numeric, base_categorical, numeric_groups, categorical_groups):
+    """Shapley values of one song by enumerating all 2**G coalitions through the plain model."""
+    n_groups = len(GROUPS)
+    codes = torch.arange(2 ** n_groups)
+    members = ((codes[:, None] >> torch.arange(n_groups)) & 1).bool()
+    with torch.no_grad():
+        values = model(torch.where(members[:, numeric_groups], numeric, base_numeric),
+                       torch.where(members[:, categorical_groups], categorical, base_categorical)).clamp(0, 1)
+    values = values.double()
+    sizes = members.sum(dim=1)
+    weight = torch.tensor([math.factorial(s) * math.factorial(n_groups - s - 1) / math.factorial(n_groups)
+                           for s in range(n_groups)], dtype=torch.float64)
+    phi = []
+    for g in range(n_groups):
+        without = codes[~members[:, g]]
+        phi.append((weight[sizes[without]] * (values[without | (1 << g)] - values[without])).sum())
+    return torch.stack(phi).numpy()
+
+
+def test_close_to_exact_shapley_values(explainer, bundle, songs):
+    arrays = bundle.encoder.transform(songs.head(1))
+    ours = explainer.explain_arrays(arrays["numeric"], arrays["categorical"]).contributions[0]
+    exact = exact_shapley(bundle.model, torch.as_tensor(arrays["numeric"]), torch.as_tensor(arrays["categorical"]),
+                          explainer.base_numeric, explainer.base_categorical,
+                          explainer.numeric_groups, explainer.categorical_groups)
+    assert np.abs(exact).max() > 0.02  # the song is explained by something, so the bound means something
+    # The explainer's own exhaustive pass (first layer by deltas) is the plain model's, enumerated.
+    np.testing.assert_allclose(explainer.exact(arrays["numeric"], arrays["categorical"]), exact, atol=1e-5)
+    error = np.abs(ours - exact)
+    assert error.max() < 0.02 and error.mean() < 0.003, (error.max(), error.mean())
+
+
+def test_permutations_come_in_reversed_pairs_and_do_not_change_between_runs():
+    first = antithetic_permutations(15, 6, seed=0)
+    assert first.shape == (6, 15)
+    for permutation in first:
+        assert sorted(permutation.tolist()) == list(range(15))
+    assert torch.equal(first[1], first[0].flip(0)) and torch.equal(first[3], first[2].flip(0))
+    assert not torch.equal(first[0], first[2])
+    assert torch.equal(first, antithetic_permutations(15, 6, seed=0))
+
+
+def test_typical_song_takes_medians_and_most_frequent_categories():
+    frame = generate_dataset(9, seed=1)
+    frame["key"] = ["D", "D", "A", "A", "C", "E", "F", "G", "B"]  # a tie: the first by name wins
+    frame["mode"] = ["Minor"] * 5 + ["Major"] * 4
+    song = typical_song(frame)
+    assert song["tempo"] == float(np.median(frame["tempo"]))
+    assert song["popularity"] == float(np.median(frame["popularity"]))
+    assert (song["key"], song["mode"], song["artist_name"]) == ("A", "Minor", "")
+    assert set(song) == {*config.FEATURE_COLUMNS, "artist_name"}
+
+
+def test_an_old_bundle_without_a_background_explains_against_its_encoder_medians(bundle, demo_csv):
+    old = dataclasses.replace(bundle, meta={k: v for k, v in bundle.meta.items() if k != "background"})
+    explainer = Explainer(old)
+    song = fallback_song(bundle.encoder)
+    assert explainer.background == song and not explainer.background_is_stored
+    training = pd.read_csv(demo_csv)
+    for column in ("tempo", "energy"):
+        # The encoder keeps 128 quantiles of the training split: the median lies between two of them.
+        low, high = np.quantile(training[column], [0.45, 0.55])
+        assert low <= song[column] <= high, column
+    assert (song["key"], song["mode"], song["time_signature"], song["artist_name"]) == ("C", "Major", "4/4", "")
+    assert song["genre"] == sorted(bundle.encoder.vocab_["genre"])[0]
+
+
+def test_a_classification_bundle_cannot_be_explained(trained):
+    with pytest.raises(config.ValenceError, match="explanations need a regression model"):
+        Explainer(load_bundle_from_dir(trained[0], "classification"))
