@@ -11,7 +11,7 @@ from valence import config
 from valence.bundle import load_bundle_from_dir
 from valence.explain import GROUPS, Explainer, antithetic_permutations, fallback_song, typical_song
 from valence.synthetic import generate_dataset
-from valence.trainer import predict_arrays
+from valence.models import predict_arrays
 
 
 @pytest.fixture(scope="module")
