@@ -139,3 +139,38 @@ def test_load_catalog_reads_a_csv_and_refuses_one_without_rows(tmp_path):
     empty.write_text(",".join(songs.columns) + "\n")
     with pytest.raises(ValenceError, match="empty.csv"):
         load_catalog(empty, RulePredictor())
+
+
+def test_search_finds_an_artist_by_the_start_of_a_name_their_most_popular_songs_first(catalog):
+    found = catalog.search("TWIN ar")
+    assert [s["track_id"] for s in found] == ["SAMEHIGH", "SAMELOW", "SAMETIE"]
+    assert found[0] == {"track_id": "SAMEHIGH", "artist_name": "twin   ARTIST", "track_name": " same song ",
+                        "genres": ["Rock"]}
+
+
+def test_search_finds_a_name_containing_the_text_and_tracks_by_name(catalog, frame):
+    assert [s["track_id"] for s in catalog.search("artist")][:3] == ["SAMEHIGH", "SAMELOW", "SAMETIE"]
+    assert [s["track_id"] for s in catalog.search("many gen")] == ["MULTI"]  # a track name's start
+    assert catalog.search("ulti a")[0]["track_id"] == "MULTI"  # inside an artist's name
+    assert catalog.search("") == [] and catalog.search("   ") == [] and catalog.search("zzqqxx") == []
+
+
+def test_search_takes_one_song_of_each_matching_artist_before_a_second(frame):
+    songs = frame.iloc[[0] * 6].copy()
+    songs["artist_name"] = ["Abba", "Abba", "Abba", "Abbey Road Band", "Abbey Road Band", "Abbot"]
+    songs["track_id"] = [f"T{i}" for i in range(6)]
+    songs["popularity"] = [50, 40, 30, 90, 80, 10]
+    catalog = Catalog(songs, RulePredictor())
+    # Artists by their best song's popularity; each one's songs by popularity.
+    assert [s["track_id"] for s in catalog.search("abb")] == ["T3", "T0", "T5", "T4", "T1", "T2"]
+    assert [s["track_id"] for s in catalog.search("abb", limit=4)] == ["T3", "T0", "T5", "T4"]
+
+
+def test_song_rows_are_a_tracks_listings_with_their_features(catalog, frame):
+    rows = catalog.song_rows("MULTI")
+    assert rows["genre"].tolist() == ["Pop", "Rock", "Polka"]
+    assert rows["artist_name"].tolist() == ["Multi Act"] * 3
+    assert rows["danceability"].tolist() == [0.4] * 3
+    source = frame[frame["track_id"] == "MULTI"].iloc[0]
+    assert rows.iloc[0]["tempo"] == source["tempo"] and rows.iloc[0]["key"] == source["key"]
+    assert catalog.song_rows("NO-SUCH-ID") is None

@@ -1,4 +1,5 @@
 """The catalog of known tracks: indexed and predicted once, so a lookup is a dict hit."""
+import bisect
 import difflib
 import heapq
 
@@ -9,6 +10,7 @@ from valence import config
 
 PREDICT_CHUNK = 20_000  # rows per forward at start-up: bounds the activations' memory
 SUGGESTIONS = 5
+SEARCH_RESULTS = 10  # songs a search answers at most
 MAX_FUZZY = 60  # characters of a name compared when suggesting
 MAX_FUZZY_TRACKS = 1000  # of one artist's tracks, most popular first
 # difflib's ratio costs up to a millisecond on long, similar names (a composer's
@@ -76,6 +78,10 @@ class Catalog:
             self.mood_probabilities = (sums / counts[:, None]).tolist()
             self.moods = [config.CLASS_NAMES[k] for k in sums.argmax(axis=1).tolist()]
         self.by_id = {track_id: i for i, track_id in enumerate(self.track_ids)}
+        # The listings' features, for explaining a track (categories: a few MB on the full catalog).
+        columns = [*config.FEATURE_COLUMNS, "artist_name"]
+        self.features = frame[columns].astype({c: "category" for c in (*config.CATEGORICAL_FEATURES, "artist_name")})
+        self.track_of_row = codes
         self._build_name_indexes()
 
     def _build_name_indexes(self):
@@ -92,6 +98,7 @@ class Catalog:
             self.by_artist.setdefault(artist, []).append(i)
             self.by_track_name.setdefault(track, []).append(i)
         self.artist_search = TrigramSearch(sorted(self.by_artist))
+        self.sorted_track_names = sorted(self.by_track_name)
 
     def __len__(self):
         """Return the number of distinct tracks."""
@@ -152,6 +159,54 @@ class Catalog:
         shortlist = heapq.nlargest(MAX_DIFFLIB, names, key=lambda name: len(grams & _trigrams(name)))
         return [names[name] for name in difflib.get_close_matches(track, shortlist, n=SUGGESTIONS, cutoff=0.5)]
 
+    def song_rows(self, track_id):
+        """Return the features of a track's listings (one row per genre), or None when it is unknown."""
+        i = self.by_id.get(track_id)
+        if i is None:
+            return None
+        rows = self.features.iloc[np.flatnonzero(self.track_of_row == i)]
+        return rows.astype({c: str for c in (*config.CATEGORICAL_FEATURES, "artist_name")}).reset_index(drop=True)
+
+    def search(self, query, limit=SEARCH_RESULTS):
+        """Return up to limit songs for a partly typed artist or track name, best matches first.
+
+        Artists whose name starts with the query come first, then those containing it, then tracks
+        whose name starts with it; each artist's most popular songs first, one artist after another.
+        """
+        text = normalise(query)[:MAX_FUZZY]
+        if not text:
+            return []
+        artists = _starting_with(self.artist_search.names, text)
+        artists += [name for name in self.artist_search.containing(text) if not name.startswith(text)]
+        artists.sort(key=lambda name: (not name.startswith(text), -self.popularity[self.by_artist[name][0]]))
+        found = _round_robin([self.by_artist[name] for name in artists[:limit]], limit)
+        for name in _starting_with(self.sorted_track_names, text):
+            if len(found) >= limit:
+                break
+            found.extend(i for i in self.by_track_name[name] if i not in found)
+        return [self.brief(i) for i in found[:limit]]
+
+
+def _starting_with(sorted_names, prefix, most=1000):
+    """Return the names of a sorted list that start with prefix (at most `most`)."""
+    start = bisect.bisect_left(sorted_names, prefix)
+    out = []
+    for name in sorted_names[start:start + most]:
+        if not name.startswith(prefix):
+            break
+        out.append(name)
+    return out
+
+
+def _round_robin(lists, limit):
+    """Return up to limit items taking the first of each list, then the second of each, and so on."""
+    out = []
+    for depth in range(limit):
+        for items in lists:
+            if depth < len(items) and len(out) < limit:
+                out.append(items[depth])
+    return out
+
 
 def _trigrams(text):
     """Return the set of three-character pieces of a padded string."""
@@ -179,6 +234,17 @@ class TrigramSearch:
         hits = np.bincount(np.concatenate(lists))
         top = np.argsort(-hits, kind="stable")[:candidates]
         return difflib.get_close_matches(query, [self.names[i] for i in top if hits[i]], n=n, cutoff=cutoff)
+
+    def containing(self, text, most=1000):
+        """Return up to `most` names that contain text (three characters or more), in index order."""
+        grams = {text[i:i + 3] for i in range(len(text) - 2)}
+        if not grams or any(gram not in self.postings for gram in grams):
+            return []
+        lists = sorted((self.postings[gram] for gram in grams), key=len)
+        candidates = lists[0]
+        for ids in lists[1:]:
+            candidates = np.intersect1d(candidates, ids, assume_unique=True)
+        return [self.names[i] for i in candidates[:most * 4] if text in self.names[i]][:most]
 
 
 def load_catalog(path, predictor):
