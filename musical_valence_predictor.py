@@ -65,6 +65,9 @@ def build_parser():
                         help="score the songs in IN.csv with the saved models, then exit (default: off)")
     parser.add_argument("--output", type=Path, metavar="OUT.csv",
                         help="where --predict writes its scores (default: IN.predictions.csv)")
+    parser.add_argument("--explain", action="store_true",
+                        help="with --predict: add base_value and each feature group's contribution_* to the "
+                             "scores, Shapley values that add up to the prediction (about 4 ms a song) (default: off)")
     parser.add_argument("--demo", action="store_true",
                         help=f"generate a data set in the Kaggle schema at {rel(DEMO_DATA)} and run on it (default: off)")
     parser.add_argument("--demo-rows", type=int, metavar="N", default=30_000,
@@ -113,6 +116,8 @@ def check_ranges(parser, args):
         parser.error("--demo writes and uses its own generated data; leave out --data")
     if args.output and not args.predict:
         parser.error("--output needs --predict IN.csv")
+    if args.explain and not args.predict:
+        parser.error("--explain needs --predict IN.csv")
 
 
 def resolve_device(requested):
@@ -147,7 +152,7 @@ def run(args, options):
     from valence import commands
 
     if args.predict:
-        return commands.score(args.predict, args.output, options)
+        return commands.score(args.predict, args.output, options, explain=args.explain)
     if args.demo:
         commands.make_demo(options.data, args.demo_rows, args.seed)
     if args.print_batch:

@@ -66,6 +66,20 @@ def test_predict_scores_a_csv_without_valence(cli_models, demo_csv, tmp_path):
 
 
 @pytest.mark.slow
+def test_predict_with_explain_adds_contributions_that_add_up_to_the_prediction(cli_models, demo_csv, tmp_path):
+    model_dir, _ = cli_models
+    pd.read_csv(demo_csv).head(20).to_csv(tmp_path / "in.csv", index=False)
+    done = run_cli("--model-dir", model_dir, "--predict", tmp_path / "in.csv", "--explain")
+    assert done.returncode == 0, done.stderr
+    assert "(with moods and explanations)" in done.stdout
+    scored = pd.read_csv(tmp_path / "in.predictions.csv")
+    contributions = [c for c in scored.columns if c.startswith("contribution_")]
+    assert len(contributions) == 15 and "contribution_artist" in contributions
+    total = scored[contributions].sum(axis=1) + scored["base_value"]
+    assert (total - scored["predicted_valence"]).abs().max() < 0.001
+
+
+@pytest.mark.slow
 def test_predict_refuses_to_overwrite_its_input(cli_models, demo_csv, tmp_path):
     model_dir, _ = cli_models
     copy = tmp_path / "songs.csv"
@@ -126,6 +140,7 @@ def test_every_option_documents_its_default(capsys):
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--test-fraction", "0.9"], "--test-fraction must be between"),
     (["--output", "x.csv"], "--output needs --predict"),
+    (["--explain"], "--explain needs --predict"),
     (["--demo", "--data", "x.csv"], "leave out --data"),
 ])
 def test_bad_option_values_exit_2_with_a_usage_message(args, message, capsys):

@@ -7,6 +7,7 @@ import numpy as np
 from . import pipeline
 from .config import TARGET, ValenceError
 from .encoding import FeatureEncoder
+from .explain import Explainer
 from .predict import Predictor
 from .scoring import score_csv
 from .synthetic import generate_dataset, write_csv
@@ -104,15 +105,18 @@ def print_batch(options):
     return 0
 
 
-def score(input_path, output_path, options):
-    """Score a CSV of songs with the saved models and report bad rows by line number."""
+def score(input_path, output_path, options, explain=False):
+    """Score a CSV of songs with the saved models (and explain them) and report bad rows by line number."""
     output_path = Path(output_path or Path(input_path).with_suffix(".predictions.csv"))
     if output_path.exists() and output_path.resolve() == Path(input_path).resolve():
         raise ValenceError(f"--output {output_path} is the input file; choose another path so the input is kept")
     predictor = Predictor.from_model_dir(options.model_dir)
-    scored, bad_rows = score_csv(input_path, output_path, predictor)
+    explainer = Explainer(predictor.regression) if explain else None
+    scored, bad_rows = score_csv(input_path, output_path, predictor, explainer=explainer)
+    extras = [what for what, present in (("moods", predictor.classification is not None),
+                                         ("explanations", explain)) if present]
     log(f"scored {scored:,} songs from {input_path} into {output_path}"
-        + (" (with moods)" if predictor.classification is not None else ""))
+        + (f" (with {' and '.join(extras)})" if extras else ""))
     if bad_rows:
         log(f"{len(bad_rows):,} rows could not be scored:")
         for line, reason in bad_rows[:BAD_ROWS_SHOWN]:

@@ -8,8 +8,12 @@ from .fileio import atomic_path
 OUTPUT_ID_COLUMNS = ("track_id", "artist_name", "track_name", "genre")
 
 
-def score_csv(input_path, output_path, predictor, chunksize=50_000):
-    """Score every good row of a CSV into `output_path`; return (rows scored, bad rows)."""
+def score_csv(input_path, output_path, predictor, chunksize=50_000, explainer=None):
+    """Score every good row of a CSV into `output_path`; return (rows scored, bad rows).
+
+    With an Explainer, each row also gets base_value and one contribution_<group> column per feature
+    group; they add up to predicted_valence (6 decimals, so rounding keeps the sum within 0.0001).
+    """
     scored, bad_rows, header = 0, [], True
     with atomic_path(output_path) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="") as out:
@@ -23,6 +27,11 @@ def score_csv(input_path, output_path, predictor, chunksize=50_000):
                 table["predicted_valence"] = np.round(result.valence, 4)
                 if result.mood is not None:
                     table["predicted_mood"] = result.mood
+                if explainer is not None:
+                    explanation = explainer.explain(chunk)
+                    table["base_value"] = round(explanation.base_value, 6)
+                    for j, group in enumerate(explanation.groups):
+                        table[f"contribution_{group}"] = np.round(explanation.contributions[:, j], 6)
                 table.to_csv(out, index=False, header=header)
                 header = False
                 scored += len(chunk)
