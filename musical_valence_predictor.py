@@ -9,7 +9,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from valence.config import DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, ValenceError
+from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, ValenceError,
+                            bundle_path, metrics_path)
+from valence.fileio import unwritable_file, unwritable_folder
 from valence.pipeline import RunOptions, SplitConfig, TrainingInterrupted
 from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
 from valence.trainer import TrainConfig
@@ -85,10 +87,17 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    """Parse the command line, refusing values that cannot work."""
+    """Parse the command line, refusing values and combinations that cannot work."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    defaults = vars(parser.parse_args([]))
+    # Options start unset, so that those named on the command line can be told from defaults.
+    unset = object()
+    args = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(defaults, unset)))
+    given = {name for name, value in vars(args).items() if value is not unset}
+    for name in defaults.keys() - given:
+        setattr(args, name, defaults[name])
     check_ranges(parser, args)
+    check_combinations(parser, args, given)
     return args
 
 
@@ -105,6 +114,8 @@ def check_ranges(parser, args):
     for name in ("epochs", "batch_size", "patience", "demo_rows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.seed < 2 ** 32:
+        parser.error(f"--seed must be from 0 to {2 ** 32 - 1}")
     if args.members < 0:
         parser.error("--members must be 0 (automatic) or more")
     if not args.lr > 0:
@@ -118,6 +129,62 @@ def check_ranges(parser, args):
         parser.error("--output needs --predict IN.csv")
     if args.explain and not args.predict:
         parser.error("--explain needs --predict IN.csv")
+
+
+# Options each job ignores: naming one there is refused rather than silently doing nothing.
+TRAINING_ONLY = {"epochs", "members", "lr", "patience", "device", "save_on_interrupt", "plots", "plots_dir"}
+IGNORED_BY = {
+    "predict": ("scores IN.csv with the saved models", TRAINING_ONLY | {
+        "data", "batch_size", "seed", "val_fraction", "test_fraction", "skip_training", "print_batch",
+        "demo", "demo_rows"}),
+    "print_batch": ("trains nothing", TRAINING_ONLY | {"skip_training"}),
+    "skip_training": ("evaluates the saved models on their own split",
+                      TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "test_fraction"}),
+}
+
+
+def check_combinations(parser, args, given):
+    """Refuse options named where they do nothing (`given`: the options on the command line)."""
+    for job, (does, ignored) in IGNORED_BY.items():
+        if job in given:
+            # With --demo, --seed also seeds the generated data, which every job but --predict uses.
+            useless = sorted(ignored & given - ({"seed"} if args.demo and job != "predict" else set()))
+            if useless:
+                parser.error(f"{flag(useless[0])} does nothing with {flag(job)} ({flag(job)} {does}); leave it out")
+    for option, needs in (("demo_rows", "demo"), ("plots_dir", "plots")):
+        if option in given and needs not in given:
+            parser.error(f"{flag(option)} does nothing without {flag(needs)}")
+
+
+def flag(name):
+    """Return the command-line spelling of an option's attribute name."""
+    return "--" + name.replace("_", "-")
+
+
+def check_outputs(args, options):
+    """Stop before any work when a file or folder the run would write cannot be written."""
+    if args.predict:
+        output = options_output(args)
+        writes = [("--output", output, unwritable_file(output))]
+    else:
+        writes = []
+        if args.demo:
+            writes.append(("--demo", options.data, unwritable_file(options.data)))
+        if not (args.print_batch or args.skip_training):
+            writes.append(("--model-dir", options.model_dir, unwritable_folder(options.model_dir)))
+            for kind in options.kinds:
+                for path in (bundle_path(options.model_dir, kind), metrics_path(options.model_dir, kind)):
+                    writes.append(("--model-dir", options.model_dir, unwritable_file(path)))
+            if options.plots_dir is not None:
+                writes.append(("--plots-dir", options.plots_dir, unwritable_folder(options.plots_dir)))
+    for option, path, problem in writes:
+        if problem:
+            raise ValenceError(f"{option} {path}: {problem}; nothing was done")
+
+
+def options_output(args):
+    """Return where --predict writes its scores."""
+    return args.output or args.predict.with_suffix(".predictions.csv")
 
 
 def resolve_device(requested):
@@ -151,8 +218,9 @@ def run(args, options):
     """Dispatch to the job the arguments ask for; return the exit status."""
     from valence import commands
 
+    check_outputs(args, options)
     if args.predict:
-        return commands.score(args.predict, args.output, options, explain=args.explain)
+        return commands.score(args.predict, options_output(args), options, explain=args.explain)
     if args.demo:
         commands.make_demo(options.data, args.demo_rows, args.seed)
     if args.print_batch:

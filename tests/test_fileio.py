@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from valence.fileio import atomic_path, write_text_atomic
+from valence.fileio import atomic_path, unwritable_file, unwritable_folder, write_text_atomic
 
 
 def test_atomic_write_replaces_the_file(tmp_path):
@@ -38,3 +38,19 @@ def test_new_files_get_the_umask_mode_and_replaced_files_keep_theirs(tmp_path):
         assert stat.S_IMODE(kept.stat().st_mode) == 0o604 and kept.read_text() == "new"
     finally:
         os.umask(old_umask)
+
+
+def test_unwritable_folder_finds_the_first_existing_ancestor(tmp_path):
+    assert unwritable_folder(tmp_path / "new" / "deeper") is None
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert unwritable_folder(blocker) == f"{blocker} is a file, not a folder"
+    assert unwritable_folder(blocker / "a" / "b") == f"{blocker} is a file, not a folder"
+    assert unwritable_file(tmp_path) == f"{tmp_path} is a folder, not a file"
+    assert unwritable_file(blocker / "out.csv") == f"{blocker} is a file, not a folder"
+    assert unwritable_file(tmp_path / "out.csv") is None
+
+
+def test_unwritable_folder_asks_the_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: mode & os.W_OK == 0)
+    assert unwritable_folder(tmp_path / "new") == f"{tmp_path} is not writable"

@@ -1,7 +1,9 @@
 """The command-line tool end to end, on generated data."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -155,3 +157,115 @@ def test_the_entry_file_builds_the_app_that_flask_and_gunicorn_serve(trained, ca
                           "VALENCE_TORCH_THREADS": None})
     answer = app.test_client().get("/predict", query_string={"track_id": "POLKA00000000000000001"})
     assert answer.status_code == 200 and answer.json["genres"] == ["Polka"]
+
+
+# ---- issue 13: argument checks -------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", ["-1", str(2 ** 32), str(10 ** 30)])
+def test_seed_outside_0_to_2_to_the_32_is_refused_by_argparse(seed, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--seed", seed])
+    assert exit_info.value.code == 2
+    assert "--seed must be from 0 to 4294967295" in capsys.readouterr().err
+
+
+def test_largest_seed_is_accepted():
+    assert cli.parse_args(["--seed", str(2 ** 32 - 1)]).seed == 2 ** 32 - 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--plots", "--skip-training"], "--plots does nothing with --skip-training"),
+    (["--skip-training", "--seed", "3"], "--seed does nothing with --skip-training"),
+    (["--skip-training", "--epochs", "3"], "--epochs does nothing with --skip-training"),
+    (["--predict", "in.csv", "--plots"], "--plots does nothing with --predict"),
+    (["--predict", "in.csv", "--data", "x.csv"], "--data does nothing with --predict"),
+    (["--predict", "in.csv", "--skip-training"], "--skip-training does nothing with --predict"),
+    (["--print-batch", "--epochs", "3"], "--epochs does nothing with --print-batch"),
+    (["--demo-rows", "500"], "--demo-rows does nothing without --demo"),
+    (["--plots-dir", "figs"], "--plots-dir does nothing without --plots"),
+])
+def test_flags_that_do_nothing_in_a_combination_are_refused(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [
+    ["--skip-training", "--demo", "--seed", "3", "--demo-rows", "500"],  # the seed and size of the demo data
+    ["--print-batch", "--seed", "3", "--batch-size", "8", "--val-fraction", "0.2"],
+    ["--predict", "in.csv", "--model-dir", "m", "--output", "o.csv", "--quiet"],
+    ["--plots", "--plots-dir", "figs", "--seed", "0"],  # a default named on purpose is still a choice
+])
+def test_combinations_that_work_are_accepted(args):
+    cli.parse_args(args)
+
+
+def test_defaults_are_filled_in_when_options_are_not_named():
+    args = cli.parse_args([])
+    assert (args.seed, args.demo_rows, args.plots_dir, args.epochs) == (0, 30_000, None, cli.TRAIN_DEFAULTS.epochs)
+
+
+@pytest.mark.parametrize("job", [[], ["--demo"]])
+def test_model_dir_that_is_a_file_stops_before_any_work(job, demo_csv, tmp_path, capsys):
+    blocker = tmp_path / "models.txt"
+    blocker.write_text("not a folder")
+    data = [] if job else ["--data", str(demo_csv)]
+    for model_dir in (blocker, blocker / "sub"):
+        assert cli.main([*job, *data, "--model-dir", str(model_dir), "--epochs", "1"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""  # nothing loaded, generated or trained
+        assert f"--model-dir {model_dir}: {blocker} is a file, not a folder" in captured.err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_read_only_model_dir_stops_before_any_work(demo_csv, tmp_path, monkeypatch, capsys):
+    # Tests run as root, whom chmod does not stop: the refusal is simulated as the kernel gives it.
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == read_only
+                        else real_access(path, mode, **kw))
+    assert cli.main(["--data", str(demo_csv), "--model-dir", str(read_only / "new")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"--model-dir {read_only / 'new'}: {read_only} is not writable" in captured.err
+    assert list(read_only.iterdir()) == []
+
+
+def test_bundle_path_that_is_a_folder_stops_before_any_work(demo_csv, tmp_path, capsys):
+    (tmp_path / "classification.pt").mkdir()
+    assert cli.main(["--data", str(demo_csv), "--model-dir", str(tmp_path), "--model", "both"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"{tmp_path / 'classification.pt'} is a folder, not a file" in captured.err
+
+
+def test_plots_dir_that_is_a_file_stops_before_any_work(demo_csv, tmp_path, capsys):
+    blocker = tmp_path / "figures"
+    blocker.write_text("")
+    assert cli.main(["--data", str(demo_csv), "--model-dir", str(tmp_path / "m"), "--plots",
+                     "--plots-dir", str(blocker)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--plots-dir {blocker}: {blocker} is a file, not a folder" in captured.err
+
+
+def test_predict_output_that_cannot_be_written_stops_before_scoring(demo_csv, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker / "scores.csv"
+    assert cli.main(["--model-dir", str(tmp_path / "no-models"), "--predict", str(demo_csv),
+                     "--output", str(out)]) == 2
+    assert f"--output {out}: {blocker} is a file, not a folder" in capsys.readouterr().err
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == read_only
+                        else real_access(path, mode, **kw))
+    out = read_only / "scores.csv"
+    assert cli.main(["--model-dir", str(tmp_path / "no-models"), "--predict", str(demo_csv),
+                     "--output", str(out)]) == 2
+    # Checked before the models are loaded: the missing model is not what it reports.
+    assert f"--output {out}: {read_only} is not writable" in capsys.readouterr().err
+    assert cli.main(["--model-dir", str(tmp_path / "no-models"), "--predict", str(demo_csv),
+                     "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path}: {tmp_path} is a folder, not a file" in capsys.readouterr().err

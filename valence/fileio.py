@@ -60,3 +60,23 @@ def write_text_atomic(path, text):
     """Write a text file atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def unwritable_folder(folder):
+    """Return why files cannot be created in `folder` (made on demand), or None when they can."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:  # the folder the save would create it in
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def unwritable_file(path):
+    """Return why `path` cannot be written atomically, or None when it can."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    return unwritable_folder(path.parent)
