@@ -1,10 +1,9 @@
 """The catalog of known tracks: indexed and predicted once, so a lookup is a dict hit."""
 import bisect
-import difflib
-import heapq
 
 import numpy as np
 import pandas as pd
+from rapidfuzz import fuzz, process
 
 from valence import config
 
@@ -12,12 +11,10 @@ PREDICT_CHUNK = 20_000  # rows per forward at start-up: bounds the activations' 
 SUGGESTIONS = 5
 SEARCH_RESULTS = 10  # songs a search answers at most
 MAX_FUZZY = 60  # characters of a name compared when suggesting
-MAX_FUZZY_TRACKS = 1000  # of one artist's tracks, most popular first
-# difflib's ratio costs up to a millisecond on long, similar names (a composer's
-# 1,000 movements): it runs only on the few names that share the most trigrams
-# with the query. A not-found answer then costs at most about 30 ms (was 0.7 s),
-# like a 1,000-song POST, so that such lookups cannot tie up the workers.
-MAX_DIFFLIB = 20
+MAX_FUZZY_TRACKS = 1000  # of one artist's tracks, most popular first: bounds the work of a lookup
+CLOSE_ARTISTS = 3  # artists whose tracks are searched when the one asked for is unknown
+ARTIST_CUTOFF = 60  # least similarity (0-100, rapidfuzz's ratio) of a suggested artist
+TRACK_CUTOFF = 50  # and of a suggested track name
 
 
 def normalise(text):
@@ -97,7 +94,9 @@ class Catalog:
             self.by_name.setdefault(f"{artist}\n{track}", []).append(i)
             self.by_artist.setdefault(artist, []).append(i)
             self.by_track_name.setdefault(track, []).append(i)
-        self.artist_search = TrigramSearch(sorted(self.by_artist))
+        self.folded_artist_names, self.folded_track_names = artists, tracks
+        self.artist_search = SubstringIndex(sorted(self.by_artist))
+        self.artist_search_names = [artist[:MAX_FUZZY] for artist in self.artist_search.names]
         self.sorted_track_names = sorted(self.by_track_name)
 
     def __len__(self):
@@ -142,22 +141,28 @@ class Catalog:
         return answer
 
     def suggest(self, artist_name, track_name):
-        """Return up to a few known tracks whose names are close to the ones asked for."""
+        """Return up to a few known tracks whose names are close to the ones asked for, closest first."""
         artist, track = normalise(artist_name)[:MAX_FUZZY], normalise(track_name)[:MAX_FUZZY]
         found = list(self.by_track_name.get(track, ())[:SUGGESTIONS])  # right song, other artist
-        artists = [artist] if artist in self.by_artist else self.artist_search.close(artist, n=3)
-        for close in artists:
+        if artist in self.by_artist:
+            artists = [artist]
+        else:
+            close = closest(artist, self.artist_search_names, CLOSE_ARTISTS, ARTIST_CUTOFF)
+            artists = [self.artist_search.names[position] for position in close]
+        for close_artist in artists:
             # The artist's most popular tracks are enough to find a misspelt one.
-            found.extend(self._close_tracks(track, self.by_artist[close][:MAX_FUZZY_TRACKS]))
-        unique = list(dict.fromkeys(found))[:SUGGESTIONS]
-        return [self.brief(i) for i in unique]
+            found.extend(self._close_tracks(track, self.by_artist[close_artist][:MAX_FUZZY_TRACKS]))
+        found = list(dict.fromkeys(found))
+        pairs = [(self.folded_artist_names[i][:MAX_FUZZY], self.folded_track_names[i][:MAX_FUZZY]) for i in found]
+        return [self.brief(found[position]) for position in rank_pairs(artist, track, pairs)[:SUGGESTIONS]]
 
     def _close_tracks(self, track, candidates):
         """Return up to SUGGESTIONS of the candidate tracks whose names are close to track, best first."""
-        names = {normalise(self.track_names[i])[:MAX_FUZZY]: i for i in reversed(candidates)}  # popular wins
-        grams = _trigrams(track)
-        shortlist = heapq.nlargest(MAX_DIFFLIB, names, key=lambda name: len(grams & _trigrams(name)))
-        return [names[name] for name in difflib.get_close_matches(track, shortlist, n=SUGGESTIONS, cutoff=0.5)]
+        first = {}  # one track per name: the most popular
+        for i in candidates:
+            first.setdefault(self.folded_track_names[i][:MAX_FUZZY], i)
+        names = list(first)
+        return [first[names[position]] for position in closest(track, names, SUGGESTIONS, TRACK_CUTOFF)]
 
     def song_rows(self, track_id):
         """Return the features of a track's listings (one row per genre), or None when it is unknown."""
@@ -208,32 +213,37 @@ def _round_robin(lists, limit):
     return out
 
 
-def _trigrams(text):
-    """Return the set of three-character pieces of a padded string."""
-    padded = f"  {text} "
-    return {padded[i:i + 3] for i in range(len(padded) - 2)}
+def closest(query, names, limit, cutoff):
+    """Return the positions of up to `limit` names at least `cutoff` similar to query, best first.
+
+    Similarity is rapidfuzz's ratio (0-100, from the insertions and deletions that turn one
+    name into the other); equal scores keep the order of `names`, so list the preferred first.
+    """
+    matches = process.extract(query, names, scorer=fuzz.ratio, limit=limit, score_cutoff=cutoff)
+    return [position for _name, _score, position in matches]
 
 
-class TrigramSearch:
-    """Close-name search that ranks only the names sharing the query's rarest trigrams."""
+def rank_pairs(artist, track, pairs):
+    """Return the positions of (artist, track) name pairs, closest to the pair asked for first.
+
+    The score is the sum of both names' ratios, so a misspelt artist's right song outranks the
+    same title by another artist; equal scores keep the order of `pairs`.
+    """
+    scores = [fuzz.ratio(artist, their_artist) + fuzz.ratio(track, their_track) for their_artist, their_track in pairs]
+    return sorted(range(len(pairs)), key=lambda position: -scores[position])
+
+
+class SubstringIndex:
+    """Names indexed by their three-character pieces, to find those that contain a text quickly."""
 
     def __init__(self, names):
         """Index every name by its trigrams."""
         self.names = list(names)
         postings = {}
         for i, name in enumerate(self.names):
-            for gram in _trigrams(name):
+            for gram in {name[j:j + 3] for j in range(len(name) - 2)}:
                 postings.setdefault(gram, []).append(i)
         self.postings = {gram: np.array(ids, dtype=np.int32) for gram, ids in postings.items()}
-
-    def close(self, query, n=3, cutoff=0.6, rarest=20, candidates=50):
-        """Return up to n names close to the query, best first (difflib's ratio on the candidates)."""
-        lists = sorted((self.postings[g] for g in _trigrams(query) if g in self.postings), key=len)[:rarest]
-        if not lists:
-            return []
-        hits = np.bincount(np.concatenate(lists))
-        top = np.argsort(-hits, kind="stable")[:candidates]
-        return difflib.get_close_matches(query, [self.names[i] for i in top if hits[i]], n=n, cutoff=cutoff)
 
     def containing(self, text, most=1000):
         """Return up to `most` names that contain text (three characters or more), in index order."""
