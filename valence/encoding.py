@@ -78,6 +78,8 @@ class FeatureEncoder:
         if len(frame) == 0:
             raise config.ValenceError("encoder: cannot fit on an empty frame")
         _check_columns(frame)
+        # Quantile-normal scores by hand, not sklearn's QuantileTransformer: the fitted state must be plain
+        # lists and floats so a bundle loads with torch.load(weights_only=True) (parity: tests/test_encoding.py).
         levels = np.linspace(0.0, 1.0, self.n_quantiles)
         # Clip the extreme levels so the normal scores stay finite (about +-3.3 sigma).
         eps = 0.5 / max(len(frame), 1000)
