@@ -164,3 +164,41 @@ def test_quantile_normal_scores_match_scikit_learns_quantile_transformer():
 def _sklearn_column(transformer, frame, columns, j):
     """Return sklearn's normal scores of column j of a frame."""
     return transformer.transform(frame[columns].to_numpy(dtype=np.float64))[:, j]
+
+
+# ---- issue 13: an artist is matched the way people type the name ------------------------------
+
+@pytest.mark.parametrize("typed", ["Artist 7 ", "artist 7", "ARTIST  7", "\tArtist 7"])
+def test_artist_names_match_whatever_their_case_and_spacing(frames, fitted, typed):
+    test = frames[2].iloc[:3].copy()
+    test["artist_name"] = "Artist 7"
+    exact = fitted.transform(test)["numeric"]
+    assert exact[0, N_PLAIN + 2] == 1.0  # a known artist
+    test["artist_name"] = typed
+    assert np.array_equal(fitted.transform(test)["numeric"], exact)
+
+
+def test_one_artist_spelt_two_ways_in_training_is_one_artist(frames):
+    train = frames[0].copy()
+    rows = (train["artist_name"] == "Artist 7").to_numpy()
+    train.loc[np.flatnonzero(rows)[::2], "artist_name"] = "  ARTIST 7"
+    encoder = FeatureEncoder().fit(train, train["valence"].to_numpy())
+    assert "artist 7" in encoder.artist_table_ and "ARTIST 7" not in encoder.artist_table_
+    assert encoder.artist_table_["artist 7"][0] == rows.sum()  # every track of both spellings
+
+
+def test_a_saved_state_with_names_as_typed_is_read_with_one_artist_per_name(fitted):
+    state = fitted.to_state()
+    table = dict(state["artist_table"])
+    first, second = table.pop("artist 1"), table.pop("artist 2")
+    table["Artist 1"], table["ARTIST 1 "] = first, second  # an older bundle: names kept as typed
+    state["artist_table"] = table
+    restored = FeatureEncoder.from_state(state)
+    assert restored.artist_table_["artist 1"] == [a + b for a, b in zip(first, second)]
+    assert "Artist 1" not in restored.artist_table_
+
+
+def test_unknown_artists_marks_rows_whose_named_artist_has_no_statistics(fitted):
+    frame = __import__("pandas").DataFrame({"artist_name": ["artist 3", " Artist 3", "Nobody", "", "  "]})
+    assert fitted.unknown_artists(frame).tolist() == [False, False, True, False, False]
+    assert fitted.unknown_artists(frame.drop(columns=["artist_name"])).tolist() == [False] * 5

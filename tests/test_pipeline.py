@@ -54,3 +54,16 @@ def test_default_ensemble_size_follows_the_training_rows(members, n_rows, expect
     encoder = FeatureEncoder().fit(frame, frame["valence"].to_numpy())
     model, model_args = new_model("regression", encoder, TrainConfig(members=members), n_rows)
     assert len(model.members) == expected and model_args["n_members"] == expected
+
+
+def test_an_artist_seen_in_training_counts_as_seen_however_it_is_spelt(trained, demo_csv):
+    from valence.bundle import load_bundle_from_dir
+    from valence.pipeline import Splits, test_split_metrics
+
+    bundle = load_bundle_from_dir(trained[0], "regression")
+    splits = load_splits(demo_csv, SplitConfig(seed=0), log=lambda message: None)
+    test = splits.train.iloc[:40].copy()
+    test["artist_name"] = test["artist_name"].str.upper() + "  "
+    metrics = test_split_metrics("regression", bundle.model, bundle.encoder,
+                                 Splits(report=splits.report, train=splits.train, val=splits.val, test=test))
+    assert (metrics["test_rows_seen_artist"], metrics["test_rows_unseen_artist"]) == (40, 0)

@@ -17,9 +17,7 @@ ARTIST_CUTOFF = 60  # least similarity (0-100, rapidfuzz's ratio) of a suggested
 TRACK_CUTOFF = 50  # and of a suggested track name
 
 
-def normalise(text):
-    """Fold case and collapse surrounding and repeated whitespace, for matching names."""
-    return " ".join(text.split()).casefold()
+normalise = config.normalise_name  # the one rule for matching names, shared with the encoder
 
 
 def _name_key(artist_name, track_name):

@@ -53,6 +53,15 @@ MODEL_KINDS = ("regression", "classification")
 BUNDLE_FORMAT = 2  # bump when a saved bundle's layout changes
 
 
+def normalise_name(text):
+    """Fold case and collapse surrounding and repeated whitespace: the one rule for matching names.
+
+    Artist statistics (fit and transform), catalog lookups and the warnings about unseen
+    artists all match names through it, so "Queen", "queen " and "QUEEN" are one artist.
+    """
+    return " ".join(text.split()).casefold()
+
+
 class ValenceError(Exception):
     """An error the user caused and can fix; the CLI prints it and exits 2."""
 

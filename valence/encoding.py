@@ -193,6 +193,14 @@ class FeatureEncoder:
         _check_columns(frame)
         return self._encode(frame, with_artist_block=True)
 
+    def unknown_artists(self, frame):
+        """Return a boolean mask of the rows that name an artist the fitted statistics do not know."""
+        artists = _artists(frame)
+        if not self.artist_stats:
+            return np.zeros(len(frame), dtype=bool)
+        table = self.artist_table_
+        return np.fromiter((a != "" and a not in table for a in artists), dtype=bool, count=len(artists))
+
     def _plain_numeric(self, frame):
         out = np.empty((len(frame), self._n_plain), dtype=np.float32)
         for j, col in enumerate(config.NUMERIC_FEATURES):
@@ -275,10 +283,11 @@ class FeatureEncoder:
         enc.quantiles_ = {c: [float(v) for v in q] for c, q in state["quantiles"].items()}
         enc.vocab_ = {c: {str(k): int(i) for k, i in v.items()} for c, v in state["vocab"].items()}
         enc.prior_ = float(state["prior"])
-        enc.artist_table_ = {str(a): [float(x) for x in v] for a, v in state["artist_table"].items()}
+        # States saved before names were normalised keep them as typed: merged here, they match as new ones do.
+        enc.artist_table_ = _merged_by_name(state["artist_table"])
         enc.reference_ = {}
         if state.get("reference"):
-            artists = np.asarray([str(a) for a in state["reference"]["artist"]], dtype=object)
+            artists = np.asarray([config.normalise_name(str(a)) for a in state["reference"]["artist"]], dtype=object)
             values = np.frombuffer(base64.b64decode(state["reference"]["values"]), dtype=np.float32)
             enc.reference_ = {"artist": artists, "values": values.reshape(len(artists), -1).copy()}
         return enc
@@ -291,7 +300,17 @@ def _check_columns(frame):
 
 
 def _artists(frame):
-    """Artist names as str; a frame without the column (serving) means every artist is unknown."""
+    """Artist names as matched (config.normalise_name); a frame without the column means every artist is unknown."""
     if "artist_name" not in frame.columns:
         return np.full(len(frame), "", dtype=object)
-    return frame["artist_name"].fillna("").astype(str).to_numpy(dtype=object)
+    names = frame["artist_name"].fillna("").astype(str)
+    return names.map({name: config.normalise_name(name) for name in names.unique()}).to_numpy(dtype=object)
+
+
+def _merged_by_name(table):
+    """Re-key an artist table by normalised name, adding up the sums of names that become one."""
+    merged = {}
+    for artist, row in table.items():
+        name, row = config.normalise_name(str(artist)), [float(x) for x in row]
+        merged[name] = [a + b for a, b in zip(merged[name], row)] if name in merged else row
+    return merged

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
-from .config import DEFAULT_DATA, MODELS_DIR, TARGET, ValenceError, bundle_path, metrics_path
+from .config import DEFAULT_DATA, MODELS_DIR, TARGET, ValenceError, bundle_path, metrics_path, normalise_name
 from .data import load_dataset, split_by_track
 from .encoding import FeatureEncoder
 from .fileio import write_text_atomic
@@ -89,7 +89,8 @@ def test_split_metrics(kind, model, encoder, splits):
         return classification_test_metrics(y_train, y_test, predicted)
     metrics = regression_test_metrics(y_train, y_test, predicted)
     # Songs by artists the model saw in training are easier; report both groups.
-    seen = splits.test["artist_name"].isin(set(splits.train["artist_name"])).to_numpy()
+    trained_on = set(splits.train["artist_name"].map(normalise_name))
+    seen = splits.test["artist_name"].map(normalise_name).isin(trained_on).to_numpy()
     for name, mask in (("seen", seen), ("unseen", ~seen)):
         metrics[f"test_rows_{name}_artist"] = int(mask.sum())
         metrics[f"test_mae_{name}_artist"] = float(np.mean(np.abs(predicted[mask] - y_test[mask]))) if mask.any() else None
