@@ -13,6 +13,7 @@ from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, M
                             bundle_path, metrics_path)
 from valence.fileio import unwritable_file, unwritable_folder
 from valence.pipeline import RunOptions, SplitConfig, TrainingInterrupted
+from valence.store import CATALOG_FILE
 from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
 from valence.trainer import TrainConfig
 
@@ -70,6 +71,12 @@ def build_parser():
     parser.add_argument("--explain", action="store_true",
                         help="with --predict: add base_value and each feature group's contribution_* to the "
                              "scores, Shapley values that add up to the prediction (about 4 ms a song) (default: off)")
+    parser.add_argument("--build-catalog", action="store_true",
+                        help="score --data with the saved models into the catalog the API serves, then exit "
+                             "(a training run does this too) (default: off)")
+    parser.add_argument("--catalog", metavar="TARGET", default=None,
+                        help="the catalog to write: a file path or a postgresql:// URL "
+                             "(default: <model-dir>/catalog.sqlite)")
     parser.add_argument("--demo", action="store_true",
                         help=f"generate a data set in the Kaggle schema at {rel(DEMO_DATA)} and run on it (default: off)")
     parser.add_argument("--demo-rows", type=int, metavar="N", default=30_000,
@@ -136,9 +143,12 @@ TRAINING_ONLY = {"epochs", "members", "lr", "patience", "device", "save_on_inter
 IGNORED_BY = {
     "predict": ("scores IN.csv with the saved models", TRAINING_ONLY | {
         "data", "batch_size", "seed", "val_fraction", "test_fraction", "skip_training", "print_batch",
-        "demo", "demo_rows"}),
-    "print_batch": ("trains nothing", TRAINING_ONLY | {"skip_training"}),
+        "demo", "demo_rows", "build_catalog", "catalog"}),
+    "print_batch": ("trains nothing", TRAINING_ONLY | {"skip_training", "build_catalog", "catalog"}),
     "skip_training": ("evaluates the saved models on their own split",
+                      TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "test_fraction", "build_catalog",
+                                       "catalog"}),
+    "build_catalog": ("scores --data with the saved models into the catalog",
                       TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "test_fraction"}),
 }
 
@@ -166,6 +176,10 @@ def check_outputs(args, options):
     if args.predict:
         output = options_output(args)
         writes = [("--output", output, unwritable_file(output))]
+    elif args.build_catalog:
+        target = args.catalog or str(options.model_dir / CATALOG_FILE)
+        writes = [] if target.startswith(("postgresql://", "postgres://")) else [
+            ("--catalog", target, unwritable_file(Path(target)))]
     else:
         writes = []
         if args.demo:
@@ -223,6 +237,8 @@ def run(args, options):
         return commands.score(args.predict, options_output(args), options, explain=args.explain)
     if args.demo:
         commands.make_demo(options.data, args.demo_rows, args.seed)
+    if args.build_catalog:
+        return commands.build_catalog(options, args.catalog)
     if args.print_batch:
         return commands.print_batch(options)
     if args.skip_training:

@@ -1,5 +1,6 @@
 """Shared fixtures: generated data in the Kaggle schema and models trained on it."""
 import dataclasses
+import itertools
 
 import pandas as pd
 import pytest
@@ -84,3 +85,28 @@ def client(app):
 def runner(app):
     """Return a CLI runner of the app."""
     return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Start a throwaway PostgreSQL cluster on 127.0.0.1 for the session (skip, or fail under CI, without one)."""
+    from postgres_server import start_server
+
+    server = start_server()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """Return the URL of a new, empty database of the session's PostgreSQL server."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return postgres_server.create_database(f"{name}_{next(DATABASE_NUMBERS)}")
+
+
+DATABASE_NUMBERS = itertools.count()
+
+
+def empty_target(kind, tmp_path, request):
+    """Return a catalog target with nothing in it yet: a file path, or a new PostgreSQL database's URL."""
+    return tmp_path / "catalog.sqlite" if kind == "sqlite" else request.getfixturevalue("postgres_url")

@@ -124,3 +124,14 @@ def score(input_path, output_path, options, explain=False):
         if len(bad_rows) > BAD_ROWS_SHOWN:
             log(f"  ... and {len(bad_rows) - BAD_ROWS_SHOWN:,} more")
     return 0
+
+
+def build_catalog(options, target=None):
+    """Score the data file with the saved models into the catalog the API serves."""
+    from .catalog_build import build_catalog as build
+
+    report = build(options.data, options.model_dir, target, log=log)
+    log(report.summary())
+    for line, reason in report.bad_lines[:BAD_ROWS_SHOWN]:
+        log(f"  skipped line {line}: {reason}")
+    return 0

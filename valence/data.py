@@ -238,8 +238,8 @@ def load_dataset(path, require_valence=True):
     return frame, report
 
 
-def iter_feature_chunks(path, chunksize=50_000, report=None):
-    """Yield (clean frame, [(line, reason)]) for each `chunksize` rows; valence optional.
+def iter_feature_chunks(path, chunksize=50_000, report=None, require_valence=False):
+    """Yield (clean frame, [(line, reason)]) for each `chunksize` rows; valence optional unless required.
 
     Reads the file block by block, so a large file is never held twice. A file with
     a header and no rows yields one empty frame. `report`, when given, is filled in.
@@ -247,7 +247,7 @@ def iter_feature_chunks(path, chunksize=50_000, report=None):
     if chunksize < 1:
         raise ValueError("chunksize must be at least 1")
     report = report if report is not None else LoadReport(path=str(path))
-    yield from _chunks(path, chunksize, False, report)
+    yield from _chunks(path, chunksize, require_valence, report)
 
 
 def split_by_track(frame, seed=0, val_fraction=0.1, test_fraction=0.2):

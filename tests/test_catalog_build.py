@@ -1,0 +1,120 @@
+"""Tests of building a catalog from the command line (--build-catalog), and of killing a build midway."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import musical_valence_predictor as cli
+from conftest import empty_target
+from valence.config import PROJ_ROOT
+from valence.serving import model_version
+from valence.store import connect, open_store
+from valence.synthetic import generate_dataset, write_csv
+
+
+def catalog_tracks(path):
+    """Return the number of distinct track_ids of a CSV."""
+    return pd.read_csv(path)["track_id"].nunique()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_build_catalog_scores_the_data_with_the_saved_models(kind, trained, catalog_csv, tmp_path, request, capsys):
+    target = empty_target(kind, tmp_path, request)
+    status = cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(trained[0]),
+                       "--catalog", str(target)])
+    out = capsys.readouterr().out
+    assert status == 0
+    store = open_store(target)
+    assert store.model_version == model_version(trained[0])
+    assert f"catalog: {store.size():,} tracks from 306 rows (skipped 0), scored with model {store.model_version}" in out
+    assert store.by_track_id("DUPLICATE0000000000001")["genres"] == ["Pop", "Rock"]
+    store.close()
+
+
+def test_build_catalog_writes_beside_the_models_by_default(trained, catalog_csv, tmp_path, capsys):
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    for bundle in trained[0].glob("*.pt"):
+        (model_dir / bundle.name).write_bytes(bundle.read_bytes())
+    assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(model_dir)]) == 0
+    store = open_store(model_dir / "catalog.sqlite")
+    assert store.size() == catalog_tracks(catalog_csv) and store.model_version == model_version(model_dir)
+    store.close()
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--build-catalog", "--predict", "x.csv"], "--build-catalog scores the data"),
+    (["--build-catalog", "--skip-training"], "--build-catalog scores the data"),
+    (["--catalog", "c.sqlite", "--predict", "x.csv"], "--catalog is where"),
+])
+def test_build_catalog_refuses_options_that_do_not_go_with_it(arguments, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(arguments)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_build_catalog_without_models_or_with_an_unreachable_database_says_why(catalog_csv, tmp_path, capsys):
+    assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(tmp_path)]) == 2
+    assert "no saved regression model" in capsys.readouterr().err
+    url = "postgresql://someone:secret@127.0.0.1:1/catalog"
+    assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(tmp_path),
+                     "--catalog", url]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect to postgresql://someone@127.0.0.1:1/catalog" in err and "secret" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def start_build(data, model_dir, target):
+    """Start --build-catalog in a child process of its own."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(PROJ_ROOT / "musical_valence_predictor.py"), "--build-catalog",
+                             "--data", str(data), "--model-dir", str(model_dir), "--catalog", str(target)],
+                            cwd=PROJ_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_when(child, condition, timeout=120):
+    """SIGKILL the child as soon as condition() holds; fail if it ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the build never reached the moment to kill it"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained, catalog_csv, tmp_path, request):
+    target = empty_target(kind, tmp_path, request)
+    assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(trained[0]),
+                     "--catalog", str(target)]) == 0
+    database = connect(target)
+    before = database.signature()
+    big = write_csv(generate_dataset(60_000, seed=5), tmp_path / "big.csv")
+    child = start_build(big, trained[0], target)
+    if kind == "sqlite":
+        # Killed while the new file is being written beside the old one.
+        kill_when(child, lambda: any(p.name.endswith(".tmp") and p.stat().st_size > 0 for p in tmp_path.iterdir()))
+    else:
+        import psycopg
+
+        def copying():
+            with psycopg.connect(target, autocommit=True) as connection:
+                return connection.execute("SELECT count(*) FROM pg_stat_progress_copy").fetchone()[0] > 0
+
+        kill_when(child, copying)  # killed during the COPY into the new generation's tables
+    assert child.returncode == -signal.SIGKILL
+    assert database.signature() == before
+    store = database.open()
+    assert store.size() == catalog_tracks(catalog_csv) and store.by_track_id("DUPLICATE0000000000001") is not None
+    store.close()
+    # The next build replaces it, whatever the killed one left behind.
+    assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(trained[0]),
+                     "--catalog", str(target)]) == 0
+    assert database.signature() != before
+    database.close()

@@ -1,0 +1,288 @@
+"""Tests of the catalog stores, SQLite and PostgreSQL through one interface, and of building them.
+
+A stand-in predictor with a known rule replaces the trained model, so expected answers follow from the inputs.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import empty_target
+from valence.catalog_build import build_catalog
+from valence.config import CLASS_NAMES
+from valence.serving import Models
+from valence.store import CatalogMissing, connect, normalise, open_store, trigrams
+from valence.synthetic import generate_dataset, write_csv
+
+GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
+BACKENDS = ["sqlite", "postgresql"]
+
+
+class RulePredictor:
+    """Predict danceability / 2 + a genre shift; moods from fixed weights; warn on genres not in GENRE_SHIFT."""
+
+    def __init__(self, moods=True):
+        self.classification = object() if moods else None
+        self.calls = []
+
+    def predict(self, frame):
+        self.calls.append(len(frame))
+        valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
+        probabilities = None
+        if self.classification is not None:
+            probabilities = np.stack([1 - valence, np.full(len(frame), 0.5), valence], axis=1)
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+        warnings = [[] if g in GENRE_SHIFT else [f"unknown genre {g!r}"] for g in frame["genre"]]
+        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings)
+
+
+def expected_valence(danceability, genre):
+    return danceability / 2 + GENRE_SHIFT.get(genre, 0)
+
+
+def rule_models(moods=True, version="rule00000001"):
+    return Models(RulePredictor(moods), version, ())
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """Twelve generated songs and hand-made listings: one track under three genres far apart, same-named tracks."""
+    songs = generate_dataset(12, seed=2).drop_duplicates("track_id").reset_index(drop=True)
+    songs["genre"] = "Pop"
+    extra = songs.iloc[[0, 0, 0, 1, 2, 3]].copy()
+    extra["track_id"] = ["MULTI", "MULTI", "MULTI", "SAMELOW", "SAMEHIGH", "SAMETIE"]
+    extra["genre"] = ["Pop", "Rock", "Polka", "Pop", "Rock", "Rock"]
+    extra["artist_name"] = ["Multi Act"] * 3 + ["Twin Artist", "twin   ARTIST", "Twin Artist"]
+    extra["track_name"] = ["Many Genres"] * 3 + ["Same Song", " same song ", "Same Song"]
+    extra["popularity"] = [30, 30, 30, 10, 90, 10]
+    extra["danceability"] = [0.4, 0.4, 0.4, 0.2, 0.6, 0.8]
+    extra["valence"] = [0.25, 0.25, 0.25, 0.5, 0.5, 0.5]
+    # The three listings of MULTI at the start, the middle and the end: in different chunks of 4 rows.
+    parts = [extra.iloc[[0]], songs.iloc[:5], extra.iloc[[1]], songs.iloc[5:], extra.iloc[2:]]
+    return pd.concat(parts, ignore_index=True)
+
+
+def build(frame, target, tmp_path, models=None, chunk_rows=4):
+    """Write the frame as CSV and build it into the target; return the build report."""
+    path = write_csv(frame, tmp_path / "songs.csv")
+    return build_catalog(path, None, target, log=lambda message: None, chunk_rows=chunk_rows,
+                         models=models or rule_models())
+
+
+@pytest.fixture(params=BACKENDS)
+def built(request, frame, tmp_path):
+    """Return (store, build report, predictor) of the frame built with the rule predictor, in each backend."""
+    target = empty_target(request.param, tmp_path, request)
+    models = rule_models()
+    report = build(frame, target, tmp_path, models)
+    store = open_store(target)
+    yield store, report, models.predictor
+    store.close()
+
+
+def test_normalise_and_trigrams():
+    assert normalise("  The   BEATLES\t") == "the beatles"
+    assert normalise("Straße") == normalise("STRASSE")  # casefold, not lower
+    assert trigrams("ab") == {"  a", " ab", "ab "}
+
+
+def test_a_build_reads_in_chunks_and_records_what_it_scored(built, frame):
+    store, report, predictor = built
+    assert predictor.calls == [4] * (len(frame) // 4) + [len(frame) % 4]  # never the whole file at once
+    assert (report.rows, report.tracks) == (len(frame), frame["track_id"].nunique())
+    assert store.size() == frame["track_id"].nunique() and store.model_version == "rule00000001"
+    assert store.meta["rows"] == str(len(frame)) and store.meta["data"] == "songs.csv"
+    assert store.is_current()
+
+
+def test_a_track_under_several_genres_in_different_chunks_is_one_entry_with_the_mean(built):
+    store = built[0]
+    answer = store.by_track_id("MULTI")
+    per_genre = {g: expected_valence(0.4, g) for g in ("Pop", "Rock", "Polka")}
+    assert answer["genres"] == ["Pop", "Rock", "Polka"]
+    assert answer["genre_predictions"] == pytest.approx(per_genre)
+    assert answer["prediction"] == pytest.approx(sum(per_genre.values()) / 3)
+    assert answer["expected"] == pytest.approx(0.25) and answer["popularity"] == 30
+    assert answer["warnings"] == ["unknown genre 'Polka'"]
+    weights = [np.array([1 - v, 0.5, v]) / 1.5 for v in per_genre.values()]
+    assert answer["mood_probabilities"] == pytest.approx(dict(zip(CLASS_NAMES, np.mean(weights, axis=0))))
+    assert answer["mood"] == "sad"  # sad 1 - 0.4 beats happy 0.4
+    assert store.by_track_id("NO-SUCH-ID") is None and store.by_track_id("multi") is None
+
+
+def test_names_match_ignoring_case_and_spaces_most_popular_first_then_by_id(built):
+    store = built[0]
+    answer = store.by_names("TWIN artist", "same   SONG")
+    assert answer["track_id"] == "SAMEHIGH"  # popularity 90
+    assert answer["mood"] == "happy"  # Rock 0.3 + 0.6 / 2 = 0.6
+    assert [m["track_id"] for m in answer["other_matches"]] == ["SAMELOW", "SAMETIE"]  # both 10: by track_id
+    assert answer["other_matches"][0] == {"track_id": "SAMELOW", "artist_name": "Twin Artist",
+                                          "track_name": "Same Song", "genres": ["Pop"]}
+    assert store.by_names("Twin Artist", "Other Song") is None
+    assert store.by_names("Multi Act", "Many Genres")["other_matches"] == []
+
+
+def test_suggestions_find_a_misspelt_track_or_artist(built):
+    store = built[0]
+    assert [s["track_id"] for s in store.suggest("Multi Act", "Many Genre")] == ["MULTI"]
+    assert [s["track_id"] for s in store.suggest("Muti Act", "Many Genres")] == ["MULTI"]
+    assert [s["track_id"] for s in store.suggest("Nobody", "same song")] == ["SAMEHIGH", "SAMELOW", "SAMETIE"]
+    assert store.suggest("Multi Act", "Many Genre")[0] == {"track_id": "MULTI", "artist_name": "Multi Act",
+                                                           "track_name": "Many Genres",
+                                                           "genres": ["Pop", "Rock", "Polka"]}
+    assert store.suggest("Zzzz Qqqq", "Xxxxxxxx") == []
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_regression_only_model_gives_no_moods(kind, frame, tmp_path, request):
+    target = empty_target(kind, tmp_path, request)
+    build(frame, target, tmp_path, rule_models(moods=False))
+    with_store = open_store(target)
+    answer = with_store.by_track_id("MULTI")
+    with_store.close()
+    assert "mood" not in answer and "mood_probabilities" not in answer
+    assert answer["prediction"] == pytest.approx(expected_valence(0.4, "Pop") / 3 + expected_valence(0.4, "Rock") / 3
+                                                 + expected_valence(0.4, "Polka") / 3)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_rebuild_swaps_in_whole_and_an_open_store_keeps_its_own_catalog(kind, frame, tmp_path, request):
+    target = empty_target(kind, tmp_path, request)
+    build(frame, target, tmp_path, rule_models(version="first0000000"))
+    old = open_store(target)
+    changed = frame.assign(danceability=frame["danceability"] / 2)
+    build(changed, target, tmp_path, rule_models(version="second000000"))
+    assert not old.is_current()
+    # The store opened before keeps answering from the catalog it opened, scored by its model.
+    assert old.model_version == "first0000000"
+    assert old.by_track_id("MULTI")["genre_predictions"]["Polka"] == pytest.approx(0.2)
+    new = open_store(target)
+    assert new.model_version == "second000000" and new.is_current()
+    assert new.by_track_id("MULTI")["genre_predictions"]["Polka"] == pytest.approx(0.1)
+    old.close()
+    new.close()
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_failed_build_leaves_the_previous_catalog(kind, frame, tmp_path, request, monkeypatch):
+    target = empty_target(kind, tmp_path, request)
+    build(frame, target, tmp_path, rule_models(version="kept00000000"))
+    database = connect(target)
+    before = database.signature()
+
+    def broken(self, rows):
+        raise KeyboardInterrupt  # as if the build were stopped while it wrote the tracks
+
+    monkeypatch.setattr("valence.store_sqlite.SqliteWriter.add_tracks", broken)
+    with pytest.raises(KeyboardInterrupt):
+        build(frame, target, tmp_path, rule_models(version="lost00000000"))
+    assert database.signature() == before
+    kept = database.open()
+    assert kept.model_version == "kept00000000" and kept.by_track_id("MULTI") is not None
+    if kind == "sqlite":
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".catalog")] == []
+    kept.close()
+    database.close()
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_an_empty_target_has_no_catalog_and_says_what_to_run(kind, tmp_path, request):
+    target = empty_target(kind, tmp_path, request)
+    database = connect(target)
+    assert database.signature() is None
+    with pytest.raises(CatalogMissing, match="--build-catalog"):
+        database.open()
+    database.close()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty"),
+    (b"track_id,valence\nabc,0.5\n" * 100, "not a catalog"),
+])
+def test_a_catalog_file_that_is_not_one_is_refused(tmp_path, content, message):
+    path = tmp_path / "catalog.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(CatalogMissing, match=message):
+        open_store(path)
+
+
+def test_a_foreign_or_truncated_sqlite_file_is_refused(frame, tmp_path):
+    import sqlite3
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    with pytest.raises(CatalogMissing, match="not a catalog of this tool"):
+        open_store(foreign)
+    good = tmp_path / "catalog.sqlite"
+    build(frame, good, tmp_path)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.sqlite"
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CatalogMissing, match="damaged"):
+        open_store(truncated)
+
+
+def test_a_build_refuses_targets_it_would_destroy(frame, tmp_path):
+    from valence.config import ValenceError
+
+    csv_path = write_csv(frame, tmp_path / "songs.csv")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    for target, message in ((tmp_path, "is a directory"), (csv_path, "is the data file"),
+                            (notes, "is not a catalog")):
+        with pytest.raises(ValenceError, match=message):
+            build_catalog(csv_path, None, target, log=lambda m: None, models=rule_models())
+    assert notes.read_text() == "my notes"
+
+
+def test_a_data_file_without_usable_rows_builds_nothing(frame, tmp_path):
+    from valence.config import ValenceError
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text(",".join(frame.columns) + "\n")
+    with pytest.raises(ValenceError, match="no usable rows"):
+        build_catalog(empty, None, tmp_path / "catalog.sqlite", log=lambda m: None, models=rule_models())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.csv"]
+
+
+def assert_same(answer, expected):
+    """Assert two answers are equal, numbers to a float32 rounding (a batch's size can change the last bit)."""
+    assert type(answer) is type(expected), (answer, expected)
+    if isinstance(expected, dict):
+        assert list(answer) == list(expected)
+        for key, value in expected.items():
+            assert_same(answer[key], value)
+    elif isinstance(expected, list):
+        assert len(answer) == len(expected)
+        for item, value in zip(answer, expected):
+            assert_same(item, value)
+    elif isinstance(expected, float):
+        assert answer == pytest.approx(expected, rel=1e-6)
+    else:
+        assert answer == expected
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, catalog_csv, tmp_path, request):
+    from valence.catalog import load_catalog
+    from valence.serving import load_models
+
+    target = empty_target(kind, tmp_path, request)
+    models = load_models(trained[0])
+    build_catalog(catalog_csv, trained[0], target, log=lambda m: None)
+    reference = load_catalog(catalog_csv, models.predictor)
+    store = open_store(target)
+    assert store.model_version == models.version and store.size() == len(reference)
+    same_suggestions = 0
+    for i, track_id in enumerate(reference.track_ids):
+        artist, track = reference.artist_names[i], reference.track_names[i]
+        assert_same(store.by_track_id(track_id), reference.by_track_id(track_id))
+        assert_same(store.by_names(artist.upper(), f" {track} "), reference.by_names(artist.upper(), f" {track} "))
+        for query in ((artist[:-1], track), (artist, track[1:] + "x")):
+            same_suggestions += store.suggest(*query) == reference.suggest(*query)
+    store.close()
+    queries = 2 * len(reference)
+    # SQLite's trigram index finds the same candidates; pg_trgm's similarity finds nearly the same.
+    assert same_suggestions == queries if kind == "sqlite" else same_suggestions >= 0.9 * queries

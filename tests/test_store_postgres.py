@@ -1,0 +1,52 @@
+"""Tests of the PostgreSQL store when its server goes away and comes back (a server of their own)."""
+import time
+
+import pytest
+
+from postgres_server import start_server
+from test_store import build
+from valence import store_postgres
+from valence.store import CatalogUnavailable, connect
+
+
+@pytest.fixture
+def server():
+    """Start a server of this test's own, which it may stop and start."""
+    server = start_server()
+    yield server
+    server.remove()
+
+
+def test_lookups_answer_unavailable_while_the_server_is_down_and_recover(server, tmp_path, monkeypatch):
+    from test_store import RulePredictor  # noqa: F401  (the frame fixture's predictor)
+    from valence.synthetic import generate_dataset
+
+    monkeypatch.setattr(store_postgres, "RETRY_AFTER", 0.5)
+    frame = generate_dataset(50, seed=3)
+    url = server.create_database("outage")
+    build(frame, url, tmp_path)
+    database = connect(url)
+    store = database.open()
+    track_id = frame["track_id"][0]
+    assert store.by_track_id(track_id)["track_id"] == track_id
+    server.stop()
+    for _attempt in range(2):  # the pooled connection is dead, then no new one can be made
+        started = time.monotonic()
+        with pytest.raises(CatalogUnavailable, match="cannot be reached"):
+            store.by_track_id(track_id)
+        assert time.monotonic() - started < store_postgres.POOL_WAIT + 1.5
+    started = time.monotonic()
+    with pytest.raises(CatalogUnavailable):  # at once, without waiting again
+        store.is_current()
+    assert time.monotonic() - started < 0.1
+    server.start()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            answer = store.by_track_id(track_id)
+            break
+        except CatalogUnavailable:
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(0.2)
+    assert answer["track_id"] == track_id and store.is_current()
+    database.close()

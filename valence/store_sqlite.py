@@ -1,0 +1,233 @@
+"""The catalog in a SQLite file: written once into a temporary file, then only read.
+
+Readers open the file read-only and `immutable` (no locks, no journal checks): a
+catalog file is never changed in place, only replaced by a rename, and an open
+connection keeps reading the file it opened until it is closed.
+"""
+import os
+import sqlite3
+import threading
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .store import ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, TRACK_COLUMNS
+from .store import CatalogMissing
+
+APP_ID = "valence-catalog"
+RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find close names
+SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tracks (
+    track_id TEXT PRIMARY KEY, artist_name TEXT NOT NULL, track_name TEXT NOT NULL,
+    artist_key TEXT NOT NULL, track_key TEXT NOT NULL, popularity REAL, expected REAL, prediction REAL,
+    genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL
+) WITHOUT ROWID;
+CREATE TEMP TABLE listings (
+    seq INTEGER PRIMARY KEY, track_id TEXT, genre TEXT, artist_name TEXT, track_name TEXT, popularity REAL,
+    valence REAL, prediction REAL, p_sad REAL, p_neutral REAL, p_happy REAL, warnings TEXT
+);
+"""
+INDEXES = f"""
+CREATE INDEX tracks_by_names ON tracks (artist_key, track_key, {BEST_FIRST});
+CREATE INDEX tracks_by_track_name ON tracks (track_key, {BEST_FIRST});
+CREATE TABLE artists (id INTEGER PRIMARY KEY, artist_key TEXT NOT NULL);
+INSERT INTO artists (artist_key) SELECT DISTINCT artist_key FROM tracks ORDER BY artist_key;
+CREATE VIRTUAL TABLE artist_grams USING fts5 (name, content='', detail='none', tokenize='trigram case_sensitive 1');
+INSERT INTO artist_grams (rowid, name) SELECT id, '  ' || artist_key || ' ' FROM artists;
+CREATE VIRTUAL TABLE artist_gram_counts USING fts5vocab (artist_grams, 'row');
+"""
+
+
+class SqliteDatabase:
+    """A catalog file; open() reads the catalog it holds now."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self):
+        return f"SqliteDatabase({str(self.path)!r})"
+
+    def signature(self):
+        """Return what identifies the file now at the path (a rebuild renames a new file over it), or None."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def open(self):
+        """Open the catalog file read-only; raise CatalogMissing saying what to run when it is not usable."""
+        hint = f"build it with: {BUILD_HINT} --catalog {self.path}"
+        for _attempt in range(5):
+            signature = self.signature()
+            if signature is None:
+                raise CatalogMissing(f"no catalog at {self.path}; {hint}")
+            if self.path.is_dir():
+                raise CatalogMissing(f"{self.path} is a directory, not a catalog file")
+            if signature[2] == 0:
+                raise CatalogMissing(f"the catalog {self.path} is empty; {hint}")
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+            try:
+                connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            except sqlite3.Error as error:
+                raise CatalogMissing(f"cannot open the catalog {self.path}: {error}") from None
+            try:
+                meta = read_meta(connection, self.path, signature[2], hint)
+            except BaseException:
+                connection.close()
+                raise
+            if self.signature() == signature:  # else it was replaced while opening: open the new one
+                return SqliteStore(self, connection, meta, signature)
+            connection.close()
+        raise CatalogMissing(f"the catalog {self.path} keeps changing; try again")
+
+    def close(self):
+        """Nothing to release: each store holds its own connection."""
+
+
+def read_meta(connection, path, size, hint):
+    """Return a catalog file's meta table after checking that it is a whole catalog of this format."""
+    try:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        if pages * page_size != size:
+            raise CatalogMissing(f"the catalog {path} is damaged ({size:,} bytes, expected "
+                                 f"{pages * page_size:,}: truncated?); {hint}")
+        meta = dict(connection.execute("SELECT key, value FROM meta"))
+    except sqlite3.DatabaseError as error:
+        what = "the catalog {} is damaged" if "malformed" in str(error) else "{} is not a catalog of this tool"
+        raise CatalogMissing(f"{what.format(path)} ({error}); {hint}") from None
+    if meta.get("app") != APP_ID:
+        raise CatalogMissing(f"{path} is a SQLite file but not a catalog of this tool; {hint}")
+    if meta.get("format") != str(CATALOG_FORMAT):
+        raise CatalogMissing(f"{path} was built in catalog format {meta.get('format')}; this version reads "
+                             f"format {CATALOG_FORMAT}: rebuild it with: {BUILD_HINT} --catalog {path}")
+    if int(meta.get("tracks", 0)) == 0:
+        raise CatalogMissing(f"the catalog {path} holds no tracks; {hint}")
+    return meta
+
+
+class SqliteStore:
+    """A catalog file opened read-only: lookups are indexed queries, suggestions use its trigram index."""
+
+    owns_database = False
+
+    def __init__(self, database, connection, meta, signature):
+        self.database, self.connection, self.meta, self.signature = database, connection, meta, signature
+        self.model_version = meta["model_version"]
+        self.lock = threading.Lock()  # one connection, shared by the threads of a threaded worker
+        self._answer = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM tracks"
+        self._brief = f"SELECT {', '.join(BRIEF_COLUMNS)} FROM tracks"
+
+    def _rows(self, sql, params=()):
+        """Run a query and return its rows; a damaged file is a CatalogMissing."""
+        with self.lock:
+            try:
+                return self.connection.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise CatalogMissing(f"the catalog {self.database.path} cannot be read ({error}); "
+                                     f"rebuild it with: {BUILD_HINT}") from None
+
+    def by_track_id(self, track_id):
+        """Return the answer for a track_id, or None."""
+        rows = self._rows(f"{self._answer} WHERE track_id = ?", (track_id,))
+        return store.answer_from_row(rows[0]) if rows else None
+
+    def by_names(self, artist_name, track_name):
+        """Return the answer for the best-matching track with its other_matches, or None."""
+        rows = self._rows(f"{self._answer} WHERE artist_key = ? AND track_key = ? ORDER BY {BEST_FIRST}",
+                          (store.normalise(artist_name), store.normalise(track_name)))
+        return store.names_answer(rows)
+
+    def suggest(self, artist_name, track_name):
+        """Return up to a few known tracks whose names are close to the ones asked for."""
+        return store.suggest(self, artist_name, track_name)
+
+    def same_track_name(self, track_key, limit):
+        """Return rows of BRIEF_COLUMNS of the tracks with this name, best first."""
+        return self._rows(f"{self._brief} WHERE track_key = ? ORDER BY {BEST_FIRST} LIMIT ?", (track_key, limit))
+
+    def artist_tracks(self, artist_key, limit):
+        """Return rows of BRIEF_COLUMNS of an artist's tracks, best first."""
+        return self._rows(f"{self._brief} WHERE artist_key = ? ORDER BY {BEST_FIRST} LIMIT ?", (artist_key, limit))
+
+    def has_artist(self, artist_key):
+        """Return whether the catalog has a track by this (normalised) artist."""
+        return bool(self._rows("SELECT 1 FROM tracks WHERE artist_key = ? LIMIT 1", (artist_key,)))
+
+    def close_artists(self, artist_key):
+        """Return up to a few artist names close to `artist_key`, from those sharing its rarest trigrams."""
+        grams = sorted(store.trigrams(artist_key))
+        counts = dict(self._rows(f"SELECT term, doc FROM artist_gram_counts WHERE term IN "
+                                 f"({', '.join('?' * len(grams))})", grams))
+        rarest = sorted(counts, key=counts.get)[:RAREST_GRAMS]
+        if not rarest:
+            return []
+        ids = [self._rows("SELECT rowid FROM artist_grams WHERE artist_grams MATCH ?", (_phrase(gram),))
+               for gram in rarest]
+        found, hits = np.unique(np.array([row[0] for rows in ids for row in rows]), return_counts=True)
+        top = found[np.lexsort((found, -hits))][:store.ARTIST_CANDIDATES].tolist()
+        names = dict(self._rows(f"SELECT id, artist_key FROM artists WHERE id IN ({', '.join('?' * len(top))})", top))
+        return store.close_artists(artist_key, [names[i] for i in top])
+
+    def size(self):
+        """Return the number of distinct tracks."""
+        return int(self.meta["tracks"])
+
+    def is_current(self):
+        """Return whether the file at the path is still the one this store reads."""
+        return self.database.signature() == self.signature
+
+    def close(self):
+        """Close the connection."""
+        self.connection.close()
+
+
+def _phrase(gram):
+    """Return an FTS5 query that matches one trigram exactly."""
+    return '"' + gram.replace('"', '""') + '"'
+
+
+class SqliteWriter:
+    """Write a new catalog file: listings into a temporary table, then one row per track, then indexes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.connection = sqlite3.connect(self.path, isolation_level=None)
+        # A temporary file that is renamed into place when complete: no journal, no syncs
+        # until the end (the rename's caller syncs the file). Listings go to SQLite's own
+        # temporary file, which the OS removes even if this process is killed.
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
+            self.connection.execute(f"PRAGMA {pragma}")
+        self.connection.executescript(SCHEMA)
+        self.connection.execute("BEGIN")  # one transaction for the bulk inserts
+
+    def add_listings(self, rows):
+        """Store listing rows: seq, track_id, genre, artist_name, track_name, popularity, valence,
+        prediction, p_sad, p_neutral, p_happy, warnings."""
+        self.connection.executemany(f"INSERT INTO listings VALUES ({', '.join('?' * 12)})", rows)
+
+    def listings_by_track(self):
+        """Return a cursor over the listings, grouped by track_id and in file order within a track."""
+        return self.connection.execute("SELECT * FROM listings ORDER BY track_id, seq")
+
+    def add_tracks(self, rows):
+        """Store tracks as rows of TRACK_COLUMNS."""
+        self.connection.executemany(f"INSERT INTO tracks VALUES ({', '.join('?' * len(TRACK_COLUMNS))})", rows)
+
+    def finish(self, meta):
+        """Index the tracks, record the meta data and close the file."""
+        self.connection.execute("COMMIT")
+        self.connection.execute("DROP TABLE listings")
+        self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
+        meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), **meta}
+        self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        self.connection.execute("PRAGMA optimize")
+        self.close()
+
+    def close(self):
+        """Close the connection (an unfinished file is the caller's to delete)."""
+        self.connection.close()
