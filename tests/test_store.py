@@ -12,7 +12,7 @@ from conftest import empty_target
 from valence.catalog_build import build_catalog
 from valence.config import CLASS_NAMES
 from valence.serving import Models
-from valence.store import CatalogMissing, connect, normalise, open_store, trigrams
+from valence.store import CatalogMissing, connect, normalise, open_store
 from valence.synthetic import generate_dataset, write_csv
 
 GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
@@ -81,15 +81,14 @@ def built(request, frame, tmp_path):
     store.close()
 
 
-def test_normalise_and_trigrams():
+def test_normalise_folds_case_and_whitespace():
     assert normalise("  The   BEATLES\t") == "the beatles"
     assert normalise("Straße") == normalise("STRASSE")  # casefold, not lower
-    assert trigrams("ab") == {"  a", " ab", "ab "}
 
 
 def test_a_build_reads_in_chunks_and_records_what_it_scored(built, frame):
     store, report, predictor = built
-    assert predictor.calls == [4] * (len(frame) // 4) + [len(frame) % 4]  # never the whole file at once
+    assert max(predictor.calls) <= 4 and sum(predictor.calls) == len(frame)  # never the whole file at once
     assert (report.rows, report.tracks) == (len(frame), frame["track_id"].nunique())
     assert store.size() == frame["track_id"].nunique() and store.model_version == "rule00000001"
     assert store.meta["rows"] == str(len(frame)) and store.meta["data"] == "songs.csv"
