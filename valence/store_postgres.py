@@ -137,6 +137,7 @@ class PostgresStore:
 
     def __init__(self, database, generation, meta):
         self.database, self.generation, self.meta = database, generation, meta
+        self.signature = generation  # what database.signature() says while this generation is served
         self.model_version = meta["model_version"]
         self.tracks, self.artists = tables(generation)
         self._answer = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM {self.tracks}"

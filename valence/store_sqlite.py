@@ -46,6 +46,7 @@ class SqliteDatabase:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.shown = str(self.path)  # how messages name it
 
     def __repr__(self):
         return f"SqliteDatabase({str(self.path)!r})"
@@ -196,6 +197,7 @@ class SqliteWriter:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.shown = str(self.path)  # how messages name it
         self.connection = sqlite3.connect(self.path, isolation_level=None)
         # A temporary file that is renamed into place when complete: no journal, no syncs
         # until the end (the rename's caller syncs the file). Listings go to SQLite's own
