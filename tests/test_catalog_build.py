@@ -47,9 +47,10 @@ def test_build_catalog_writes_beside_the_models_by_default(trained, catalog_csv,
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    (["--build-catalog", "--predict", "x.csv"], "--build-catalog scores the data"),
-    (["--build-catalog", "--skip-training"], "--build-catalog scores the data"),
-    (["--catalog", "c.sqlite", "--predict", "x.csv"], "--catalog is where"),
+    (["--build-catalog", "--predict", "x.csv"], "--build-catalog does nothing with --predict"),
+    (["--build-catalog", "--skip-training"], "--build-catalog does nothing with --skip-training"),
+    (["--catalog", "c.sqlite", "--predict", "x.csv"], "--catalog does nothing with --predict"),
+    (["--build-catalog", "--epochs", "3"], "--epochs does nothing with --build-catalog"),
 ])
 def test_build_catalog_refuses_options_that_do_not_go_with_it(arguments, message, capsys):
     with pytest.raises(SystemExit) as stopped:
