@@ -4,21 +4,16 @@ A catalog is built once (`--build-catalog`, or at the end of a training run) and
 then only read: every lookup is one indexed query, so a serving process holds no
 catalog in memory and starts without reading the data file.
 """
-import difflib
-import heapq
 import json
 from typing import Protocol
 
+from .catalog import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_FUZZY_TRACKS, SUGGESTIONS, TRACK_CUTOFF, closest,
+                      normalise, rank_pairs)
 from .config import CLASS_NAMES, ValenceError
 
 CATALOG_FORMAT = 1  # bump when the tables' layout changes
 CATALOG_FILE = "catalog.sqlite"  # <model-dir>/catalog.sqlite, the default target
-SUGGESTIONS = 5
-MAX_FUZZY = 60  # characters of a name compared when suggesting
-MAX_FUZZY_TRACKS = 1000  # of one artist's tracks, most popular first
-MAX_DIFFLIB = 20  # names difflib ranks, of those sharing the most trigrams (its ratio is slow on long names)
-CLOSE_ARTISTS = 3
-ARTIST_CANDIDATES = 50  # artist names ranked by difflib, of those sharing the most rare trigrams
+ARTIST_CANDIDATES = 50  # artist names ranked for a suggestion: those the trigram index finds closest
 BUILD_HINT = "python musical_valence_predictor.py --build-catalog"
 # The columns of a catalog's track table, in both databases; the answer is built from them.
 TRACK_COLUMNS = ("track_id", "artist_name", "track_name", "artist_key", "track_key", "popularity", "expected",
@@ -91,11 +86,6 @@ def open_store(target):
     return store
 
 
-def normalise(text):
-    """Fold case and collapse surrounding and repeated whitespace, for matching names."""
-    return " ".join(text.split()).casefold()
-
-
 def trigrams(text):
     """Return the set of three-character pieces of a padded string."""
     padded = f"  {text} "
@@ -131,37 +121,30 @@ def names_answer(rows):
     return answer
 
 
-def suggestion_keys(artist_name, track_name):
-    """Return the normalised (artist, track) a suggestion search compares, cut to MAX_FUZZY characters."""
-    return normalise(artist_name)[:MAX_FUZZY], normalise(track_name)[:MAX_FUZZY]
-
-
-def close_artists(artist, candidates):
-    """Return up to CLOSE_ARTISTS of the candidate artist names close to `artist`, best first."""
-    return difflib.get_close_matches(artist, candidates, n=CLOSE_ARTISTS, cutoff=0.6)
-
-
-def close_tracks(track, candidates):
-    """Return the track_ids of up to SUGGESTIONS candidates close to `track`, best first.
-
-    `candidates` are (track name, track_id) pairs of one artist, most popular first.
-    """
-    names = {normalise(name)[:MAX_FUZZY]: track_id for name, track_id in reversed(candidates)}  # popular wins
-    grams = trigrams(track)
-    shortlist = heapq.nlargest(MAX_DIFFLIB, names, key=lambda name: len(grams & trigrams(name)))
-    return [names[name] for name in difflib.get_close_matches(track, shortlist, n=SUGGESTIONS, cutoff=0.5)]
-
-
 def suggest(store, artist_name, track_name):
-    """Return the suggestions of a store: same track name first, then close tracks of close artists."""
-    artist, track = suggestion_keys(artist_name, track_name)
+    """Return a store's suggestions, as the in-memory catalog ranks them (valence.catalog's closest, rank_pairs).
+
+    The same track name by other artists, then the close track names of the artist (or of
+    the artists closest to a misspelt one, among the candidates the store's trigram index
+    finds); closest pair of names first.
+    """
+    artist, track = normalise(artist_name)[:MAX_FUZZY], normalise(track_name)[:MAX_FUZZY]
     same = store.same_track_name(track, SUGGESTIONS)  # right song, other artist
-    found, briefs = [row[0] for row in same], {row[0]: row for row in same}
-    artists = [artist] if store.has_artist(artist) else store.close_artists(artist)
-    for close in artists:
-        # The artist's most popular tracks are enough to find a misspelt one.
-        tracks = store.artist_tracks(close, MAX_FUZZY_TRACKS)
-        found.extend(close_tracks(track, [(row[2], row[0]) for row in tracks]))
-        briefs.update((row[0], row) for row in tracks)
-    unique = list(dict.fromkeys(found))[:SUGGESTIONS]
-    return [brief_from_row(briefs[track_id]) for track_id in unique]
+    found, rows = [row[0] for row in same], {row[0]: row for row in same}
+    if store.has_artist(artist):
+        artists = [artist]
+    else:
+        candidates = sorted(store.artist_candidates(artist))  # ties go to the first name, as in the catalog
+        close = closest(artist, [name[:MAX_FUZZY] for name in candidates], CLOSE_ARTISTS, ARTIST_CUTOFF)
+        artists = [candidates[position] for position in close]
+    for close_artist in artists:
+        first = {}  # one track per name: the most popular
+        for row in store.artist_tracks(close_artist, MAX_FUZZY_TRACKS):
+            first.setdefault(normalise(row[2])[:MAX_FUZZY], row)
+        names = list(first)
+        for position in closest(track, names, SUGGESTIONS, TRACK_CUTOFF):
+            found.append(first[names[position]][0])
+            rows[found[-1]] = first[names[position]]
+    found = list(dict.fromkeys(found))
+    pairs = [(normalise(rows[t][1])[:MAX_FUZZY], normalise(rows[t][2])[:MAX_FUZZY]) for t in found]
+    return [brief_from_row(rows[found[position]]) for position in rank_pairs(artist, track, pairs)[:SUGGESTIONS]]

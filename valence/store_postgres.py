@@ -26,7 +26,7 @@ POOL_WAIT = 1.0  # seconds a request waits for a connection before it is answere
 RETRY_AFTER = 1.0  # after a failure, answer 503 at once for this long, then try the server again
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 5000
-SIMILARITY = 0.1  # pg_trgm's threshold for candidate artist names, which difflib then ranks (0.2 missed close ones)
+SIMILARITY = 0.1  # pg_trgm's threshold for candidate artist names, which rapidfuzz then ranks (0.2 missed close ones)
 BUILD_LOCK = 0x76616C63  # advisory lock: one build at a time per database
 GENERATION = re.compile(r"^g[0-9a-f]{1,32}$")
 COLUMN_TYPES = {"popularity": "double precision", "expected": "double precision", "prediction": "double precision",
@@ -178,12 +178,12 @@ class PostgresStore:
         """Return whether the catalog has a track by this (normalised) artist."""
         return bool(self._rows(f"SELECT 1 FROM {self.artists} WHERE artist_key = %s", (artist_key,)))
 
-    def close_artists(self, artist_key):
-        """Return up to a few artist names close to `artist_key`, from pg_trgm's most similar candidates."""
+    def artist_candidates(self, artist_key):
+        """Return the artist names pg_trgm finds most similar to `artist_key` (a shortlist)."""
         rows = self._rows(f"SELECT artist_key FROM {self.artists} WHERE artist_key %% %s "
                           f"ORDER BY similarity(artist_key, %s) DESC, artist_key LIMIT %s",
                           (artist_key, artist_key, store.ARTIST_CANDIDATES))
-        return store.close_artists(artist_key, [row[0] for row in rows])
+        return [row[0] for row in rows]
 
     def size(self):
         """Return the number of distinct tracks."""

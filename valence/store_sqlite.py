@@ -159,8 +159,8 @@ class SqliteStore:
         """Return whether the catalog has a track by this (normalised) artist."""
         return bool(self._rows("SELECT 1 FROM tracks WHERE artist_key = ? LIMIT 1", (artist_key,)))
 
-    def close_artists(self, artist_key):
-        """Return up to a few artist names close to `artist_key`, from those sharing its rarest trigrams."""
+    def artist_candidates(self, artist_key):
+        """Return the artist names that share the most of the rarest trigrams of `artist_key` (a shortlist)."""
         grams = sorted(store.trigrams(artist_key))
         counts = dict(self._rows(f"SELECT term, doc FROM artist_gram_counts WHERE term IN "
                                  f"({', '.join('?' * len(grams))})", grams))
@@ -171,8 +171,8 @@ class SqliteStore:
                for gram in rarest]
         found, hits = np.unique(np.array([row[0] for rows in ids for row in rows]), return_counts=True)
         top = found[np.lexsort((found, -hits))][:store.ARTIST_CANDIDATES].tolist()
-        names = dict(self._rows(f"SELECT id, artist_key FROM artists WHERE id IN ({', '.join('?' * len(top))})", top))
-        return store.close_artists(artist_key, [names[i] for i in top])
+        return [row[0] for row in self._rows(f"SELECT artist_key FROM artists WHERE id IN "
+                                             f"({', '.join('?' * len(top))})", top)]
 
     def size(self):
         """Return the number of distinct tracks."""
