@@ -432,3 +432,42 @@ def test_real_slice_loads_with_exact_counts():
     assert frame["line"].iloc[-1] == 19_829
     assert report.summary() == (f"loaded 19,828 of 19,829 rows from {REAL_SLICE} (skipped: "
                                 f"1 truncated row; repaired 19,827 time signatures)")
+
+
+# ---- issue 13: scoring input needs only the model's features ---------------------------------
+
+def test_scoring_input_needs_only_the_features(tmp_path, songs):
+    from valence.config import FEATURE_COLUMNS
+
+    path = write(tmp_path, csv_text(songs[list(FEATURE_COLUMNS)]))
+    (chunk, bad), = iter_feature_chunks(path)
+    assert bad == [] and len(chunk) == 12
+    assert list(chunk.columns) == [*FEATURE_COLUMNS, "line"]
+    assert chunk["energy"].tolist() == songs["energy"].astype(float).tolist()
+    with pytest.raises(ValenceError, match="missing required column"):  # training still needs them all
+        load_dataset(path)
+
+
+def test_scoring_input_carries_the_name_columns_it_has_and_allows_empty_ones(tmp_path, songs):
+    from valence.config import FEATURE_COLUMNS
+
+    songs = songs.copy()
+    songs.loc[3, "artist_name"] = ""
+    songs.loc[4, "track_id"] = ""
+    path = write(tmp_path, csv_text(songs[["artist_name", *FEATURE_COLUMNS, "track_id"]]))
+    (chunk, bad), = iter_feature_chunks(path)
+    assert bad == [] and len(chunk) == 12
+    assert list(chunk.columns) == ["genre", "artist_name", "track_id", *FEATURE_COLUMNS[1:], "line"]
+    assert chunk["artist_name"].tolist()[3] == "" and chunk["track_id"].tolist()[4] == ""
+    frame, report = load_dataset(write(tmp_path, csv_text(songs), "all.csv"))
+    assert report.skipped == {"row without track_id": 1}  # training: a track_id is needed to split by track
+
+
+def test_scoring_input_without_track_id_still_skips_repeated_header_lines(tmp_path, songs):
+    from valence.config import FEATURE_COLUMNS
+
+    text = csv_text(songs[list(FEATURE_COLUMNS)])
+    lines = text.splitlines()
+    path = write(tmp_path, "\n".join([*lines[:4], lines[0], *lines[4:]]) + "\n")
+    (chunk, bad), = iter_feature_chunks(path)
+    assert len(chunk) == 12 and bad == [(5, "repeated header line")]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import cells
-from .config import KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, ValenceError
+from .config import FEATURE_COLUMNS, KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, ValenceError
 from .csvread import Framer, ReadStats, header_fields, parse_fields, utf8_pieces
 from .rows import build_clean_frame
 
@@ -96,7 +96,8 @@ def _column_plan(names, path, require_valence, report):
         if column not in positions and alias in positions:
             positions[column] = positions[alias]
             report.notes.append(f"using column {alias!r} as {column}")
-    wanted = [c for c in KAGGLE_COLUMNS if require_valence or c != TARGET]
+    # Scoring needs only what the model reads; names, track_id and valence are carried when present.
+    wanted = KAGGLE_COLUMNS if require_valence else FEATURE_COLUMNS
     missing = [c for c in wanted if c not in positions]
     if missing:
         line = ",".join(names)

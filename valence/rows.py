@@ -87,13 +87,18 @@ def build_clean_frame(raw, lines, plan, names, require_valence):
     """Return (clean frame, bad rows, reason counts, counts of repaired and converted cells)."""
     text = {column: raw[position] for column, position in plan.items()}
     checker = _Checker(lines)
-    out = {"artist_name": text["artist_name"].to_numpy(dtype=object),
-           "track_name": text["track_name"].to_numpy(dtype=object),
-           "track_id": text["track_id"].str.strip().to_numpy(dtype=object)}
-    checker.flag(out["track_id"] == dict(zip(plan, names))["track_id"], REPEATED_HEADER)
-    checker.flag(out["track_id"] == "", NO_TRACK_ID)
+    # Scoring input may lack the names and track_id (require_valence=False): carried when present.
+    out = {column: text[column].to_numpy(dtype=object) for column in ("artist_name", "track_name") if column in text}
+    if "track_id" in text:
+        out["track_id"] = text["track_id"].str.strip().to_numpy(dtype=object)
     genres = text["genre"].map({g: cells.parse_genre(g) for g in text["genre"].unique()})
     out["genre"] = genres.to_numpy(dtype=object)
+    header = dict(zip(plan, names))
+    marker = "track_id" if "track_id" in out else "genre"  # a cell that holds its own column's name
+    checker.flag(out[marker] == (header[marker] if marker == "track_id" else cells.parse_genre(header[marker])),
+                 REPEATED_HEADER)
+    if require_valence:  # training and the catalog group rows by track
+        checker.flag(out["track_id"] == "", NO_TRACK_ID)
     checker.flag(out["genre"] == "", NO_GENRE)
 
     for column in NUMERIC_FEATURES:
