@@ -67,3 +67,29 @@ def test_an_artist_seen_in_training_counts_as_seen_however_it_is_spelt(trained, 
     metrics = test_split_metrics("regression", bundle.model, bundle.encoder,
                                  Splits(report=splits.report, train=splits.train, val=splits.val, test=test))
     assert (metrics["test_rows_seen_artist"], metrics["test_rows_unseen_artist"]) == (40, 0)
+
+
+def _load_messages(path):
+    messages = []
+    load_splits(path, SplitConfig(seed=0), log=messages.append)
+    return [m for m in messages if m.startswith("warning:")]
+
+
+def test_a_file_of_duplicated_rows_gets_a_warning(tmp_path):
+    songs = generate_dataset(1000, seed=4)
+    write_csv(__import__("pandas").concat([songs, songs], ignore_index=True), tmp_path / "twice.csv")
+    warnings = _load_messages(tmp_path / "twice.csv")
+    assert len(warnings) == 1 and "1,000 of 2,000 rows are exact copies of an earlier row" in warnings[0]
+
+
+def test_too_few_rows_for_the_figures_to_mean_much_gets_a_warning(tmp_path):
+    write_csv(generate_dataset(50, seed=4), tmp_path / "small.csv")
+    counts = load_splits(tmp_path / "small.csv", SplitConfig(seed=0), log=lambda message: None).counts()
+    assert counts["val_rows"] < 10 and counts["test_rows"] < 20
+    warnings = _load_messages(tmp_path / "small.csv")
+    assert len(warnings) == 1 and "at least 100" in warnings[0]
+    assert f"only {counts['val_rows']} validation rows and {counts['test_rows']} test rows" in warnings[0]
+
+
+def test_a_healthy_file_gets_no_warning(demo_csv):
+    assert _load_messages(demo_csv) == []

@@ -22,6 +22,9 @@ BINARY_FORMATS = ((b"PK\x03\x04", "a ZIP archive (or an .xlsx workbook)"), (b"PK
                   (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"\xd0\xcf\x11\xe0", "an .xls workbook"),
                   (b"PAR1", "a Parquet file"))
 BINARY_ADVICE = "extract the CSV from the archive (or export the sheet as CSV) and pass that file"
+# Fewer validation or test rows than this, and early stopping and the test figures are mostly noise.
+MIN_SPLIT_ROWS = 100
+COPIES_SHARE = 0.01  # exact copies above this share of the rows are worth a warning (the Kaggle file has none)
 TRUNCATED, TOO_MANY, OPEN_QUOTE = ("truncated row", "row with too many fields",
                                    "row with an unterminated quote")
 
@@ -270,3 +273,18 @@ def split_by_track(frame, seed=0, val_fraction=0.1, test_fraction=0.2):
     split[order[n_test:n_test + n_val]] = 1
     which = split[np.searchsorted(tracks, frame["track_id"].to_numpy())]
     return tuple(frame[which == k].reset_index(drop=True) for k in (0, 1, 2))
+
+
+def data_warnings(frame, val, test):
+    """Return warnings about data too small or suspicious for the test figures to mean much."""
+    warnings = []
+    copies = int(frame.duplicated(subset=[c for c in KAGGLE_COLUMNS if c in frame]).sum())
+    if copies and copies >= COPIES_SHARE * len(frame):
+        warnings.append(f"{copies:,} of {len(frame):,} rows are exact copies of an earlier row (every column the "
+                        f"same; a file appended to itself?): copies count twice in training and in the test figures")
+    small = [f"{len(part):,} {name} {'row' if len(part) == 1 else 'rows'}"
+             for name, part in (("validation", val), ("test", test)) if len(part) < MIN_SPLIT_ROWS]
+    if small:
+        warnings.append(f"only {' and '.join(small)}: too few for early stopping and the test figures to mean "
+                        f"much (at least {MIN_SPLIT_ROWS} each); use more data or larger --val-fraction/--test-fraction")
+    return warnings

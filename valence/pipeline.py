@@ -10,7 +10,7 @@ import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
 from .config import DEFAULT_DATA, MODELS_DIR, TARGET, ValenceError, bundle_path, metrics_path, normalise_name
-from .data import load_dataset, split_by_track
+from .data import data_warnings, load_dataset, split_by_track
 from .encoding import FeatureEncoder
 from .fileio import write_text_atomic
 from .metrics import classification_test_metrics, format_metrics, regression_test_metrics, to_classes
@@ -72,6 +72,8 @@ def load_splits(data_path, split, log=print):
     counts = splits.counts()
     log(f"split by track_id (seed {split.seed}): train {counts['train_rows']:,} rows, "
         f"validation {counts['val_rows']:,}, test {counts['test_rows']:,}")
+    for warning in data_warnings(frame, val, test):
+        log(f"warning: {warning}")
     return splits
 
 
