@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 from schema_check import response_errors
 from valence import config
 from valence.api import SECURITY_HEADERS
+from valence.schemas import MAX_QUERY_TEXT
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",
@@ -46,7 +47,8 @@ def predicted(app, frame):
     ("track_name=Shared Song", 400, None),
     ("", 400, None),
     ("track_id=DUPLICATE0000000000001&artist_name=Duo Act", 400, None),
-    ("artist_name=" + "a" * 501 + "&track_name=x", 400, None),
+    ("artist_name=" + "a" * (MAX_QUERY_TEXT + 1) + "&track_name=x", 400, None),
+    ("artist_name=" + "a" * MAX_QUERY_TEXT + "&track_name=x", 404, None),
 ])
 def test_lookup_table(client, query, status, track_id):
     response = client.get(f"/predict?{query}")

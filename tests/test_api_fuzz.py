@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from openapi_strategies import ANY_CHARACTER, json_junk, mutated, valid
 from schema_check import response_errors, schema_errors
 from valence.api import SECURITY_HEADERS
-from valence.validation import MAX_QUERY_BYTES
+from valence.schemas import MAX_QUERY_BYTES
 
 EXAMPLES = int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "600"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

@@ -67,7 +67,7 @@ POSTS = [
 ]
 GETS = [
     ("a 9,000-byte query string", "/predict?artist_name=a&track_name=b&pad=" + "x" * 9000, 414, "8,000 bytes"),
-    ("a 501-character name", "/predict?track_name=b&artist_name=" + "a" * 501, 400, "longer than 500"),
+    ("a 1,001-character name", "/predict?track_name=b&artist_name=" + "a" * 1001, 400, "longer than 1000"),
     ("NUL in a name", "/predict?artist_name=a%00&track_name=b", 400, "control characters"),
     ("NUL in a track_id", "/predict?track_id=%00", 400, "control characters"),
     ("invalid UTF-8 in a name", "/predict?artist_name=%ff%fe&track_name=b", 404, "no track"),

@@ -2,6 +2,7 @@
 import gc
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -13,11 +14,10 @@ from valence import config
 from valence.catalog import load_catalog
 from valence.openapi import openapi_document
 from valence.predict import Predictor
-from valence.validation import (MAX_QUERY_BYTES, MAX_QUERY_TEXT, BodyError, parse_json, songs_to_columns,
-                               text_error, validate_songs)
+from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error, validate_songs
+from valence.strict_json import BodyError, parse_json
 
-TRAIN_HINT = ("train one with: python musical_valence_predictor.py "
-              "--data data/spotify_features.csv --model-dir models")
+TRAIN_HINT = "train one with: python musical_valence_predictor.py --data {data} --model-dir {model_dir}"
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
@@ -46,11 +46,12 @@ class Service:
     model_error: str | None = None
     catalog: object = None
     catalog_error: str | None = None
+    train_hint: str = ""
 
     def require_predictor(self):
         """Return the predictor, or raise a 503 saying how to train one."""
         if self.predictor is None:
-            raise ApiError(503, f"no model is loaded ({self.model_error}); {TRAIN_HINT}")
+            raise ApiError(503, f"no model is loaded ({self.model_error}); {self.train_hint}")
         return self.predictor
 
     def require_catalog(self):
@@ -62,19 +63,40 @@ class Service:
         return self.catalog
 
 
+def shown_path(path):
+    """Return a path as an answer may show it: relative to the working or project folder, else its name."""
+    path = Path(path).absolute()
+    for base in (Path.cwd(), config.PROJ_ROOT):
+        if path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return path.name
+
+
+def in_own_words(error, *paths):
+    """Return the first line of an error's message, naming files by name: answers show no server folders."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    for path in paths:
+        for spelling in {str(path), str(Path(path)), str(Path(path).absolute())}:
+            message = message.replace(spelling, Path(path).name)
+    return message
+
+
 def load_service(model_dir, data_path):
     """Load the bundles and build the catalog; record a reason for what is missing."""
-    service = Service()
+    service = Service(train_hint=TRAIN_HINT.format(data=shown_path(data_path), model_dir=shown_path(model_dir)))
+    bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
     try:
         service.predictor = Predictor.from_model_dir(model_dir)
     except config.ValenceError as error:
-        service.model_error = str(error)
+        missing = not bundles[0].exists()
+        service.model_error = f"{bundles[0].name} is not in the model folder" if missing else in_own_words(
+            error, *bundles)
         service.catalog_error = "the catalog needs a model to predict its tracks"
         return service
     try:
         service.catalog = load_catalog(data_path, service.predictor)
     except (config.ValenceError, OSError) as error:
-        service.catalog_error = str(error)
+        service.catalog_error = in_own_words(error, data_path)
     return service
 
 
@@ -255,7 +277,7 @@ def health():
         "model": {
             "loaded": state.predictor is not None,
             "classification": getattr(state.predictor, "classification", None) is not None,
-            "error": state.model_error and f"{state.model_error}; {TRAIN_HINT}",
+            "error": state.model_error and f"{state.model_error}; {state.train_hint}",
         },
         "catalog": {
             "loaded": catalog is not None,
