@@ -9,13 +9,17 @@ def schema_errors(value, schema, document):
             for error in validator.iter_errors(value)]
 
 
-def response_errors(document, path, method, response):
-    """Validate a test client's response against the document's entry for its path, method and status."""
+def answer_errors(document, path, method, status, mimetype, body):
+    """Validate an answer against the document's entry for its path, method and status."""
     operation = document["paths"][path][method.lower()]
-    declared = operation["responses"].get(str(response.status_code))
+    declared = operation["responses"].get(str(status))
     if declared is None:
-        return [f"{method} {path}: status {response.status_code} is not documented"]
-    if response.mimetype != "application/json":
-        return [f"{method} {path}: content type {response.mimetype}"]
-    schema = declared["content"]["application/json"]["schema"]
-    return schema_errors(response.get_json(), schema, document)
+        return [f"{method} {path}: status {status} is not documented"]
+    if mimetype != "application/json":
+        return [f"{method} {path}: content type {mimetype}"]
+    return schema_errors(body, declared["content"]["application/json"]["schema"], document)
+
+
+def response_errors(document, path, method, response):
+    """Validate a Flask test client's response against the document."""
+    return answer_errors(document, path, method, response.status_code, response.mimetype, response.get_json())

@@ -1,11 +1,14 @@
-"""Property-based fuzzing of every endpoint, driven by the app's own /openapi.json.
+"""Property-based fuzzing of every operation with schemathesis, driven by the app's own /openapi.json.
 
-Every answer must be documented for its route (status, JSON, schema), carry the
-security headers, and never be a 5xx. Where the right answer is known (a body
-the Song schema accepts must be predicted, one it refuses must be a 400; a
-lookup must find exactly what the catalog holds) the status is checked too.
+Every answer must be documented for its operation (status, content type, and
+the body checked with jsonschema), carry the security headers, and never be a
+5xx (but the documented 503 of an app without a model or catalog). Where the
+right answer is known the status is checked too: a body the Song schema accepts
+must be predicted, one it refuses must be a 400; a lookup of a catalog track's
+names (respelt as people type them) or id must find exactly that track.
 
-    VALENCE_FUZZ_EXAMPLES=3000 python -m pytest tests/test_api_fuzz.py -q   # a long run
+    python -m pytest tests/test_api_fuzz.py -q                 # a few examples per operation
+    python -m pytest tests/test_api_fuzz.py -q -m slow         # the long run (VALENCE_FUZZ_EXAMPLES, 500)
 """
 import collections
 import json
@@ -13,22 +16,33 @@ import os
 import urllib.parse
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import schemathesis
+from schemathesis.config import SchemathesisConfig
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from openapi_strategies import ANY_CHARACTER, json_junk, mutated, valid
-from schema_check import response_errors, schema_errors
+from schema_check import answer_errors, schema_errors
 from valence.api import SECURITY_HEADERS
-from valence.schemas import MAX_QUERY_BYTES
+from valence.catalog import normalise
+from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
 
-EXAMPLES = int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "600"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "CONNECT", "PROPFIND"]
-CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/plain", "application/xml",
-                 "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/problem+json",
-                 "", None]
-SENT = collections.Counter()  # (method, route, status) of every request this module sends
+QUICK, LONG = 10, int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "500"))
+HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+          HealthCheck.function_scoped_fixture]
+SENT = collections.Counter()  # (method, path, status) of every request this module sends
+# The coverage phase (every boundary value, undocumented methods, wrong media types: about 450
+# requests, 20 s) runs in the long run only.
+QUICK_CONFIG = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}})
+schema = schemathesis.pytest.from_fixture("api_schema")
+no_model_schema = schemathesis.pytest.from_fixture("no_model_api_schema")
+no_catalog_schema = schemathesis.pytest.from_fixture("no_catalog_api_schema")
+
+
+def examples(count):
+    """Return hypothesis settings for `count` examples per operation."""
+    return settings(max_examples=count, deadline=None, suppress_health_check=HEALTH, print_blob=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,131 +52,168 @@ def summary(request):
     statuses = collections.Counter()
     for (_, _, status), count in SENT.items():
         statuses[status] += count
-    line = (f"API fuzz: {sum(SENT.values()):,} requests ({EXAMPLES} examples per test), statuses "
+    line = (f"API fuzz: {sum(SENT.values()):,} requests, statuses "
             + ", ".join(f"{status}: {count:,}" for status, count in sorted(statuses.items())))
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
+    if reporter is not None and capture is not None and SENT:
         with capture.global_and_fixture_disabled():  # shown even though pytest captures output
             reporter.write_line("")
             reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
-def document(app):
-    """Return the app's OpenAPI document, as served."""
-    return app.test_client().get("/openapi.json").get_json()
+def degraded_apps(make_app, tmp_path_factory):
+    """Return an app without a model and one without a catalog."""
+    return (make_app(model_dir=tmp_path_factory.mktemp("no-model")),
+            make_app(data=tmp_path_factory.mktemp("no-catalog") / "absent.csv"))
 
 
-@pytest.fixture(scope="module")
-def fuzz_client(app):
-    """Return a test client for the whole module (hypothesis runs many examples per test)."""
-    return app.test_client()
+def load_schema(request, app):
+    """Return schemathesis's view of an app's document, calling the app in process (WSGI)."""
+    config = None if request.node.get_closest_marker("slow") else QUICK_CONFIG
+    return schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
 
 
-def send(client, document, method, url, degraded=False, **options):
-    """Send one request, check the answer against the document, count it, and return it.
+@pytest.fixture
+def api_schema(request, app):
+    """Return the schema of the app with a model and a catalog."""
+    return load_schema(request, app)
 
-    No answer may be a 5xx, except the documented 503 of an app without a model or catalog.
-    """
-    response = client.open(url, method=method, **options)
-    path = urllib.parse.urlsplit(url).path
-    SENT[method, path if path in document["paths"] else "(other)", response.status_code] += 1
-    assert response.status_code < 500 or degraded and response.status_code == 503, response.get_data()
+
+@pytest.fixture
+def no_model_api_schema(request, degraded_apps):
+    """Return the schema of the app without a model."""
+    return load_schema(request, degraded_apps[0])
+
+
+@pytest.fixture
+def no_catalog_api_schema(request, degraded_apps):
+    """Return the schema of the app without a catalog."""
+    return load_schema(request, degraded_apps[1])
+
+
+def has_lone_surrogate(value):
+    """Tell whether a JSON value holds a lone UTF-16 surrogate anywhere (such text is refused)."""
+    if isinstance(value, str):
+        return text_error(value) is not None and any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
+def check(case, response, degraded=False):
+    """Check one answer: no 5xx but a degraded app's 503, the security headers, JSON as documented."""
+    document = case.operation.schema.raw_schema
+    status = response.status_code
+    SENT[case.method, case.path, status] += 1
+    assert status < 500 or degraded and status == 503, response.content[:500]
     for name, value in SECURITY_HEADERS:
-        assert response.headers.get(name) == value
-    assert response.mimetype == "application/json"
-    if method == "HEAD":
-        assert response.get_data() == b""
-        return response
-    operations = document["paths"].get(path)
-    if operations is not None and method.lower() in operations:
-        assert response_errors(document, path, method, response) == []
-    else:
-        assert response.status_code == (404 if operations is None else 405)
-        assert schema_errors(response.get_json(), {"$ref": "#/components/schemas/Error"}, document) == []
-        if response.status_code == 405:
-            assert set(response.headers["Allow"].split(", ")) >= {method.upper() for method in operations}
-    if response.status_code != 200:
-        assert response.get_json()["status"] == response.status_code
-    return response
+        assert response.headers.get(name.lower()) == [value]
+    mimetype = response.headers["content-type"][0].split(";")[0]
+    body = json.loads(response.content) if case.method != "HEAD" else None
+    operations = document["paths"][case.path]
+    if case.method.lower() in operations:
+        assert answer_errors(document, case.path, case.method, status, mimetype, body) == []
+    else:  # schemathesis tries methods the document does not name
+        assert status == 405 and mimetype == "application/json"
+        assert {method.upper() for method in operations} <= set(response.headers["allow"][0].split(", "))
+        if body is not None:
+            assert schema_errors(body, {"$ref": "#/components/schemas/Error"}, document) == []
+    if status != 200 and body is not None:
+        assert body["status"] == status
+    if status == 503:
+        assert "train one with" in body["message"] or "VALENCE_DATA" in body["message"]
+    # schemathesis's own checks (status, content type, schema conformance, negative data refused); not
+    # "valid data accepted": the document cannot say that a lookup takes track_id or both names, not both.
+    # The 5xx check is ours (above): a degraded app's 503 is documented.
+    case.validate_response(response, excluded_checks=[positive_data_acceptance, not_a_server_error])
 
 
 def strict_json(value):
     """Return value as strict JSON text, or None when it has no strict JSON form (NaN, infinity)."""
     try:
         return json.dumps(value, allow_nan=False)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
-def song_bodies(document):
-    """Return a strategy of POST /predict bodies: valid songs and lists, broken ones, and junk."""
-    song = {"$ref": "#/components/schemas/Song"}
-    one_broken = mutated(song, document)
-    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    return (valid(body, document) | one_broken | st.lists(one_broken | valid(song, document), min_size=1, max_size=6)
-            | json_junk)
+def expected_post(case):
+    """Return the status a POST /predict must get: 200 exactly when a JSON body fits the document."""
+    sent_as = (case.headers or {}).get("Content-Type", case.media_type) or ""
+    if not sent_as.startswith("application/json"):
+        return 415
+    document = case.operation.schema.raw_schema
+    body_schema = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    fits = (strict_json(case.body) is not None and not has_lone_surrogate(case.body)
+            and not schema_errors(case.body, body_schema, document))
+    return 200 if fits else 400
 
 
-@FUZZ
-@given(data=st.data())
-def test_post_predict_answers_200_exactly_when_the_body_fits_the_schema(fuzz_client, document, data):
-    body = data.draw(song_bodies(document))
-    text = strict_json(body)
-    sent = text if text is not None else json.dumps(body)
-    response = send(fuzz_client, document, "POST", "/predict", data=sent, content_type="application/json")
-    schema = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    fits = text is not None and not schema_errors(body, schema, document)
-    assert response.status_code == (200 if fits else 400), (body, response.get_json())
-    if fits and isinstance(body, list):
-        assert len(response.get_json()["predictions"]) == len(body)
+def run(case, degraded=False):
+    """Send a generated request, check its answer, and check the status where it is known."""
+    response = case.call()
+    check(case, response, degraded)
+    if not degraded and case.method == "POST" and case.path == "/predict":
+        expected = expected_post(case)
+        assert response.status_code == expected, (case.body, response.content[:1000])
+        if expected == 200 and isinstance(case.body, list):
+            assert len(json.loads(response.content)["predictions"]) == len(case.body)
+    return response
 
 
-@FUZZ
-@given(data=st.data())
-def test_post_predict_with_any_bytes_and_content_type(fuzz_client, document, data):
-    content_type = data.draw(st.sampled_from(CONTENT_TYPES))
-    raw = data.draw(st.binary(max_size=300) | st.text(ANY_CHARACTER, max_size=300).map(str.encode)
-                    | json_junk.map(lambda value: json.dumps(value).encode()))
-    encoding = data.draw(st.sampled_from([None, None, "gzip", "identity", "br"]))
-    headers = {"Content-Encoding": encoding} if encoding else {}
-    response = send(fuzz_client, document, "POST", "/predict", data=raw, content_type=content_type, headers=headers)
-    if content_type is None or not content_type.startswith(("application/json", "application/problem+json")):
-        assert response.status_code == 415
+@schema.parametrize()
+@examples(QUICK)
+def test_every_operation_answers_as_documented(case):
+    run(case)
 
 
-def lookup_values(catalog):
-    """Return a strategy of lookup parameter values: catalog names (respelt), documented strings and junk."""
-    def respelt(name):
-        return st.sampled_from([name, name.upper(), name.lower(), f"  {name} ", name.replace(" ", "   ")])
-    known = st.integers(0, len(catalog) - 1)
-    return (known.flatmap(lambda i: respelt(catalog.artist_names[i])) | known.flatmap(lambda i: respelt(catalog.track_names[i]))
-            | known.map(lambda i: catalog.track_ids[i]) | st.text(ANY_CHARACTER, max_size=40)
-            | st.text(ANY_CHARACTER, min_size=495, max_size=505) | st.sampled_from(["", " ", "%", "\x00", "&=&"]))
+@pytest.mark.slow
+@schema.parametrize()
+@examples(LONG)
+def test_every_operation_answers_as_documented_long_run(case):
+    run(case)
 
 
-@st.composite
-def lookups(draw, catalog):
-    """Draw a lookup query: often one catalog track's names or id, else any mix of parameters."""
-    i = draw(st.integers(0, len(catalog) - 1))
-    values = lookup_values(catalog)
-    query = draw(st.sampled_from([
-        {"artist_name": catalog.artist_names[i], "track_name": catalog.track_names[i]},
-        {"track_id": catalog.track_ids[i]}, {}]))
-    for name in draw(st.lists(st.sampled_from(["artist_name", "track_name", "track_id", "other", "x" * 50]),
-                              max_size=4, unique=True)):
-        query[name] = draw(values)
-    return query
+@no_model_schema.parametrize()
+@examples(QUICK)
+def test_an_app_without_a_model_answers_as_documented(case):
+    run(case, degraded=True)
+
+
+@no_catalog_schema.parametrize()
+@examples(QUICK)
+def test_an_app_without_a_catalog_answers_as_documented(case):
+    run(case, degraded=True)
+
+
+@pytest.mark.slow
+@no_model_schema.parametrize()
+@examples(LONG)
+def test_an_app_without_a_model_answers_as_documented_long_run(case):
+    run(case, degraded=True)
+
+
+@pytest.mark.slow
+@no_catalog_schema.parametrize()
+@examples(LONG)
+def test_an_app_without_a_catalog_answers_as_documented_long_run(case):
+    run(case, degraded=True)
+
+
+def respelt(name, how):
+    """Return a name as people may type it: as it is, in capitals, lower case, padded, with spaces doubled."""
+    return [name, name.upper(), name.lower(), f"  {name} ", name.replace(" ", "  ")][how]
 
 
 def expected_lookup(catalog, query):
-    """Return the status a lookup must get (None when a parameter's text alone decides)."""
+    """Return the status a lookup must get."""
     track_id, artist, track = (query.get(name) for name in ("track_id", "artist_name", "track_name"))
     if len(urllib.parse.urlencode(query)) > MAX_QUERY_BYTES:
         return 414
-    if any(len(value) > 500 or any(ord(c) < 32 and c not in "\t\n\r" or c == "\x7f" for c in value)
-           for value in (track_id, artist, track) if value is not None):
+    if any(len(value) > MAX_QUERY_TEXT or text_error(value) for value in (track_id, artist, track) if value is not None):
         return 400
     if track_id is not None:
         return 400 if artist is not None or track is not None else 200 if track_id in catalog.by_id else 404
@@ -171,54 +222,26 @@ def expected_lookup(catalog, query):
     return 200 if catalog.by_names(artist, track) is not None else 404
 
 
-@FUZZ
-@given(data=st.data())
-def test_lookups_find_exactly_what_the_catalog_holds(app, fuzz_client, document, data):
+@schema.include(method="GET", path="/predict").parametrize()
+@schema.given(data=st.data())
+@examples(QUICK * 3)
+def test_lookups_of_catalog_tracks_find_exactly_them(case, data, app):
     catalog = app.extensions["valence"].catalog
-    query = data.draw(lookups(catalog))
-    response = send(fuzz_client, document, "GET", f"/predict?{urllib.parse.urlencode(query)}")
-    assert response.status_code == expected_lookup(catalog, query), (query, response.get_json())
-    if response.status_code == 200:
-        body = response.get_json()
-        if "track_id" in query:
-            assert body == catalog.by_track_id(query["track_id"])
-        else:
-            assert body == catalog.by_names(query["artist_name"], query["track_name"])
-
-
-@FUZZ
-@given(query=st.text(st.sampled_from("abc_=&%+;#?/ é\x00\\") | ANY_CHARACTER, max_size=200),
-       path=st.sampled_from(["/predict", "/health", "/model", "/openapi.json"]))
-def test_any_raw_query_string_on_any_get_route(fuzz_client, document, query, path):
-    send(fuzz_client, document, "GET", f"{path}?{urllib.parse.quote(query, safe='=&%+;/?')}")
-
-
-@FUZZ
-@given(method=st.sampled_from(METHODS),
-       path=st.sampled_from(["/predict", "/health", "/model", "/openapi.json", "/", "/predict/", "/PREDICT",
-                             "/openapi.json/..", "/static/x", "/<script>", "/%00"]) | st.text(ANY_CHARACTER, max_size=30).map(
-                                 lambda text: "/" + urllib.parse.quote(text)),
-       body=st.none() | json_junk)
-def test_any_method_on_any_path(fuzz_client, document, method, path, body):
-    options = {} if body is None else {"data": json.dumps(body), "content_type": "application/json"}
-    send(fuzz_client, document, method, path, **options)
-
-
-@pytest.fixture(scope="module")
-def degraded_clients(make_app, tmp_path_factory):
-    """Return test clients of an app without a model and of one without a catalog."""
-    empty = tmp_path_factory.mktemp("no-model")
-    return [make_app(model_dir=empty).test_client(), make_app(data=empty / "absent.csv").test_client()]
-
-
-@FUZZ
-@given(which=st.sampled_from([0, 1]), method=st.sampled_from(METHODS[:3]),
-       url=st.sampled_from(["/predict", "/health", "/model", "/openapi.json", "/nowhere"]) | st.builds(
-           "/predict?{}".format, st.dictionaries(st.sampled_from(["artist_name", "track_name", "track_id"]),
-                                                 st.text(ANY_CHARACTER, max_size=20)).map(urllib.parse.urlencode)),
-       body=st.none() | json_junk)
-def test_degraded_apps_answer_as_documented(degraded_clients, document, which, method, url, body):
-    options = {} if body is None else {"data": json.dumps(body), "content_type": "application/json"}
-    response = send(degraded_clients[which], document, method, url, degraded=True, **options)
-    if response.status_code == 503:
-        assert "VALENCE_DATA" in response.get_json()["message"] or "train" in response.get_json()["message"]
+    i = data.draw(st.integers(0, len(catalog) - 1), label="track")
+    how = data.draw(st.sampled_from(["names", "id", "generated"]), label="lookup")
+    if how == "names":
+        case.query = {"artist_name": respelt(catalog.artist_names[i], data.draw(st.integers(0, 4))),
+                      "track_name": respelt(catalog.track_names[i], data.draw(st.integers(0, 4)))}
+    elif how == "id":
+        case.query = {"track_id": catalog.track_ids[i]}
+    query = dict(case.query or {})
+    response = run(case)
+    assert response.status_code == expected_lookup(catalog, query), (query, response.content[:500])
+    body = json.loads(response.content)
+    if how == "names":
+        assert response.status_code == 200
+        assert (normalise(body["artist_name"]), normalise(body["track_name"])) == (
+            normalise(catalog.artist_names[i]), normalise(catalog.track_names[i]))
+        assert body == catalog.by_names(query["artist_name"], query["track_name"])
+    elif how == "id":
+        assert response.status_code == 200 and body == catalog.by_track_id(catalog.track_ids[i])
