@@ -227,6 +227,42 @@ def test_without_a_model_health_says_why_and_predictions_say_how_to_train(make_a
         assert "python musical_valence_predictor.py" in response.json["message"]
 
 
+def test_the_hint_names_the_configured_model_folder_and_answers_show_no_server_path(make_app, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my models").mkdir()
+    client = make_app(model_dir="my models", data=tmp_path / "songs" / "absent.csv").test_client()
+    error = client.get("/health").json["model"]["error"]
+    assert error.startswith("regression.pt is not in the model folder; train one with: ")
+    assert error.endswith("--data songs/absent.csv --model-dir my models")
+    for response in (client.post("/predict", json=SONG), client.get("/predict?track_id=X"), client.get("/model")):
+        assert response.status_code == 503 and "--model-dir my models" in response.json["message"]
+        assert str(tmp_path) not in response.get_data(as_text=True)
+
+
+def test_a_refused_model_file_is_named_without_its_folder(make_app, tmp_path):
+    (tmp_path / "regression.pt").write_bytes(b"not a model")
+    client = make_app(model_dir=tmp_path).test_client()
+    error = client.get("/health").json["model"]["error"]
+    assert error.startswith("regression.pt is not a valid model bundle") and str(tmp_path) not in error
+    message = client.post("/predict", json=SONG).json["message"]
+    assert "regression.pt is not a valid model bundle" in message and str(tmp_path) not in message
+
+
+def test_a_missing_catalog_is_named_without_its_folder(make_app, tmp_path):
+    health = make_app(data=tmp_path / "absent.csv").test_client().get("/health").json
+    assert health["catalog"]["error"] == "data file not found: absent.csv"
+
+
+def test_a_catalog_row_with_a_long_track_name_can_be_sent_back(client):
+    # The real slice holds a 208-character title; the old limit of 200 refused it.
+    title = ("Tout est possible (par Anggun, Dany Brillant, Garou, Gérard Lenorman, Julie Zenatti, Lorie, "
+             "Natasha St-Pier, Patrick Fiori, Roch Voisine, Tina Arena et les autres artistes réunis pour la bonne cause, 2004)")
+    row = dict(SONG, artist_name="Les Enfoirés", track_name=title, track_id="0BRjO6ga9RKCKjfDqeFgWV", valence=0.8)
+    assert len(title) > 200
+    response = client.post("/predict", json=[row, dict(row, track_name=title * 4)])
+    assert response.status_code == 200 and len(response.json["predictions"]) == 2
+
+
 def test_without_a_catalog_lookups_503_and_posts_still_predict(make_app, tmp_path):
     client = make_app(data=tmp_path / "absent.csv").test_client()
     assert client.get("/health").json["catalog"]["loaded"] is False
