@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from schema_check import answer_errors, schema_errors
 from valence.api import SECURITY_HEADERS
-from valence.catalog import normalise
+from valence.config import normalise_name as normalise
 from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
 
 QUICK, LONG = 10, int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "500"))
