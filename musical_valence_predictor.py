@@ -1,5 +1,6 @@
 """Train, evaluate and serve models that predict the valence of songs from Spotify audio features.
 
+    python musical_valence_predictor.py --download       # fetch the Kaggle data set into data/
     python musical_valence_predictor.py                  # train the regression model
     python musical_valence_predictor.py --help           # every option
     FLASK_APP=musical_valence_predictor flask run        # serve the saved model
@@ -33,6 +34,11 @@ def build_parser():
         description="Train, evaluate and save PyTorch models that predict the valence (musical "
                     "positiveness, 0 to 1) of songs from Spotify audio features.",
         epilog="Serve the saved models with: FLASK_APP=musical_valence_predictor flask run")
+    parser.add_argument("--download", action="store_true",
+                        help=f"download the Kaggle data set with kagglehub to {rel(DEFAULT_DATA)} (or --data PATH), "
+                             "then exit; an existing file is kept (default: off)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --download: replace an existing data file (default: off)")
     parser.add_argument("--model", choices=(*MODEL_KINDS, "both"), default="regression",
                         help="which model to train or evaluate (default: regression)")
     parser.add_argument("--data", type=Path, default=None, metavar="PATH",
@@ -140,6 +146,7 @@ def check_ranges(parser, args):
 
 # Options each job ignores: naming one there is refused rather than silently doing nothing.
 TRAINING_ONLY = {"epochs", "members", "lr", "patience", "device", "save_on_interrupt", "plots", "plots_dir"}
+DOWNLOAD_USES = {"download", "data", "force"}  # every other option does nothing with --download
 IGNORED_BY = {
     "predict": ("scores IN.csv with the saved models", TRAINING_ONLY | {
         "data", "batch_size", "seed", "val_fraction", "test_fraction", "skip_training", "print_batch",
@@ -155,13 +162,18 @@ IGNORED_BY = {
 
 def check_combinations(parser, args, given):
     """Refuse options named where they do nothing (`given`: the options on the command line)."""
+    if "download" in given:
+        useless = sorted(given - DOWNLOAD_USES)
+        if useless:
+            parser.error(f"{flag(useless[0])} does nothing with --download (--download fetches the data set, "
+                         f"then exits); leave it out")
     for job, (does, ignored) in IGNORED_BY.items():
         if job in given:
             # With --demo, --seed also seeds the generated data, which every job but --predict uses.
             useless = sorted(ignored & given - ({"seed"} if args.demo and job != "predict" else set()))
             if useless:
                 parser.error(f"{flag(useless[0])} does nothing with {flag(job)} ({flag(job)} {does}); leave it out")
-    for option, needs in (("demo_rows", "demo"), ("plots_dir", "plots")):
+    for option, needs in (("demo_rows", "demo"), ("plots_dir", "plots"), ("force", "download")):
         if option in given and needs not in given:
             parser.error(f"{flag(option)} does nothing without {flag(needs)}")
 
@@ -230,6 +242,11 @@ def build_options(args):
 
 def run(args, options):
     """Dispatch to the job the arguments ask for; return the exit status."""
+    if args.download:
+        from valence.download import download_dataset
+
+        download_dataset(options.data, force=args.force, log=lambda message: print(message, flush=True))
+        return 0
     from valence import commands
 
     check_outputs(args, options)
