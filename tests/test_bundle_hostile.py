@@ -6,6 +6,7 @@ crafted files really run code when unpickled unsafely, and go through the CLI.
 """
 import io
 import pickle
+import re
 import struct
 import subprocess
 import zipfile
@@ -83,9 +84,20 @@ def test_code_in_a_model_file_never_runs(tmp_path, real, how, wrapping):
     else:
         torch.load(control, weights_only=False)
     assert proof.exists()
-    with pytest.raises(ValenceError, match="not a valid model bundle .*unsafe"):
+    with pytest.raises(ValenceError, match="not a valid model bundle .*unsafe") as refused:
         load_bundle(write(tmp_path, craft(marker)))
     assert not marker.exists()
+    message = str(refused.value)
+    # Our words only: PyTorch's own message advises loading with weights_only=False or allowlisting the code.
+    called = {"exec": "exec", "eval": "eval", "subprocess": "call"}[how]
+    assert re.search(rf"Python object \([\w.]*\b{called}\) that a model file never holds and that could run code",
+                     message), message
+    assert_no_unsafe_advice(message)
+
+
+def assert_no_unsafe_advice(message):
+    for advice in ("weights_only", "safe_globals", "can still be loaded", "\x1b"):
+        assert advice not in message, message
 
 
 @pytest.mark.slow
@@ -99,6 +111,7 @@ def test_the_command_line_refuses_a_crafted_bundle_without_running_it(tmp_path, 
         done = server.run(["--model-dir", models, *args], tmp_path / args[0].strip("-"))
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.startswith(f"error: {models / 'regression.pt'} is not a valid model bundle")
+        assert_no_unsafe_advice(done.stderr)
         assert not marker.exists()
     assert not (tmp_path / "out.csv").exists()
 
@@ -134,7 +147,7 @@ def test_a_flipped_bit_is_caught_by_the_zip_checksum(tmp_path, real, member):
 ])
 def test_a_torch_file_that_is_not_a_bundle_is_refused(tmp_path, trained, payload):
     if isinstance(payload, str):  # the usual mistake: a bare state_dict saved by other code
-        payload = trained[1]["regression"]["model"].state_dict()
+        payload = trained[1].models["regression"].model.state_dict()
     with pytest.raises(ValenceError, match="is not a model bundle of this tool"):
         load_bundle(write(tmp_path, as_torch_file(payload)))
 

@@ -6,7 +6,9 @@ everything needed to rebuild the model: architecture arguments, weights, the
 fitted encoder's state, class edges, metrics, settings and provenance.
 """
 import datetime
+import pickle
 import platform
+import re
 import zipfile
 from dataclasses import dataclass, field
 
@@ -87,8 +89,8 @@ def read_bundle(path):
     except PermissionError as error:
         raise ValenceError(f"cannot read the model bundle {path}: {error.strerror}") from None
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or unsafe): {reason}") from None
+        raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or unsafe): "
+                           f"{_unreadable_reason(error)}; train the model again or restore a copy you trust") from None
     damaged = _failed_checksum(path)
     if damaged:
         raise ValenceError(f"{path} is damaged: {damaged!r} inside it fails its checksum; "
@@ -100,6 +102,21 @@ def read_bundle(path):
             f"{path} was saved in bundle format {payload['format']!r}; this version reads format "
             f"{BUNDLE_FORMAT}: train the model again with this version")
     return payload
+
+
+def _unreadable_reason(error):
+    """Say in our words why torch.load refused a file; never pass on torch's advice to load it unsafely."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]{1,80}) ", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds a Python object{what} that a model file never holds and that could run code "
+                f"when loaded; nothing in it was run")
+    if isinstance(error, EOFError):
+        return "it is empty or ends too early"
+    if isinstance(error, RuntimeError) and "zip archive" in text:
+        return "its zip archive is damaged or truncated"
+    return "it is not a file written by torch.save"
 
 
 def _failed_checksum(path):
