@@ -10,22 +10,20 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, ValenceError,
-                            bundle_path, metrics_path)
+import torch
+
+from valence import commands
+from valence.api import create_app  # noqa: F401  found here by `flask run` and gunicorn
+from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, SplitConfig,
+                            ValenceError, bundle_path, metrics_path)
+from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.pipeline import RunOptions, SplitConfig, TrainingInterrupted
-from valence.store import CATALOG_FILE
 from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
+from valence.pipeline import RunOptions, TrainingInterrupted
+from valence.store import CATALOG_FILE
 from valence.trainer import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
-
-
-def create_app(test_config=None):
-    """Build the Flask app (for `flask run` and gunicorn); imported lazily to keep the CLI fast."""
-    from valence.api import create_app as factory
-
-    return factory(test_config)
 
 
 def build_parser():
@@ -39,8 +37,9 @@ def build_parser():
                              "then exit; an existing file is kept (default: off)")
     parser.add_argument("--force", action="store_true",
                         help="with --download: replace an existing data file (default: off)")
-    parser.add_argument("--model", choices=(*MODEL_KINDS, "both"), default="regression",
-                        help="which model to train or evaluate (default: regression)")
+    parser.add_argument("--model", choices=(*MODEL_KINDS, "both"), default=None,
+                        help="which model to train or evaluate, or with --predict which saved models score "
+                             "(default: regression; with --predict, every saved model)")
     parser.add_argument("--data", type=Path, default=None, metavar="PATH",
                         help=f"the Kaggle CSV to train on (default: {rel(DEFAULT_DATA)})")
     parser.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
@@ -58,8 +57,8 @@ def build_parser():
                         help=f"learning rate (default: {TRAIN_DEFAULTS.lr})")
     parser.add_argument("--patience", type=int, metavar="N", default=TRAIN_DEFAULTS.patience,
                         help=f"epochs without validation improvement before stopping (default: {TRAIN_DEFAULTS.patience})")
-    parser.add_argument("--seed", type=int, metavar="N", default=0,
-                        help="random seed for the split and training; runs are reproducible (default: 0)")
+    parser.add_argument("--seed", type=int, metavar="N", default=SplitConfig.seed,
+                        help=f"random seed for the split and training; runs are reproducible (default: {SplitConfig.seed})")
     parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=SplitConfig.val_fraction,
                         help=f"share of tracks for validation (early stopping) (default: {SplitConfig.val_fraction})")
     parser.add_argument("--test-fraction", type=float, metavar="SHARE", default=SplitConfig.test_fraction,
@@ -71,7 +70,9 @@ def build_parser():
     parser.add_argument("--print-batch", action="store_true",
                         help="print the first encoded training batch and exit without training (default: off)")
     parser.add_argument("--predict", type=Path, metavar="IN.csv",
-                        help="score the songs in IN.csv with the saved models, then exit (default: off)")
+                        help="score the songs in IN.csv with the saved models, then exit: those of --model when it is "
+                             "given, else every saved one; regression adds predicted_valence, classification "
+                             "predicted_mood (default: off)")
     parser.add_argument("--output", type=Path, metavar="OUT.csv",
                         help="where --predict writes its scores (default: IN.predictions.csv)")
     parser.add_argument("--explain", action="store_true",
@@ -215,8 +216,6 @@ def options_output(args):
 
 def resolve_device(requested):
     """Return the torch device to train on."""
-    import torch
-
     if requested == "cuda" and not torch.cuda.is_available():
         raise ValenceError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu")
     if requested == "auto":
@@ -226,7 +225,7 @@ def resolve_device(requested):
 
 def build_options(args):
     """Turn parsed arguments into the pipeline's settings."""
-    kinds = MODEL_KINDS if args.model == "both" else (args.model,)
+    kinds = MODEL_KINDS if args.model == "both" else (args.model or "regression",)
     train = dataclasses.replace(TRAIN_DEFAULTS, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 members=args.members,
                                 patience=args.patience, seed=args.seed, device=resolve_device(args.device))
@@ -243,15 +242,12 @@ def build_options(args):
 def run(args, options):
     """Dispatch to the job the arguments ask for; return the exit status."""
     if args.download:
-        from valence.download import download_dataset
-
         download_dataset(options.data, force=args.force, log=lambda message: print(message, flush=True))
         return 0
-    from valence import commands
-
     check_outputs(args, options)
     if args.predict:
-        return commands.score(args.predict, options_output(args), options, explain=args.explain)
+        return commands.score(args.predict, options_output(args), options,
+                              kinds=options.kinds if args.model else None, explain=args.explain)
     if args.demo:
         commands.make_demo(options.data, args.demo_rows, args.seed)
     if args.build_catalog:

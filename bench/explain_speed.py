@@ -38,7 +38,8 @@ def parse_args():
 
 def prepare(work, rows, model_dir):
     """Write generated songs and, unless given bundles, train a quick model; return both paths."""
-    from valence.pipeline import RunOptions, SplitConfig, run_training
+    from valence.config import SplitConfig
+    from valence.pipeline import RunOptions, run_training
     from valence.synthetic import generate_dataset, write_csv
     from valence.trainer import TrainConfig
 

@@ -182,7 +182,7 @@ def main():
     print(f"{args.data}: {report.summary()}")
     results = {}
     for seed in range(args.seeds):
-        train, val, test = split_by_track(frame, seed=seed)
+        train, val, test = split_by_track(frame, config.SplitConfig(seed=seed))
         seen = test["artist_name"].isin(set(train["artist_name"]) | set(val["artist_name"])).to_numpy()
         for name, function in models(args):
             started = time.perf_counter()

@@ -50,7 +50,7 @@ def main():
 
         (loaded, report), seconds = timed(load_dataset, path)
         print(f"load_dataset: {seconds:.2f} s ({report.rows_kept:,} rows)")
-        train, val, _ = split_by_track(loaded, seed=0)
+        train, val, _ = split_by_track(loaded)
         encoder = FeatureEncoder()
         arrays, seconds = timed(encoder.fit_transform, train, train[TARGET].to_numpy())
         print(f"encoder fit_transform on {len(train):,} training rows: {seconds:.2f} s")
@@ -65,8 +65,8 @@ def main():
               f"validation included), {len(train) / per_epoch:,.0f} training rows/s")
 
         options = RunOptions(data=path, model_dir=Path(folder) / "models", kinds=("regression",))
-        results, seconds = timed(run_training, options, log=lambda message: None)
-        metrics = results["regression"]["metrics"]
+        run, seconds = timed(run_training, options, log=lambda message: None)
+        metrics = run.models["regression"].metrics_record
         print(f"default end-to-end run (load, train, evaluate, save): {seconds:.1f} s, "
               f"{metrics['epochs_run']} epochs (best {metrics['best_epoch']}), test MAE {metrics['test_mae']:.4f} "
               f"vs mean baseline {metrics['baseline_mae']:.4f}")

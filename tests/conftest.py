@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from valence.api import create_app
-from valence.pipeline import RunOptions, SplitConfig, run_training
+from valence.config import SplitConfig
+from valence.pipeline import RunOptions, run_training
 from valence.synthetic import generate_dataset, write_csv
 from valence.trainer import TrainConfig
 
@@ -28,10 +29,10 @@ def quick_options(data, model_dir, kinds=("regression", "classification"), epoch
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, demo_csv):
-    """Train both model kinds once on the demo data; return (model_dir, results)."""
+    """Train both model kinds once on the demo data; return (model_dir, pipeline.TrainingRun)."""
     model_dir = tmp_path_factory.mktemp("models")
-    results = run_training(quick_options(demo_csv, model_dir), log=lambda message: None)
-    return model_dir, results
+    run = run_training(quick_options(demo_csv, model_dir), log=lambda message: None)
+    return model_dir, run
 
 
 # Catalog rows the API tests rely on, by (genre, artist_name, track_name, track_id, popularity).

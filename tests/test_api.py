@@ -292,7 +292,7 @@ def test_config_comes_from_environment_then_test_config(monkeypatch, trained, ca
 def test_model_metadata(client, trained):
     body = client.get("/model").json
     assert set(body) == {"regression", "classification"}
-    assert body["regression"]["metrics"]["test_mae"] == pytest.approx(trained[1]["regression"]["metrics"]["test_mae"])
+    assert body["regression"]["metrics"]["test_mae"] == pytest.approx(trained[1].models["regression"].metrics_record["test_mae"])
 
 
 def test_flask_routes_command_lists_the_api(app, runner):

@@ -23,9 +23,9 @@ def test_bundle_loads_with_weights_only_and_is_self_describing(trained):
 
 @pytest.mark.parametrize("kind", ["regression", "classification"])
 def test_round_trip_rebuilds_the_same_predictions(trained, demo_csv, kind):
-    model_dir, results = trained
+    model_dir, run = trained
     frame, _ = load_dataset(demo_csv)
-    original = predict_arrays(results[kind]["model"], results[kind]["encoder"].transform(frame))
+    original = predict_arrays(run.models[kind].model, run.models[kind].encoder.transform(frame))
     loaded = load_bundle_from_dir(model_dir, kind)
     rebuilt = predict_arrays(loaded.model, loaded.encoder.transform(frame))
     np.testing.assert_allclose(rebuilt, original, rtol=0, atol=1e-6)
@@ -33,7 +33,7 @@ def test_round_trip_rebuilds_the_same_predictions(trained, demo_csv, kind):
 
 
 def test_save_interrupted_mid_write_keeps_the_previous_bundle(trained, tmp_path, monkeypatch):
-    model_dir, results = trained
+    model_dir, run = trained
     path = tmp_path / "regression.pt"
     path.write_bytes(bundle_path(model_dir, "regression").read_bytes())
     before = path.read_bytes()
@@ -44,9 +44,9 @@ def test_save_interrupted_mid_write_keeps_the_previous_bundle(trained, tmp_path,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(bundle_module.torch, "save", dies_half_way)
-    result = results["regression"]
+    trained_model = run.models["regression"]
     with pytest.raises(KeyboardInterrupt):
-        bundle_module.save_bundle(path, "regression", result["model"], {}, result["encoder"],
+        bundle_module.save_bundle(path, "regression", trained_model.model, {}, trained_model.encoder,
                                   metrics={}, train_config={}, data={}, split={})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regression.pt"]

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from valence import commands, pipeline
-from valence.config import ValenceError
+from valence.config import SplitConfig, ValenceError
 from valence.data import load_dataset, split_by_track
-from valence.pipeline import RunOptions, SplitConfig
+from valence.pipeline import RunOptions, TrainedModel, TrainingRun
 from valence.synthetic import generate_dataset, write_csv
 from valence.trainer import TrainConfig
 
@@ -22,11 +22,12 @@ from valence.trainer import TrainConfig
 class FakePredictor:
     """Predict energy as the valence; moods only when asked."""
 
-    def __init__(self, classification=None):
+    def __init__(self, classification=None, regression=True):
         self.classification = classification
+        self.regression = regression or None
 
     def predict(self, frame):
-        valence = frame["energy"].to_numpy()
+        valence = frame["energy"].to_numpy() if self.regression else None
         mood = ["happy"] * len(frame) if self.classification is not None else None
         return SimpleNamespace(valence=valence, mood=mood, mood_probabilities=None, warnings=[[]] * len(frame))
 
@@ -62,10 +63,8 @@ def test_epoch_reporter_on_a_terminal_draws_one_bar_per_kind(monkeypatch, capsys
 
 def test_train_returns_0_and_writes_figures_only_when_asked(tmp_path, monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: seen.append(opts) or {"ok": 1})
-    import valence.plots
-    monkeypatch.setattr(valence.plots, "write_training_figures",
-                        lambda results, folder: [folder / "a.png", folder / "b.png"])
+    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: seen.append(opts) or TrainingRun(None))
+    monkeypatch.setattr(commands, "write_training_figures", lambda run, folder: [folder / "a.png", folder / "b.png"])
     assert commands.train(options(tmp_path)) == 0
     assert capsys.readouterr().out == ""
     assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 0
@@ -74,9 +73,10 @@ def test_train_returns_0_and_writes_figures_only_when_asked(tmp_path, monkeypatc
 
 
 def test_an_interrupted_training_returns_130_and_says_what_was_kept(tmp_path, monkeypatch, capsys):
-    results = {"interrupted": "classification",
-               "classification": {"metrics": {"best_epoch": 3, "interrupted_at_epoch": 5}}}
-    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: results)
+    record = {"best_epoch": 3, "interrupted_at_epoch": 5}
+    run = TrainingRun(None, {"classification": TrainedModel("classification", None, None, None, record, None)},
+                      interrupted="classification")
+    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: run)
     assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 130
     err = capsys.readouterr().err
     assert "saved the best classification model so far (epoch 3, interrupted during epoch 5)" in err
@@ -94,7 +94,7 @@ def test_make_demo_writes_the_generated_rows(tmp_path, capsys):
 
 def test_print_batch_shows_the_first_batch_and_its_columns(tmp_path, capsys):
     path = write_csv(generate_dataset(200, seed=1), tmp_path / "songs.csv")
-    train, _, _ = split_by_track(load_dataset(path)[0], seed=0)
+    train, _, _ = split_by_track(load_dataset(path)[0], SplitConfig(seed=0))
     assert commands.print_batch(options(tmp_path, train=TrainConfig(batch_size=16))) == 0
     out = capsys.readouterr().out
     assert "first training batch: 16 rows; numeric (16, " in out and "categorical (16, " in out
@@ -115,7 +115,7 @@ def scoring_file(tmp_path, n_bad):
 
 
 def test_score_writes_next_to_the_input_by_default_and_lists_bad_rows(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(commands.Predictor, "from_model_dir", classmethod(lambda cls, folder: FakePredictor()))
+    monkeypatch.setattr(commands.Predictor, "from_model_dir", classmethod(lambda cls, folder, **kinds: FakePredictor()))
     path, bad_lines = scoring_file(tmp_path, 2)
     assert commands.score(path, None, options(tmp_path)) == 0
     output = tmp_path / "songs.predictions.csv"
@@ -130,7 +130,7 @@ def test_score_writes_next_to_the_input_by_default_and_lists_bad_rows(tmp_path, 
 
 def test_score_shows_only_the_first_bad_rows_and_says_moods(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(commands.Predictor, "from_model_dir",
-                        classmethod(lambda cls, folder: FakePredictor(classification=object())))
+                        classmethod(lambda cls, folder, **kinds: FakePredictor(classification=object())))
     n_bad = commands.BAD_ROWS_SHOWN + 3
     path, bad_lines = scoring_file(tmp_path, n_bad)
     commands.score(path, tmp_path / "out.csv", options(tmp_path))
@@ -144,7 +144,7 @@ def test_score_shows_only_the_first_bad_rows_and_says_moods(tmp_path, monkeypatc
 
 
 def test_score_refuses_to_overwrite_its_input_before_loading_a_model(tmp_path, monkeypatch):
-    def no_model(cls, folder):
+    def no_model(cls, folder, **kinds):
         raise AssertionError("the model must not be loaded")
     monkeypatch.setattr(commands.Predictor, "from_model_dir", classmethod(no_model))
     path, _ = scoring_file(tmp_path, 0)
@@ -152,3 +152,20 @@ def test_score_refuses_to_overwrite_its_input_before_loading_a_model(tmp_path, m
     with pytest.raises(ValenceError, match=r"--output .*songs\.csv is the input file"):
         commands.score(path, tmp_path / "." / "songs.csv", options(tmp_path))
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("kinds, loads", [
+    (None, {"required": (), "optional": ("regression", "classification")}),
+    (("classification",), {"required": ("classification",), "optional": ()}),
+])
+def test_score_loads_the_asked_for_models_or_every_saved_one(tmp_path, monkeypatch, capsys, kinds, loads):
+    seen = []
+    monkeypatch.setattr(commands.Predictor, "from_model_dir", classmethod(
+        lambda cls, folder, **asked: seen.append((folder, asked)) or FakePredictor(classification=object(),
+                                                                                   regression=False)))
+    path, _ = scoring_file(tmp_path, 0)
+    assert commands.score(path, tmp_path / "out.csv", options(tmp_path), kinds=kinds) == 0
+    assert seen == [(tmp_path / "models", loads)]
+    assert capsys.readouterr().out.splitlines()[0].endswith("(moods only: no regression model)")
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert "predicted_valence" not in scored and set(scored["predicted_mood"]) == {"happy"}

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from valence import data
-from valence.config import KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, ValenceError
+from valence.config import KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, SplitConfig, ValenceError
 from valence.data import iter_feature_chunks, load_dataset, split_by_track
 from valence.synthetic import generate_dataset
 
@@ -377,26 +377,26 @@ def test_line_numbers_survive_a_utf16_file_read_in_blocks(tmp_path, monkeypatch,
 
 def test_split_by_track_keeps_each_track_in_one_split():
     frame = generate_dataset(3000, seed=2)
-    train, val, test = split_by_track(frame, seed=5)
+    train, val, test = split_by_track(frame, SplitConfig(seed=5))
     ids = [set(part["track_id"]) for part in (train, val, test)]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     assert len(train) + len(val) + len(test) == len(frame)
     tracks = frame["track_id"].nunique()
     assert [len(i) for i in ids] == [tracks - round(0.1 * tracks) - round(0.2 * tracks),
                                      round(0.1 * tracks), round(0.2 * tracks)]
-    again = split_by_track(frame.sample(frac=1, random_state=1), seed=5)
+    again = split_by_track(frame.sample(frac=1, random_state=1), SplitConfig(seed=5))
     assert [set(p["track_id"]) for p in again] == ids  # same seed, same split, any row order
-    other = split_by_track(frame, seed=6)
+    other = split_by_track(frame, SplitConfig(seed=6))
     assert set(other[2]["track_id"]) != ids[2]
 
 
 def test_split_by_track_on_tiny_data_and_bad_fractions():
     frame = generate_dataset(5, seed=0)
-    train, val, test = split_by_track(frame, seed=0)
+    train, val, test = split_by_track(frame)
     assert len(set(train["track_id"])) >= 1 and len(set(val["track_id"])) == 1
     assert len(set(test["track_id"])) == 1
     with pytest.raises(ValenceError, match="add up to less than 1"):
-        split_by_track(frame, val_fraction=0.5, test_fraction=0.5)
+        split_by_track(frame, SplitConfig(val_fraction=0.5, test_fraction=0.5))
     with pytest.raises(ValenceError, match="at least 3 distinct tracks"):
         split_by_track(frame.iloc[:1])
 

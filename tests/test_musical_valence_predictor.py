@@ -1,6 +1,7 @@
 """The command-line tool end to end, on generated data."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -269,3 +270,55 @@ def test_predict_output_that_cannot_be_written_stops_before_scoring(demo_csv, tm
     assert cli.main(["--model-dir", str(tmp_path / "no-models"), "--predict", str(demo_csv),
                      "--output", str(tmp_path)]) == 2
     assert f"--output {tmp_path}: {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
+# ---- --predict with the models asked for ---------------------------------------------------
+
+@pytest.fixture
+def songs_csv(demo_csv, tmp_path):
+    path = tmp_path / "in.csv"
+    pd.read_csv(demo_csv).drop(columns=["valence"]).head(30).to_csv(path, index=False)
+    return path
+
+
+def saved_models(trained, folder, kinds):
+    """Copy the session's saved bundles of `kinds` into `folder`; return it."""
+    folder.mkdir()
+    for kind in kinds:
+        shutil.copy(bundle_path(trained[0], kind), bundle_path(folder, kind))
+    return folder
+
+
+@pytest.mark.parametrize("saved, model, columns", [
+    (("regression", "classification"), None, ["predicted_valence", "predicted_mood"]),
+    (("classification",), None, ["predicted_mood"]),
+    (("regression",), None, ["predicted_valence"]),
+    (("regression", "classification"), "classification", ["predicted_mood"]),
+    (("regression", "classification"), "regression", ["predicted_valence"]),
+    (("regression", "classification"), "both", ["predicted_valence", "predicted_mood"]),
+])
+def test_predict_uses_the_asked_for_models_or_every_saved_one(trained, songs_csv, tmp_path, saved, model, columns):
+    models = saved_models(trained, tmp_path / "models", saved)
+    asked = ["--model", model] if model else []
+    assert cli.main(["--model-dir", str(models), "--predict", str(songs_csv), "--output", str(tmp_path / "out.csv"),
+                     *asked]) == 0
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert list(scored.columns) == ["track_id", "artist_name", "track_name", "genre", *columns]
+    assert len(scored) == 30
+
+
+@pytest.mark.parametrize("saved, asked, message", [
+    (("classification",), ["--model", "regression"], "no saved regression model at "),
+    (("regression",), ["--model", "classification"], "no saved classification model at "),
+    (("regression",), ["--model", "both"], "no saved classification model at "),
+    ((), [], "no saved model in "),
+    (("classification",), ["--explain"], "no saved regression model at "),
+    (("regression", "classification"), ["--model", "classification", "--explain"],
+     "--explain explains predicted_valence, so it needs the regression model"),
+])
+def test_predict_without_the_asked_for_model_exits_2(trained, songs_csv, tmp_path, capsys, saved, asked, message):
+    models = saved_models(trained, tmp_path / "models", saved)
+    assert cli.main(["--model-dir", str(models), "--predict", str(songs_csv), "--output", str(tmp_path / "out.csv"),
+                     *asked]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert not (tmp_path / "out.csv").exists()

@@ -1,11 +1,12 @@
 import json
 
+import numpy as np
 import pytest
 
-from valence.config import ValenceError, metrics_path
+from valence.config import SplitConfig, ValenceError, metrics_path
 from valence.encoding import FeatureEncoder
 from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
-from valence.pipeline import SplitConfig, load_splits, new_model, run_evaluation
+from valence.pipeline import load_splits, new_model, predict_test_split, run_evaluation
 from valence.trainer import TrainConfig
 from valence.synthetic import generate_dataset, write_csv
 
@@ -22,23 +23,36 @@ def test_splits_share_no_track_and_cover_every_row(demo_csv):
 
 
 def test_metrics_file_has_figures_counts_and_provenance(trained):
-    model_dir, results = trained
+    model_dir, run = trained
     record = json.loads(metrics_path(model_dir, "regression").read_text())
     for key in ("test_mae", "test_rmse", "test_r2", "baseline_mae", "baseline_r2", "train_rows",
                 "test_rows", "data_sha256", "best_epoch", "test_mae_seen_artist", "test_mae_unseen_artist"):
         assert key in record, key
     assert record["test_rows_seen_artist"] + record["test_rows_unseen_artist"] == record["test_rows"]
-    assert record["data_sha256"] == results["splits"].report.sha256
+    assert record == run.models["regression"].metrics_record
+    assert record["data_sha256"] == run.splits.report.sha256
     assert record["test_mae"] < record["baseline_mae"]
 
 
 def test_evaluation_of_saved_models_repeats_the_training_figures(trained, demo_csv):
-    model_dir, results = trained
+    model_dir, run = trained
     again = run_evaluation(quick_options(demo_csv, model_dir), log=lambda message: None)
     for kind in ("regression", "classification"):
-        for key, value in again[kind]["metrics"].items():
+        for key, value in again[kind].items():
             if key.startswith("test_") and isinstance(value, float):
-                assert value == pytest.approx(results[kind]["metrics"][key], abs=1e-6), key
+                assert value == pytest.approx(run.models[kind].metrics_record[key], abs=1e-6), key
+
+
+def test_the_run_carries_each_models_test_predictions(trained):
+    _, run = trained
+    regression, classification = run.models["regression"], run.models["classification"]
+    assert run.interrupted is None and list(run.models) == ["regression", "classification"]
+    assert regression.test_predictions.shape == (len(run.splits.test),)
+    assert classification.test_predictions.shape == (len(run.splits.test), 3)
+    np.testing.assert_allclose(regression.test_predictions,
+                               predict_test_split(regression.model, regression.encoder, run.splits), atol=1e-6)
+    truth = run.splits.test["valence"].to_numpy()
+    assert regression.metrics_record["test_mae"] == pytest.approx(np.mean(np.abs(regression.test_predictions - truth)))
 
 
 def test_too_few_rows_is_a_clear_error(tmp_path):
@@ -64,8 +78,8 @@ def test_an_artist_seen_in_training_counts_as_seen_however_it_is_spelt(trained, 
     splits = load_splits(demo_csv, SplitConfig(seed=0), log=lambda message: None)
     test = splits.train.iloc[:40].copy()
     test["artist_name"] = test["artist_name"].str.upper() + "  "
-    metrics = test_split_metrics("regression", bundle.model, bundle.encoder,
-                                 Splits(report=splits.report, train=splits.train, val=splits.val, test=test))
+    shouted = Splits(report=splits.report, train=splits.train, val=splits.val, test=test)
+    metrics = test_split_metrics("regression", predict_test_split(bundle.model, bundle.encoder, shouted), shouted)
     assert (metrics["test_rows_seen_artist"], metrics["test_rows_unseen_artist"]) == (40, 0)
 
 

@@ -4,8 +4,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_training_figures_are_real_pngs(trained, tmp_path):
-    _, results = trained
-    paths = write_training_figures(results, tmp_path / "figures")
+    _, run = trained
+    paths = write_training_figures(run, tmp_path / "figures")
     assert sorted(p.name for p in paths) == sorted([
         "numerical_feature_correlation_heatmap.png", "regression_learning_curves.png",
         "regression_predicted_vs_actual.png", "classification_learning_curves.png",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valence.config import FEATURE_COLUMNS, PROJ_ROOT
+from valence.config import CLASS_NAMES, FEATURE_COLUMNS, MODEL_KINDS, PROJ_ROOT, ValenceError
 from valence.predict import Predictor
 
 TRAINING = ("valence.trainer", "valence.data", "valence.csvread", "valence.rows", "valence.pipeline",
@@ -48,6 +48,33 @@ def test_without_a_classifier_there_is_no_mood(trained, tmp_path, songs):
     assert predictor.classification is None
     assert predictor.predict(songs).mood is None
     assert set(predictor.metadata()) == {"regression"}
+
+
+def test_with_only_a_classifier_there_is_no_valence(trained, tmp_path, songs):
+    shutil.copy(trained[0] / "classification.pt", tmp_path / "classification.pt")
+    predictor = Predictor.from_model_dir(tmp_path, required=(), optional=MODEL_KINDS)
+    assert predictor.regression is None
+    result = predictor.predict(songs)
+    assert result.valence is None
+    assert result.mood == [CLASS_NAMES[i] for i in result.mood_probabilities.argmax(axis=1)]
+    assert result.warnings == [[] for _ in range(40)]
+    assert set(predictor.metadata()) == {"classification"}
+
+
+def test_by_default_a_regression_bundle_is_required(trained, tmp_path):
+    shutil.copy(trained[0] / "classification.pt", tmp_path / "classification.pt")
+    with pytest.raises(ValenceError, match="no saved regression model at .*regression.pt"):
+        Predictor.from_model_dir(tmp_path)
+
+
+def test_only_the_required_kinds_are_loaded_when_nothing_is_optional(trained):
+    predictor = Predictor.from_model_dir(trained[0], required=("classification",), optional=())
+    assert predictor.regression is None and predictor.classification.kind == "classification"
+
+
+def test_an_empty_model_dir_names_the_files_looked_for(tmp_path):
+    with pytest.raises(ValenceError, match=r"no saved model in .*regression\.pt or .*classification\.pt"):
+        Predictor.from_model_dir(tmp_path, required=(), optional=MODEL_KINDS)
 
 
 def test_metadata_is_plain_and_names_the_features(predictor):

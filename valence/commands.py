@@ -3,11 +3,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import pipeline
-from .config import TARGET, ValenceError
+from .config import MODEL_KINDS, TARGET, ValenceError
 from .encoding import FeatureEncoder
 from .explain import Explainer
+from .plots import write_training_figures
 from .predict import Predictor
 from .scoring import score_csv
 from .synthetic import generate_dataset, write_csv
@@ -32,8 +34,6 @@ class EpochReporter:
         """Return the per-epoch callback for training one model kind."""
         self.close()
         if self.use_bar:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=self.max_epochs, desc=kind, unit="epoch", leave=False)
 
         def on_epoch(epoch, record):
@@ -54,23 +54,21 @@ class EpochReporter:
 
 
 def train(options):
-    """Train, evaluate and save the models; write figures when asked."""
+    """Train, test and save the models; write figures when asked."""
     reporter = EpochReporter(options.train.epochs, options.quiet)
     try:
-        results = pipeline.run_training(options, log=log, on_epoch=reporter)
+        run = pipeline.run_training(options, log=log, on_epoch=reporter)
     finally:
         reporter.close()
-    if results.get("interrupted"):
-        kind = results["interrupted"]
-        record = results[kind]["metrics"]
+    if run.interrupted:
+        kind = run.interrupted
+        record = run.models[kind].metrics_record
         print(f"interrupted: saved the best {kind} model so far (epoch {record['best_epoch']}, "
               f"interrupted during epoch {record['interrupted_at_epoch']}); nothing else was trained",
               file=sys.stderr, flush=True)
         return 130
     if options.plots_dir is not None:
-        from .plots import write_training_figures
-
-        for path in write_training_figures(results, options.plots_dir):
+        for path in write_training_figures(run, options.plots_dir):
             log(f"wrote {path}")
     return 0
 
@@ -105,18 +103,28 @@ def print_batch(options):
     return 0
 
 
-def score(input_path, output_path, options, explain=False):
-    """Score a CSV of songs with the saved models (and explain them) and report bad rows by line number."""
+def score(input_path, output_path, options, kinds=None, explain=False):
+    """Score a CSV of songs with the saved models of `kinds` (None: every saved one), explained when asked."""
     output_path = Path(output_path or Path(input_path).with_suffix(".predictions.csv"))
     if output_path.exists() and output_path.resolve() == Path(input_path).resolve():
         raise ValenceError(f"--output {output_path} is the input file; choose another path so the input is kept")
-    predictor = Predictor.from_model_dir(options.model_dir)
+    if kinds is None:  # explanations are of predicted_valence: they need the regression model
+        required, optional = (("regression",) if explain else ()), MODEL_KINDS
+    else:
+        required, optional = kinds, ()
+    if explain and "regression" not in required:
+        raise ValenceError("--explain explains predicted_valence, so it needs the regression model: "
+                           "use --model regression or --model both")
+    predictor = Predictor.from_model_dir(options.model_dir, required=required, optional=optional)
     explainer = Explainer(predictor.regression) if explain else None
     scored, bad_rows = score_csv(input_path, output_path, predictor, explainer=explainer)
     extras = [what for what, present in (("moods", predictor.classification is not None),
                                          ("explanations", explain)) if present]
-    log(f"scored {scored:,} songs from {input_path} into {output_path}"
-        + (f" (with {' and '.join(extras)})" if extras else ""))
+    if predictor.regression is None:
+        note = " (moods only: no regression model)"
+    else:
+        note = f" (with {' and '.join(extras)})" if extras else ""
+    log(f"scored {scored:,} songs from {input_path} into {output_path}{note}")
     if bad_rows:
         log(f"{len(bad_rows):,} rows could not be scored:")
         for line, reason in bad_rows[:BAD_ROWS_SHOWN]:

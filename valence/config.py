@@ -1,4 +1,5 @@
 """Paths, schema and defaults, defined once (importing this module reads nothing)."""
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,16 @@ CLASS_EDGES = (0.35, 0.65)
 CLASS_NAMES = ("sad", "neutral", "happy")
 
 MODEL_KINDS = ("regression", "classification")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How the data is split into train, validation and test sets (by track_id)."""
+
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
 BUNDLE_FORMAT = 2  # bump when a saved bundle's layout changes
 
 

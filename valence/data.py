@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 
 from . import cells
-from .config import FEATURE_COLUMNS, KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, ValenceError
+from .config import FEATURE_COLUMNS, KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, SplitConfig, ValenceError
 from .csvread import Framer, ReadStats, header_fields, parse_fields, utf8_pieces
 from .rows import build_clean_frame
 
 BAD_LINES_KEPT = 20
 BLOCK_BYTES = 8 << 20  # iter_feature_chunks reads this much at a time
+CHUNK_ROWS = 50_000  # rows per chunk that iter_feature_chunks yields
 # Names other exports give a Kaggle column; used only when the Kaggle name is absent.
 ALIASES = {"id": "track_id", "name": "track_name", "artists": "artist_name"}
 # Files that users pass instead of the CSV (the Kaggle download is a ZIP archive).
@@ -242,7 +243,7 @@ def load_dataset(path, require_valence=True):
     return frame, report
 
 
-def iter_feature_chunks(path, chunksize=50_000, report=None, require_valence=False):
+def iter_feature_chunks(path, chunksize=CHUNK_ROWS, report=None, require_valence=False):
     """Yield (clean frame, [(line, reason)]) for each `chunksize` rows; valence optional unless required.
 
     Reads the file block by block, so a large file is never held twice. A file with
@@ -254,8 +255,9 @@ def iter_feature_chunks(path, chunksize=50_000, report=None, require_valence=Fal
     yield from _chunks(path, chunksize, require_valence, report)
 
 
-def split_by_track(frame, seed=0, val_fraction=0.1, test_fraction=0.2):
+def split_by_track(frame, split=SplitConfig()):
     """Split rows into (train, val, test) so that all rows of one track_id go to one split."""
+    seed, val_fraction, test_fraction = split.seed, split.val_fraction, split.test_fraction
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValenceError(f"split fractions must be >= 0 and add up to less than 1, got "
                            f"validation {val_fraction} and test {test_fraction}")

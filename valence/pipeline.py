@@ -1,4 +1,4 @@
-"""The command-line tool's jobs as plain functions: train, evaluate, score, demo."""
+"""The command-line tool's jobs as plain functions: train, test and save models; evaluate saved ones."""
 import dataclasses
 import json
 import time
@@ -9,22 +9,14 @@ import numpy as np
 import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
-from .config import DEFAULT_DATA, MODELS_DIR, TARGET, ValenceError, bundle_path, metrics_path, normalise_name
+from .config import (DEFAULT_DATA, MODELS_DIR, TARGET, SplitConfig, ValenceError, bundle_path, metrics_path,
+                     normalise_name)
 from .data import data_warnings, load_dataset, split_by_track
 from .encoding import FeatureEncoder
 from .fileio import write_text_atomic
 from .metrics import classification_test_metrics, format_metrics, regression_test_metrics, to_classes
 from .models import build_model, default_members, model_config_for, predict_arrays
-from .trainer import TrainConfig, fit_model
-
-
-@dataclass
-class SplitConfig:
-    """How the data is split into train, validation and test sets (by track_id)."""
-
-    seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+from .trainer import History, TrainConfig, fit_model
 
 
 @dataclass
@@ -58,6 +50,27 @@ class Splits:
         return counts
 
 
+@dataclass
+class TrainedModel:
+    """One trained model kind: the network, its encoder, how training went and its test figures."""
+
+    kind: str
+    model: torch.nn.Module
+    encoder: FeatureEncoder
+    history: History
+    metrics_record: dict  # what <kind>.metrics.json holds
+    test_predictions: np.ndarray  # valence (regression) or class probabilities (classification), row for row
+
+
+@dataclass
+class TrainingRun:
+    """What a training run produced: the splits and each trained model kind."""
+
+    splits: Splits
+    models: dict = field(default_factory=dict)  # kind -> TrainedModel
+    interrupted: str | None = None  # the kind Ctrl-C stopped and --save-on-interrupt saved
+
+
 def load_splits(data_path, split, log=print):
     """Load the data set, report what was kept and repaired, and split it by track."""
     frame, report = load_dataset(data_path)
@@ -66,8 +79,7 @@ def load_splits(data_path, split, log=print):
         log(f"note: {note}")
     if len(frame) < 20:
         raise ValenceError(f"{data_path} has only {len(frame)} usable rows; at least 20 are needed to train and test")
-    train, val, test = split_by_track(frame, seed=split.seed, val_fraction=split.val_fraction,
-                                      test_fraction=split.test_fraction)
+    train, val, test = split_by_track(frame, split)
     splits = Splits(report=report, train=train, val=val, test=test)
     counts = splits.counts()
     log(f"split by track_id (seed {split.seed}): train {counts['train_rows']:,} rows, "
@@ -83,9 +95,13 @@ def targets(kind, frame):
     return valence if kind == "regression" else to_classes(valence)
 
 
-def test_split_metrics(kind, model, encoder, splits):
-    """Return the test-split metrics of a model beside its baseline."""
-    predicted = predict_arrays(model, encoder.transform(splits.test))
+def predict_test_split(model, encoder, splits):
+    """Return a model's predictions for the test split's rows."""
+    return predict_arrays(model, encoder.transform(splits.test))
+
+
+def test_split_metrics(kind, predicted, splits):
+    """Return the test-split metrics of a model's predictions beside its baseline."""
     y_train, y_test = splits.train[TARGET].to_numpy(), splits.test[TARGET].to_numpy()
     if kind == "classification":
         return classification_test_metrics(y_train, y_test, predicted)
@@ -152,38 +168,39 @@ def write_metrics(model_dir, kind, record, log):
 
 
 def run_training(options, log=print, on_epoch=None):
-    """Train, evaluate and save each requested model kind; return their metrics by kind.
+    """Train, test and save each requested model kind; return the TrainingRun.
 
-    On Ctrl-C: with options.save_on_interrupt the best epoch so far is evaluated and saved,
-    the kinds after it are not trained, and results["interrupted"] names the kind; without
+    On Ctrl-C: with options.save_on_interrupt the best epoch so far is tested and saved,
+    the kinds after it are not trained, and run.interrupted names the kind; without
     it, TrainingInterrupted is raised and the interrupted kind's files are left as they were.
     """
-    splits = load_splits(options.data, options.split, log)
-    results, saved = {}, []
+    run = TrainingRun(splits=load_splits(options.data, options.split, log))
+    saved = []
     for kind in options.kinds:
         try:
-            results[kind] = train_test_and_save(kind, splits, options, log, on_epoch(kind) if on_epoch else None)
+            trained = train_test_and_save(kind, run.splits, options, log, on_epoch(kind) if on_epoch else None)
         except KeyboardInterrupt:
             raise TrainingInterrupted(kind, saved) from None
+        run.models[kind] = trained
         saved.append(bundle_path(options.model_dir, kind))
-        if results[kind]["history"].interrupted:
-            results["interrupted"] = kind
+        if trained.history.interrupted:
+            run.interrupted = kind
             break
-    results["splits"] = splits
-    return results
+    return run
 
 
 def train_test_and_save(kind, splits, options, log, on_epoch):
-    """Train one model kind, evaluate it on the test split and save its bundle and metrics."""
+    """Train one model kind, compute its test-split metrics and save its bundle and metrics file."""
     log(f"training the {kind} model (at most {options.train.epochs} epochs, device {options.train.device})")
     started = time.perf_counter()
     model, model_args, encoder, history = train_kind(kind, splits, options.train, on_epoch=on_epoch,
                                                      stop_on_interrupt=options.save_on_interrupt)
     seconds = time.perf_counter() - started
     if history.interrupted:
-        log(f"{kind}: interrupted during epoch {len(history.train_loss) + 1}; evaluating and saving "
+        log(f"{kind}: interrupted during epoch {len(history.train_loss) + 1}; testing and saving "
             f"the best epoch so far ({history.best_epoch}), as --save-on-interrupt asks")
-    metrics = test_split_metrics(kind, model, encoder, splits)
+    predicted = predict_test_split(model, encoder, splits)
+    metrics = test_split_metrics(kind, predicted, splits)
     log(f"{kind}: best epoch {history.best_epoch} of {len(history.train_loss)}, trained in {seconds:.1f} s")
     log(format_metrics(kind, metrics))
     record = metrics_record(kind, metrics, splits, options, seconds, history)
@@ -194,11 +211,12 @@ def train_test_and_save(kind, splits, options, log, on_epoch):
                 split=dataclasses.asdict(options.split))
     log(f"saved {bundle_path(options.model_dir, kind)}")
     write_metrics(options.model_dir, kind, record, log)
-    return {"metrics": record, "history": history, "model": model, "encoder": encoder}
+    return TrainedModel(kind=kind, model=model, encoder=encoder, history=history, metrics_record=record,
+                        test_predictions=predicted)
 
 
 def run_evaluation(options, log=print):
-    """Evaluate saved models on the test split of the data they were trained with."""
+    """Evaluate saved models on the test split of the data they were trained with; return records by kind."""
     bundles = {kind: load_bundle_from_dir(options.model_dir, kind) for kind in options.kinds}
     results = {}
     for kind, bundle in bundles.items():
@@ -207,9 +225,9 @@ def run_evaluation(options, log=print):
         if bundle.meta.get("data", {}).get("sha256") != splits.report.sha256:
             log(f"warning: {options.data} is not the file this {kind} model was trained on "
                 f"(sha256 differs); its test split may overlap the model's training data")
-        metrics = test_split_metrics(kind, bundle.model, bundle.encoder, splits)
+        metrics = test_split_metrics(kind, predict_test_split(bundle.model, bundle.encoder, splits), splits)
         log(f"{kind} model saved {bundle.meta.get('created_at')}, evaluated on {options.data}")
         log(format_metrics(kind, metrics))
         # Printed, not written: the metrics file keeps the figures of the run that trained the model.
-        results[kind] = {"metrics": metrics_record(kind, metrics, splits, dataclasses.replace(options, split=split))}
+        results[kind] = metrics_record(kind, metrics, splits, dataclasses.replace(options, split=split))
     return results

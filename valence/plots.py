@@ -1,11 +1,14 @@
-"""PNG figures of the data and the trained models (matplotlib's Agg backend, no display)."""
+"""PNG figures of the data and the trained models (matplotlib's Agg backend, no display).
+
+matplotlib and seaborn are imported when a figure is drawn: together they take about 4 s to import,
+which a run without --plots need not pay, and choosing the backend is not work for import time.
+"""
 from pathlib import Path
 
 import numpy as np
 
 from .config import CLASS_NAMES, NUMERIC_FEATURES, TARGET
 from .fileio import atomic_path
-from .models import predict_arrays
 
 
 def pyplot():
@@ -81,21 +84,17 @@ def plot_confusion_matrix(matrix, path):
     return save(figure, path)
 
 
-def write_training_figures(results, plots_dir):
-    """Write every figure of a training run; return their paths."""
+def write_training_figures(run, plots_dir):
+    """Write every figure of a pipeline.TrainingRun; return their paths."""
     plots_dir = Path(plots_dir)
-    splits = results["splits"]
+    splits = run.splits
     paths = [plot_correlation(splits.train, plots_dir / "numerical_feature_correlation_heatmap.png")]
-    for kind in ("regression", "classification"):
-        if kind not in results:
-            continue
-        result = results[kind]
-        paths.append(plot_learning_curves(kind, result["history"], plots_dir / f"{kind}_learning_curves.png"))
+    for kind, trained in run.models.items():
+        paths.append(plot_learning_curves(kind, trained.history, plots_dir / f"{kind}_learning_curves.png"))
         if kind == "regression":
-            predicted = predict_arrays(result["model"], result["encoder"].transform(splits.test))
-            paths.append(plot_predicted_vs_actual(splits.test[TARGET].to_numpy(), predicted,
+            paths.append(plot_predicted_vs_actual(splits.test[TARGET].to_numpy(), trained.test_predictions,
                                                   plots_dir / "regression_predicted_vs_actual.png"))
         else:
-            paths.append(plot_confusion_matrix(result["metrics"]["test_confusion_matrix"],
+            paths.append(plot_confusion_matrix(trained.metrics_record["test_confusion_matrix"],
                                                plots_dir / "classification_confusion_matrix.png"))
     return paths

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import load_bundle_from_dir
-from .config import CATEGORICAL_FEATURES, CLASS_NAMES, bundle_path
+from .config import CATEGORICAL_FEATURES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
 from .models import predict_arrays
 
 
@@ -13,35 +13,41 @@ from .models import predict_arrays
 class Prediction:
     """Predictions for a batch of songs, row for row."""
 
-    valence: np.ndarray
-    mood: list | None
+    valence: np.ndarray | None  # None without a regression bundle
+    mood: list | None  # None without a classification bundle
     mood_probabilities: np.ndarray | None
     warnings: list
 
 
 class Predictor:
-    """Score songs with a regression bundle and, when there is one, a classification bundle."""
+    """Score songs with a regression bundle, a classification bundle, or both."""
 
-    def __init__(self, regression, classification=None):
+    def __init__(self, regression=None, classification=None):
+        if regression is None and classification is None:
+            raise ValueError("a Predictor needs a regression or a classification bundle")
         self.regression = regression
         self.classification = classification
 
     @classmethod
-    def from_model_dir(cls, model_dir):
-        """Load the bundles saved in `model_dir`; the classification one is optional."""
-        regression = load_bundle_from_dir(model_dir, "regression")
-        has_classifier = bundle_path(model_dir, "classification").exists()
-        classification = load_bundle_from_dir(model_dir, "classification") if has_classifier else None
-        return cls(regression, classification)
+    def from_model_dir(cls, model_dir, required=("regression",), optional=("classification",)):
+        """Load the bundles of the `required` kinds, and of the `optional` kinds that are saved in `model_dir`."""
+        bundles = {kind: load_bundle_from_dir(model_dir, kind) for kind in MODEL_KINDS
+                   if kind in required or (kind in optional and bundle_path(model_dir, kind).exists())}
+        if not bundles:
+            looked = " or ".join(str(bundle_path(model_dir, kind)) for kind in optional)
+            raise ValenceError(f"no saved model in {model_dir} (looked for {looked}); train one first with "
+                               f"`python musical_valence_predictor.py --model-dir {model_dir}`")
+        return cls(**bundles)
 
     def predict(self, frame):
         """Return the predictions for every row of `frame` in one forward pass per model."""
-        encoder = self.regression.encoder
-        valence = predict_arrays(self.regression.model, encoder.transform(frame))
-        mood = probabilities = None
+        valence = mood = probabilities = None
+        if self.regression is not None:
+            valence = predict_arrays(self.regression.model, self.regression.encoder.transform(frame))
         if self.classification is not None:
             probabilities = predict_arrays(self.classification.model, self.classification.encoder.transform(frame))
             mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
+        encoder = (self.regression or self.classification).encoder
         return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,
                           warnings=unknown_category_warnings(encoder, frame))
 

@@ -2,13 +2,13 @@
 import numpy as np
 
 from .config import ValenceError
-from .data import iter_feature_chunks
+from .data import CHUNK_ROWS, iter_feature_chunks
 from .fileio import atomic_path
 
 OUTPUT_ID_COLUMNS = ("track_id", "artist_name", "track_name", "genre")
 
 
-def score_csv(input_path, output_path, predictor, chunksize=50_000, explainer=None):
+def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explainer=None):
     """Score every good row of a CSV into `output_path`; return (rows scored, bad rows).
 
     With an Explainer, each row also gets base_value and one contribution_<group> column per feature
@@ -24,7 +24,8 @@ def score_csv(input_path, output_path, predictor, chunksize=50_000, explainer=No
                 result = predictor.predict(chunk)
                 columns = [c for c in (*OUTPUT_ID_COLUMNS, "valence") if c in chunk]
                 table = chunk[columns].copy()
-                table["predicted_valence"] = np.round(result.valence, 4)
+                if result.valence is not None:
+                    table["predicted_valence"] = np.round(result.valence, 4)
                 if result.mood is not None:
                     table["predicted_mood"] = result.mood
                 if explainer is not None:
