@@ -4,12 +4,23 @@ import itertools
 
 import pandas as pd
 import pytest
+import torch
 
 from valence.api import create_app
 from valence.config import SplitConfig
 from valence.pipeline import RunOptions, run_training
 from valence.synthetic import generate_dataset, write_csv
 from valence.trainer import TrainConfig
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Run torch on one thread: the tests' data are tiny, and on a busy 2-core machine two threads
+    wait on each other (training the shared models took 25-46 s of wall time instead of 6-7 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
