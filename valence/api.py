@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
 from valence.catalog import load_catalog
+from valence.explain import Explainer
 from valence.openapi import openapi_document
 from valence.predict import Predictor
 from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error, validate_songs
@@ -44,6 +45,7 @@ class Service:
 
     predictor: object = None
     model_error: str | None = None
+    explainer: object = None
     catalog: object = None
     catalog_error: str | None = None
     train_hint: str = ""
@@ -87,6 +89,7 @@ def load_service(model_dir, data_path):
     bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
     try:
         service.predictor = Predictor.from_model_dir(model_dir)
+        service.explainer = Explainer(service.predictor.regression)
     except config.ValenceError as error:
         missing = not bundles[0].exists()
         service.model_error = f"{bundles[0].name} is not in the model folder" if missing else in_own_words(
@@ -130,6 +133,9 @@ def create_app(test_config=None):
     gc.freeze()
     app.extensions["valence_openapi"] = openapi_document()
     app.register_blueprint(bp)
+    from valence import explain_api, page  # flaskr's pattern: blueprints that use this module, imported here
+    app.register_blueprint(explain_api.bp)
+    app.register_blueprint(page.bp)
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, internal_error)
@@ -187,7 +193,10 @@ class SecurityHeaders:
     def __call__(self, environ, start_response):
         """Pass the request on, adding the headers as the answer starts (cheaper than Flask's Headers)."""
         def start(status, headers, exc_info=None):
-            return start_response(status, [*headers, *SECURITY_HEADERS], exc_info)
+            # The page sets its own, looser Content-Security-Policy; every other answer gets the strict one.
+            own = {name.lower() for name, _ in headers}
+            return start_response(status, [*headers, *(h for h in SECURITY_HEADERS if h[0].lower() not in own)],
+                                  exc_info)
         return self.wsgi_app(environ, start)
 
 
@@ -208,9 +217,22 @@ def lookup_parameters():
     return values
 
 
+def wants_page():
+    """Return whether the client is a browser asking for HTML rather than an API client (curl: */*)."""
+    return request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html"
+
+
 @bp.get("/predict")
 def lookup():
     """Answer the valence of a catalog track found by track_id or by artist and track name."""
+    if wants_page():  # a person who followed an old link: the page shows the same song
+        query = request.query_string.decode("latin-1")
+        return redirect(url_for("page.index") + (f"?{query}" if query else ""), code=303)
+    return find_track()
+
+
+def find_track():
+    """Return the catalog answer for the track the query names, or raise the 400, 404 or 503."""
     track_id, artist, track = lookup_parameters()
     if track_id is not None:
         if artist is not None or track is not None:
@@ -245,18 +267,27 @@ def request_body():
     return raw
 
 
-@bp.post("/predict")
-def predict_features():
-    """Predict the valence (and mood) of one song or a list of songs given their features."""
+def json_songs(limit=None):
+    """Return (songs, is_list) of a JSON body of songs, or raise the 4xx that says what is wrong."""
     if not request.is_json:
         raise ApiError(415, "send the songs as JSON with Content-Type: application/json")
     if request.content_encoding not in (None, "", "identity"):
         raise ApiError(415, "Content-Encoding is not supported: send the JSON uncompressed")
-    predictor = service().require_predictor()
+    service().require_predictor()
     try:
         songs, is_list = validate_songs(parse_json(request_body()))
     except BodyError as error:
         raise ApiError(400, error.message, errors=error.errors) from None
+    if limit is not None and len(songs) > limit:
+        raise ApiError(400, f"a list must hold 1 to {limit} songs here, not {len(songs)}")
+    return songs, is_list
+
+
+@bp.post("/predict")
+def predict_features():
+    """Predict the valence (and mood) of one song or a list of songs given their features."""
+    songs, is_list = json_songs()
+    predictor = service().require_predictor()
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
     answers = [{"prediction": value} for value in result.valence.tolist()]
     if result.mood is not None:

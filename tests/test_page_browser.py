@@ -1,0 +1,220 @@
+"""The page in a real browser: headless Chromium from Debian's packages, driven by selenium, against a real server.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install chromium chromium-driver`); without them
+the tests skip, except under CI=true, where they fail. VALENCE_SCREENSHOT=docs/page.png saves the screenshot
+the README shows.
+"""
+import json
+import os
+import shutil
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+WAIT_S = 20  # generous: the machine running the suite may be busy
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1000,1400")
+
+
+def browser_missing():
+    """Return why the browser tests cannot run here, or None."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    return f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)" if missing else None
+
+
+@pytest.fixture(scope="module")
+def webdriver_module():
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests must run under CI: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    return webdriver
+
+
+class Server:
+    """A Flask app served by werkzeug on 127.0.0.1 in a thread."""
+
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.origin = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def json(self, path):
+        """Return the JSON answer of a GET, as an API client gets it."""
+        with urllib.request.urlopen(self.origin + path, timeout=30) as answer:
+            return json.load(answer)
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    running = Server(app)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(webdriver_module, tmp_path_factory):
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must never download anything
+    options = webdriver_module.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver_module.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver, allowed=()):
+    """Return the browser console's errors since the last call, but those containing an allowed text."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE" and not any(text in entry["message"] for text in allowed)]
+
+
+def foreign_requests(driver, origin):
+    """Return the URLs the page asked for since the last call that are not of the server's origin."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    # chrome:// pages are the browser's own (its start page), not requests the page made.
+    return [url for url in urls if not url.startswith((origin + "/", "data:", "chrome:", "about:"))]
+
+
+def wait_for(driver, condition, what):
+    """Wait until condition(driver) is truthy; return its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(condition, message=f"waiting for {what}")
+
+
+def by_id(driver, name):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, name)
+
+
+def chart(driver, list_id):
+    """Return the chart's rows as (group, value) in the order shown."""
+    from selenium.webdriver.common.by import By
+
+    rows = by_id(driver, list_id).find_elements(By.TAG_NAME, "li")
+    return [(row.get_attribute("data-group"), float(row.get_attribute("data-value"))) for row in rows]
+
+
+def open_page(driver, server, path="/"):
+    """Load a page of the server, forgetting the logs of what came before."""
+    driver.get_log("browser")
+    driver.get_log("performance")
+    driver.get(server.origin + path)
+    wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete", "the page")
+
+
+def test_search_pick_a_suggestion_and_see_the_apis_prediction_and_explanation(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, server)
+    search = by_id(browser, "search")
+    search.send_keys("Twin Ar")  # part of an artist's name
+    wait_for(browser, lambda d: by_id(d, "suggestions").is_displayed() and
+             "Twin" in by_id(d, "suggestions").text, "suggestions")
+    search.send_keys(Keys.ARROW_DOWN, Keys.ENTER)  # the first suggestion, from the keyboard
+    wait_for(browser, lambda d: by_id(d, "song").is_displayed() and by_id(d, "song-chart").text, "the song card")
+    track_id = browser.current_url.split("track_id=")[1]
+    expected = server.json(f"/predict?track_id={track_id}")
+    explained = server.json(f"/explain?track_id={track_id}")
+    assert expected["artist_name"].casefold().startswith("twin")
+    assert by_id(browser, "song-prediction").text == f"{expected['prediction']:.3f}"
+    assert by_id(browser, "song-actual").text == f"{expected['expected']:.3f}"
+    assert expected["track_name"].strip() in by_id(browser, "song-title").text
+    shown = chart(browser, "song-chart")
+    assert dict(shown) == explained["contributions"]  # the very numbers of the JSON API
+    assert [abs(v) for _, v in shown] == sorted((abs(v) for _, v in shown), reverse=True)
+    assert console_errors(browser) == []
+    assert foreign_requests(browser, server.origin) == []
+
+
+def test_moving_a_slider_changes_the_prediction_and_its_explanation(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, server)
+    wait_for(browser, lambda d: by_id(d, "own-prediction").text, "the first prediction of your own song")
+    before = by_id(browser, "own-prediction").text
+    assert dict(chart(browser, "own-chart"))["danceability"] == 0  # the typical song's own danceability
+    slider = by_id(browser, "f-danceability")
+    slider.send_keys(Keys.END)  # to the maximum, as a keyboard user would
+    wait_for(browser, lambda d: by_id(d, "own-prediction").text != before, "a new prediction")
+    assert dict(chart(browser, "own-chart"))["danceability"] != 0
+    assert console_errors(browser) == []
+    assert foreign_requests(browser, server.origin) == []
+
+
+def test_a_browser_opening_predict_is_sent_to_the_page_showing_the_song(browser, server):
+    open_page(browser, server, "/predict?artist_name=twin%20%20artist&track_name=same%20song")
+    wait_for(browser, lambda d: by_id(d, "song").is_displayed() and by_id(d, "song-prediction").text, "the song")
+    assert by_id(browser, "song-title").text.startswith("SAME SONG")
+    open_page(browser, server, "/predict")
+    assert browser.current_url == server.origin + "/"
+    assert console_errors(browser) == []
+
+
+def test_an_api_error_is_shown_as_a_sentence(browser, server):
+    open_page(browser, server, "/?track_id=NO-SUCH-TRACK")
+    notice = wait_for(browser, lambda d: by_id(d, "find-error").is_displayed() and by_id(d, "find-error").text,
+                      "the error")
+    assert notice == "No track with track_id 'NO-SUCH-TRACK' in the catalog."
+    assert console_errors(browser, allowed=["the server responded with a status of 404"]) == []
+
+
+def test_the_page_reads_at_360_pixels_without_sideways_scrolling(browser, server):
+    browser.set_window_size(360, 800)
+    try:
+        open_page(browser, server, "/")
+        wait_for(browser, lambda d: by_id(d, "own-prediction").text, "the page's first answers")
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= browser.execute_script("return window.innerWidth")
+    finally:
+        browser.set_window_size(1000, 1400)
+
+
+def test_screenshot(browser, server, tmp_path):
+    open_page(browser, server, "/?track_id=TWINHIGH00000000000001")
+    wait_for(browser, lambda d: by_id(d, "song-chart").text and by_id(d, "own-chart").text, "the song")
+    path = tmp_path / "page.png"
+    assert browser.save_screenshot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("VALENCE_SCREENSHOT"):
+        shutil.copy(path, os.environ["VALENCE_SCREENSHOT"])
+
+
+def test_without_a_model_the_page_says_so_and_asks_nothing(browser, make_app, tmp_path_factory):
+    empty = Server(make_app(model_dir=tmp_path_factory.mktemp("no-models")))
+    try:
+        open_page(browser, empty)
+        notice = by_id(browser, "notice")
+        assert notice.is_displayed()
+        assert notice.text.startswith("No model is loaded, so nothing can be predicted yet")
+        assert "python musical_valence_predictor.py" in notice.text
+        assert not by_id(browser, "find").is_displayed() and not by_id(browser, "own").is_displayed()
+        assert console_errors(browser) == []
+        assert foreign_requests(browser, empty.origin) == []
+    finally:
+        empty.stop()

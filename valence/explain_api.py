@@ -1,0 +1,70 @@
+"""The explanation and search routes of the JSON API: GET and POST /explain, GET /search."""
+import pandas as pd
+from flask import Blueprint, request
+
+from valence import config
+from valence.api import ApiError, find_track, json_songs, service
+from valence.predict import unknown_category_warnings
+from valence.validation import MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
+
+MAX_EXPLAIN_SONGS = 100  # about 0.5 s of one worker's time (bench/explain_speed.py)
+bp = Blueprint("explain", __name__)
+
+
+def explainer():
+    """Return the loaded Explainer, or raise the 503 of a missing model."""
+    state = service()
+    state.require_predictor()
+    return state.explainer
+
+
+@bp.get("/explain")
+def explain_track():
+    """Answer why a catalog track (found as GET /predict finds it) gets its prediction."""
+    track = find_track()
+    rows = service().require_catalog().song_rows(track["track_id"])
+    explanation = explainer().explain(rows)
+    # A track listed under several genres is predicted as the mean of its listings, and Shapley
+    # values are linear in the prediction: its contributions are the mean of theirs.
+    answer = {key: track[key] for key in ("track_id", "artist_name", "track_name", "genres")}
+    answer["prediction"] = float(explanation.prediction.mean())
+    answer["base_value"] = explanation.base_value
+    answer["contributions"] = dict(zip(explanation.groups, explanation.contributions.mean(axis=0).tolist()))
+    first = rows.iloc[0]
+    answer["features"] = {name: (str(first[name]) if name in config.CATEGORICAL_FEATURES else float(first[name]))
+                          for name in config.FEATURE_COLUMNS}
+    answer["warnings"] = track["warnings"]
+    if "other_matches" in track:
+        answer["other_matches"] = track["other_matches"]
+    return answer
+
+
+@bp.post("/explain")
+def explain_features():
+    """Answer why one song, or each of a list of songs, given by their features gets its prediction."""
+    songs, is_list = json_songs(limit=MAX_EXPLAIN_SONGS)
+    explaining = explainer()
+    frame = pd.DataFrame(songs_to_columns(songs))
+    explanation = explaining.explain(frame)
+    answers = []
+    for i, row_warnings in enumerate(unknown_category_warnings(explaining.encoder, frame)):
+        answer = explanation.row(i)
+        answer["warnings"] = list(row_warnings)
+        answers.append(answer)
+    return {"explanations": answers} if is_list else answers[0]
+
+
+@bp.get("/search")
+def search():
+    """Answer the catalog songs whose artist or track name starts with (or holds) the text typed so far."""
+    if len(request.query_string) > MAX_QUERY_BYTES:
+        raise ApiError(414, f"query string is longer than {MAX_QUERY_BYTES:,} bytes")
+    query = request.args.get("q")
+    if query is None:
+        raise ApiError(400, "missing query parameter q (the text typed so far)", missing=["q"])
+    if len(query) > MAX_QUERY_TEXT:
+        raise ApiError(400, f"query parameter q is longer than {MAX_QUERY_TEXT} characters")
+    problem = text_error(query)
+    if problem:
+        raise ApiError(400, f"query parameter q {problem}")
+    return {"query": query, "results": service().require_catalog().search(query)}
