@@ -9,12 +9,14 @@ reasons for the method valence/explain.py uses.
 """
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +111,39 @@ def in_process(frame, bundle, exact_songs):
           f"p95 {np.quantile(errors, 0.95):.5f}, max {errors.max():.5f} (valence units)")
 
 
+def under_gunicorn(data, model_dir, port, count):
+    """Print request latencies of the explanation routes under gunicorn (2 workers), one client at a time."""
+    import pandas as pd
+    from api_speed import latencies_ms, request, start_server, stop
+
+    from valence.config import FEATURE_COLUMNS
+
+    frame = pd.read_csv(data, keep_default_na=False).sample(frac=1.0, random_state=2)
+    ids = [f"/explain?track_id={t}" for t in frame["track_id"].head(count)]
+    lookups = [path.replace("/explain", "/predict") for path in ids]
+    searches = [f"/search?{urllib.parse.urlencode({'q': name[:n]})}" for name, n in zip(frame["artist_name"].head(count), itertools.cycle((2, 3, 5)))]
+    one = json.dumps(frame[list(FEATURE_COLUMNS)].iloc[0].to_dict())
+    hundred = json.dumps(frame[list(FEATURE_COLUMNS)].head(100).to_dict("records"))
+    env = {**os.environ, "VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir)}
+    server, boot = start_server("musical_valence_predictor:create_app()", port, env, "/health")
+    try:
+        assert request(port, "GET", ids[0])[0] == 200
+        latencies_ms(port, "GET", ids, count=50)  # warm both workers
+        results = {
+            "GET /predict?track_id= (lookup, for reference)": latencies_ms(port, "GET", lookups, count=count),
+            "GET /explain?track_id=": latencies_ms(port, "GET", ids, count=count),
+            "POST /explain, one song": latencies_ms(port, "POST", ["/explain"], one, count=count),
+            "GET /search?q= (2, 3, 5 letters)": latencies_ms(port, "GET", searches, count=count),
+            "POST /explain, 100 songs": latencies_ms(port, "POST", ["/explain"], hundred, count=20),
+        }
+    finally:
+        stop(server)
+    print(f"gunicorn -w 2 on 127.0.0.1 (up in {boot:.1f} s), one client, keep-alive:")
+    for name, times in results.items():
+        print(f"  {name:48s} p50 {statistics.median(times):7.1f} ms   p90 {statistics.quantiles(times, n=10)[8]:7.1f} ms"
+              f"   max {max(times):7.1f} ms   ({len(times)} requests)")
+
+
 def main():
     """Prepare, measure in process (and under gunicorn), print."""
     import pandas as pd
@@ -123,6 +158,8 @@ def main():
         frame = pd.read_csv(data, keep_default_na=False).sample(frac=1.0, random_state=1).head(200)
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
         in_process(frame, load_bundle_from_dir(model_dir, "regression"), args.exact_songs)
+        if not args.no_server:
+            under_gunicorn(data, model_dir, args.port, args.requests)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
