@@ -219,7 +219,9 @@ class FeatureEncoder:
         columns = list(self.vocab_)
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
-            categorical[:, j] = frame[col].astype(str).map(self.vocab_[col]).fillna(UNKNOWN).to_numpy(dtype=np.int64)
+            # A dict lookup per value: Series.map(dict) would build a Series of the vocabulary every call.
+            vocab, values = self.vocab_[col], frame[col].astype(str).to_numpy()
+            categorical[:, j] = np.fromiter((vocab.get(v, UNKNOWN) for v in values), dtype=np.int64, count=len(values))
         return {"numeric": numeric, "categorical": categorical}
 
     # ---- shape and state -----------------------------------------------------
