@@ -141,12 +141,12 @@ def strict_json(value):
 
 
 def expected_post(case):
-    """Return the status a POST /predict must get: 200 exactly when a JSON body fits the document."""
+    """Return the status a POST /predict or /explain must get: 200 exactly when a JSON body fits the document."""
     sent_as = (case.headers or {}).get("Content-Type", case.media_type) or ""
     if not sent_as.startswith("application/json"):
         return 415
     document = case.operation.schema.raw_schema
-    body_schema = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body_schema = document["paths"][case.path]["post"]["requestBody"]["content"]["application/json"]["schema"]
     fits = (strict_json(case.body) is not None and not has_lone_surrogate(case.body)
             and not schema_errors(case.body, body_schema, document))
     return 200 if fits else 400
@@ -156,11 +156,12 @@ def run(case, degraded=False):
     """Send a generated request, check its answer, and check the status where it is known."""
     response = case.call()
     check(case, response, degraded)
-    if not degraded and case.method == "POST" and case.path == "/predict":
+    if not degraded and case.method == "POST" and case.path in ("/predict", "/explain"):
         expected = expected_post(case)
         assert response.status_code == expected, (case.body, response.content[:1000])
         if expected == 200 and isinstance(case.body, list):
-            assert len(json.loads(response.content)["predictions"]) == len(case.body)
+            key = "predictions" if case.path == "/predict" else "explanations"
+            assert len(json.loads(response.content)[key]) == len(case.body)
     return response
 
 

@@ -130,6 +130,42 @@ def test_hostile_bodies(client, document, reference, body, status, fragment):
     check_still_serving(client, reference)
 
 
+# POST /explain answers as POST /predict does, but a list may hold at most 100 songs.
+EXPLAIN_POSTS = [(name, body, status, {"10,000 numbers in a list": "1 to 100 songs, not 10000",
+                                       "1,001 songs": "1 to 100 songs, not 1001",
+                                       "1,000 junk songs": "1 to 100 songs, not 1000"}.get(name, fragment))
+                 for name, body, status, fragment in POSTS]
+SEARCHES = [
+    ("a 9,000-byte query string", "/search?q=a&pad=" + "x" * 9000, 414, "8,000 bytes"),
+    ("a 1,001-character text", "/search?q=" + "a" * 1001, 400, "longer than 1000"),
+    ("NUL in the text", "/search?q=a%00", 400, "control characters"),
+    ("terminal escapes in the text", "/search?q=%1b%5b2J", 400, "control characters"),
+    ("no text", "/search", 400, "missing query parameter q"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), [case[1:] for case in EXPLAIN_POSTS],
+                         ids=[case[0] for case in EXPLAIN_POSTS])
+def test_hostile_bodies_to_explain(client, document, reference, body, status, fragment):
+    check_error(client.post("/explain", data=body, content_type=JSON), document, status, fragment)
+    check_still_serving(client, reference)
+
+
+@pytest.mark.parametrize(("url", "status", "fragment"),
+                         [(url.replace("/predict", "/explain", 1), status, fragment) for _, url, status, fragment in GETS
+                          if url.startswith("/predict")] + [case[1:] for case in SEARCHES],
+                         ids=[case[0] for case in GETS if case[1].startswith("/predict")] + [c[0] for c in SEARCHES])
+def test_hostile_queries_to_explain_and_search(client, document, reference, url, status, fragment):
+    check_error(client.get(url), document, status, fragment)
+    check_still_serving(client, reference)
+
+
+def test_search_text_is_answered_back_as_json_text(client):
+    answer = client.get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    assert answer.get_json() == {"query": "<script>alert(1)</script>", "results": []}
+
+
 @pytest.mark.parametrize(("url", "status", "fragment"), [case[1:] for case in GETS], ids=[case[0] for case in GETS])
 def test_hostile_queries_and_paths(client, document, reference, url, status, fragment):
     check_error(client.get(url), document, status, fragment)

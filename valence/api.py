@@ -15,7 +15,7 @@ from valence.catalog import load_catalog
 from valence.explain import Explainer
 from valence.openapi import openapi_document
 from valence.predict import Predictor
-from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error, validate_songs
+from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, MAX_SONGS, songs_to_columns, text_error, validate_songs
 from valence.strict_json import BodyError, parse_json
 
 TRAIN_HINT = "train one with: python musical_valence_predictor.py --data {data} --model-dir {model_dir}"
@@ -267,7 +267,7 @@ def request_body():
     return raw
 
 
-def json_songs(limit=None):
+def json_songs(max_songs=MAX_SONGS):
     """Return (songs, is_list) of a JSON body of songs, or raise the 4xx that says what is wrong."""
     if not request.is_json:
         raise ApiError(415, "send the songs as JSON with Content-Type: application/json")
@@ -275,11 +275,9 @@ def json_songs(limit=None):
         raise ApiError(415, "Content-Encoding is not supported: send the JSON uncompressed")
     service().require_predictor()
     try:
-        songs, is_list = validate_songs(parse_json(request_body()))
+        songs, is_list = validate_songs(parse_json(request_body()), max_songs)
     except BodyError as error:
         raise ApiError(400, error.message, errors=error.errors) from None
-    if limit is not None and len(songs) > limit:
-        raise ApiError(400, f"a list must hold 1 to {limit} songs here, not {len(songs)}")
     return songs, is_list
 
 

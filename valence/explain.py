@@ -35,8 +35,8 @@ from torch import nn
 
 from valence import config
 
-ARTIST_GROUP = "artist"
-GROUPS = (*config.NUMERIC_FEATURES, *config.CATEGORICAL_FEATURES, ARTIST_GROUP)
+GROUPS = config.EXPLANATION_GROUPS
+ARTIST_GROUP = GROUPS[-1]
 N_PERMUTATIONS = 32  # 16 antithetic pairs; 64 halved the mean error but doubled the cost
 SEED = 0
 CHUNK_SONGS = 64  # songs per batched pass: bounds the (songs x coalitions x hidden) activations

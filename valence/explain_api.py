@@ -5,9 +5,8 @@ from flask import Blueprint, request
 from valence import config
 from valence.api import ApiError, find_track, json_songs, service
 from valence.predict import unknown_category_warnings
-from valence.validation import MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
+from valence.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
 
-MAX_EXPLAIN_SONGS = 100  # about 0.5 s of one worker's time (bench/explain_speed.py)
 bp = Blueprint("explain", __name__)
 
 
@@ -42,7 +41,7 @@ def explain_track():
 @bp.post("/explain")
 def explain_features():
     """Answer why one song, or each of a list of songs, given by their features gets its prediction."""
-    songs, is_list = json_songs(limit=MAX_EXPLAIN_SONGS)
+    songs, is_list = json_songs(MAX_EXPLAIN_SONGS)
     explaining = explainer()
     frame = pd.DataFrame(songs_to_columns(songs))
     explanation = explaining.explain(frame)

@@ -2,8 +2,8 @@
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from valence.schemas import (MAX_QUERY_BYTES, RESPONSE_MODELS, SongBody, SongPrediction, PredictionList, Song,
-                             Text)
+from valence.schemas import (MAX_QUERY_BYTES, RESPONSE_MODELS, ExplainBody, ExplanationList, PredictionList, Song,
+                             SongBody, SongExplanation, SongPrediction, Text)
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -62,6 +62,10 @@ def openapi_document():
                                  ("track_id", "instead of the names"))]
     songs = inline_schema(SongBody, schemas)
     predictions = inline_schema(SongPrediction | PredictionList, schemas)
+    explain_songs = inline_schema(ExplainBody, schemas)
+    explanations = inline_schema(SongExplanation | ExplanationList, schemas)
+    search = [{"name": "q", "in": "query", "required": True, "schema": dict(text),
+               "description": "the start of an artist's or a track's name, or a piece of an artist's name"}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Musical valence predictor", "version": "1.0.0",
@@ -76,6 +80,22 @@ def openapi_document():
                          "responses": {"200": _answer("one answer per song, in order", predictions),
                                        **_errors(400, 413, 415, 503)}},
             },
+            "/explain": {
+                "get": {"summary": "Why a catalog track (found as GET /predict finds it) gets its prediction",
+                        "parameters": query,
+                        "responses": {"200": _answer("the track, its prediction and each feature group's "
+                                                     "contribution", ref("TrackExplanation")),
+                                      **_errors(400, 404, 414, 503)}},
+                "post": {"summary": "Why songs given by their features get their predictions (at most 100)",
+                         "requestBody": {"required": True,
+                                         "content": {"application/json": {"schema": explain_songs}}},
+                         "responses": {"200": _answer("one explanation per song, in order", explanations),
+                                       **_errors(400, 413, 415, 503)}},
+            },
+            "/search": {"get": {"summary": "Catalog songs for a partly typed name, for suggestions as you type",
+                                "parameters": search,
+                                "responses": {"200": _answer("up to 10 songs, best first", ref("SearchResults")),
+                                              **_errors(400, 414, 503)}}},
             "/health": {"get": {"summary": "Liveness and what is loaded",
                                 "responses": {"200": _answer("always, even when degraded", ref("Health"))}}},
             "/model": {"get": {"summary": "Metadata of the loaded model",

@@ -8,6 +8,7 @@ from valence import config
 from valence.strict_json import MAX_ECHO, BodyError
 
 MAX_SONGS = 1000
+MAX_EXPLAIN_SONGS = 100  # a list of 100 takes about half a second of a worker (bench/explain_speed.py)
 # Longest text a field or a lookup parameter may hold: far above any name in the
 # Kaggle file (its longest track name has 208 characters), so a catalog row can
 # always be sent back as it is.
@@ -66,6 +67,7 @@ Song = create_model("Song", __config__=STRICT, __doc__="One song's features, as 
                     **SONG_FIELDS)
 SongList = Annotated[list[Song], Field(min_length=1, max_length=MAX_SONGS)]
 SongBody = Song | SongList
+ExplainBody = Song | Annotated[list[Song], Field(min_length=1, max_length=MAX_EXPLAIN_SONGS)]
 _SONGS = TypeAdapter(list[Song])
 
 
@@ -117,6 +119,51 @@ class Track(TrackBrief):
     mood_probabilities: MoodProbabilities = None
     other_matches: Annotated[list[TrackBrief], Field(
         description="other tracks with the same names (lookups by name only)")] = None
+
+
+Contributions = create_model(
+    "Contributions", __config__=STRICT,
+    __doc__="Each feature group's contribution to the prediction, in valence units; with base_value they add up "
+            "to the prediction. artist is the artist's history (all artist statistics).",
+    **{group: (float, ...) for group in config.EXPLANATION_GROUPS})
+
+
+class SongExplanation(BaseModel):
+    """Why a song gets its prediction: Shapley values of the feature groups against the background song."""
+
+    model_config = STRICT
+    prediction: Probability
+    base_value: Annotated[Probability, Field(description="the prediction for the background: the training "
+                                                         "split's typical song, by an unknown artist")]
+    contributions: Contributions
+    warnings: list[str]
+
+
+class ExplanationList(BaseModel):
+    """The explanations of a list of songs, in order."""
+
+    model_config = STRICT
+    explanations: list[SongExplanation]
+
+
+class TrackExplanation(TrackBrief):
+    """Why a catalog track gets its prediction; a track under several genres: the mean of its listings'."""
+
+    prediction: Annotated[Probability, Field(description="mean of the per-genre predictions")]
+    base_value: Probability
+    contributions: Contributions
+    features: Annotated[Song, Field(description="the track's features (its first genre's listing)")]
+    warnings: list[str]
+    other_matches: Annotated[list[TrackBrief], Field(
+        description="other tracks with the same names (lookups by name only)")] = None
+
+
+class SearchResults(BaseModel):
+    """Catalog songs for a partly typed artist or track name, best first."""
+
+    model_config = STRICT
+    query: str
+    results: list[TrackBrief]
 
 
 class ModelState(BaseModel):
@@ -176,7 +223,8 @@ class Error(BaseModel):
     suggestions: list[TrackBrief] = None
 
 
-RESPONSE_MODELS = (SongPrediction, PredictionList, TrackBrief, Track, Health, ModelMetadata, Error)
+RESPONSE_MODELS = (SongPrediction, PredictionList, TrackBrief, Track, SongExplanation, ExplanationList,
+                   TrackExplanation, SearchResults, Health, ModelMetadata, Error)
 
 
 def text_error(value):
@@ -203,14 +251,14 @@ def _field_error(error, index):
     return {"index": index, "field": name, "message": message}
 
 
-def validate_songs(body):
+def validate_songs(body, max_songs=MAX_SONGS):
     """Return (songs, is_list) for a valid body; raise BodyError listing every bad field."""
     is_list = isinstance(body, list)
     if not isinstance(body, (list, dict)):
         raise BodyError("body must be a JSON object of features or a list of them")
     songs = body if is_list else [body]
-    if not 1 <= len(songs) <= MAX_SONGS:
-        raise BodyError(f"a list must hold 1 to {MAX_SONGS} songs, not {len(songs)}")
+    if not 1 <= len(songs) <= max_songs:
+        raise BodyError(f"a list must hold 1 to {max_songs} songs, not {len(songs)}")
     try:
         return _SONGS.validate_python(songs), is_list
     except ValidationError as failure:
