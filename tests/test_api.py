@@ -386,3 +386,26 @@ def test_concurrent_requests_each_get_their_own_answer(app, client):
         server.shutdown()
     assert all(status == 200 for _, status, _ in results)
     assert all(body == expected[key] for key, _, body in results)
+
+
+# ---- issue 13: lookup parameters ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("artist_name=&track_name=Shared Song", "query parameter artist_name is empty"),
+    ("artist_name=Duo Act&track_name=%20%20", "query parameter track_name is empty"),
+    ("track_id=", "query parameter track_id is empty"),
+    ("track_id=%09", "query parameter track_id is empty"),
+    ("track_id=A&track_id=B", "query parameter track_id is given more than once"),
+    ("artist_name=Duo Act&artist_name=Duo Act&track_name=Shared Song",
+     "query parameter artist_name is given more than once"),
+])
+def test_lookup_refuses_empty_and_repeated_parameters(client, query, message):
+    response = client.get(f"/predict?{query}")
+    assert response.status_code == 400 and message in response.json["message"], response.json
+    assert response_errors(client.get("/openapi.json").json, "/predict", "get", response) == []
+
+
+def test_lookup_track_id_ignores_surrounding_spaces_as_names_do(client):
+    exact = client.get("/predict?track_id=DUPLICATE0000000000001")
+    assert exact.status_code == 200
+    assert client.get("/predict?track_id=%20DUPLICATE0000000000001%09").json == exact.json

@@ -204,16 +204,25 @@ def lookup_parameters():
     """Return track_id, artist_name and track_name from the query string (None when absent)."""
     if len(request.query_string) > MAX_QUERY_BYTES:
         raise ApiError(414, f"query string is longer than {MAX_QUERY_BYTES:,} bytes")
-    args = request.args.to_dict()  # a plain dict: MultiDict.get raises and catches per missing key
-    values = [args.get(name) for name in ("track_id", "artist_name", "track_name")]
-    for name, value in zip(("track_id", "artist_name", "track_name"), values):
-        if value is None:
+    args = request.args.to_dict(flat=False)  # a plain dict: MultiDict.get raises and catches per missing key
+    values = []
+    for name in ("track_id", "artist_name", "track_name"):
+        given = args.get(name)
+        if given is None:
+            values.append(None)
             continue
+        if len(given) > 1:  # which one would count is anybody's guess: refused, as a key twice in a body is
+            raise ApiError(400, f"query parameter {name} is given more than once")
+        value = given[0]
         if len(value) > MAX_QUERY_TEXT:
             raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
         problem = text_error(value)
         if problem:
             raise ApiError(400, f"query parameter {name} {problem}")
+        if not value.strip():
+            raise ApiError(400, f"query parameter {name} is empty")
+        # Names are matched with case and spaces folded (config.normalise_name); an id only loses its spaces.
+        values.append(value.strip() if name == "track_id" else value)
     return values
 
 

@@ -56,10 +56,11 @@ def openapi_document():
     """Return the OpenAPI 3.1 document as a plain dict."""
     schemas = components()
     text = inline_schema(Text, schemas)
-    query = [{"name": name, "in": "query", "required": False, "schema": dict(text), "description": about}
+    query = [{"name": name, "in": "query", "required": False, "schema": dict(text),
+              "description": f"{about}; blank or given twice: a 400"}
              for name, about in (("artist_name", "with track_name; case and extra spaces are ignored"),
-                                 ("track_name", "with artist_name"),
-                                 ("track_id", "instead of the names"))]
+                                 ("track_name", "with artist_name; case and extra spaces are ignored"),
+                                 ("track_id", "instead of the names; surrounding spaces are ignored"))]
     songs = inline_schema(SongBody, schemas)
     predictions = inline_schema(SongPrediction | PredictionList, schemas)
     explain_songs = inline_schema(ExplainBody, schemas)
