@@ -214,10 +214,11 @@ def expected_lookup(catalog, query):
     track_id, artist, track = (query.get(name) for name in ("track_id", "artist_name", "track_name"))
     if len(urllib.parse.urlencode(query)) > MAX_QUERY_BYTES:
         return 414
-    if any(len(value) > MAX_QUERY_TEXT or text_error(value) for value in (track_id, artist, track) if value is not None):
+    if any(len(value) > MAX_QUERY_TEXT or text_error(value) or not value.strip()
+           for value in (track_id, artist, track) if value is not None):
         return 400
     if track_id is not None:
-        return 400 if artist is not None or track is not None else 200 if track_id in catalog.by_id else 404
+        return 400 if artist is not None or track is not None else 200 if track_id.strip() in catalog.by_id else 404
     if artist is None or track is None:
         return 400
     return 200 if catalog.by_names(artist, track) is not None else 404

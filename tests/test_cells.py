@@ -1,6 +1,11 @@
 """Reading single cells: spreadsheet-mangled time signatures, Spotify API keys and modes, genres."""
-import pytest
+import re
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from valence import cells
 from valence.cells import (CLEAN, CONVERTED, REPAIRED, parse_genre, parse_key, parse_mode,
                            parse_time_signature)
 
@@ -65,3 +70,22 @@ def test_genres_lose_curly_apostrophes_and_surrounding_blanks():
     assert parse_genre("Children\u2019s Music") == "Children's Music"
     assert parse_genre("  Children's Music ") == "Children's Music"
     assert parse_genre("R&B") == "R&B"
+
+
+# ---- issue 13: one set of spelling rules for key and mode, files and the API alike ------------
+
+_SPELLINGS = st.text(alphabet="cCdDeEfFgGaAbBhHjmMiInNoOrR#0159+-. \t", max_size=6)
+
+
+@given(text=_SPELLINGS)
+@settings(max_examples=2000, deadline=None)
+def test_key_and_mode_patterns_accept_exactly_what_the_cell_parsers_read(text):
+    assert (re.fullmatch(cells.KEY_PATTERN, text) is not None) == (cells.parse_key(text)[0] is not None), text
+    assert (re.fullmatch(cells.MODE_PATTERN, text) is not None) == (cells.parse_mode(text)[0] is not None), text
+
+
+@pytest.mark.parametrize("text", ["c#", " Db ", "bb", "B", "11", "+0", "05.0", "major", "MINOR", "1", "0.0", "-0"])
+def test_spellings_the_patterns_take(text):
+    read = cells.parse_key(text)[0] or cells.parse_mode(text)[0]
+    assert read is not None
+    assert re.fullmatch(cells.KEY_PATTERN, text) or re.fullmatch(cells.MODE_PATTERN, text)

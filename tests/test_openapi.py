@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from schema_check import schema_errors
-from valence import config, schemas
+from valence import cells, config, schemas
 from valence.openapi import openapi_document, ref
 from valence.synthetic import generate_dataset
 
@@ -47,7 +47,8 @@ def test_song_schema_follows_config_ranges_and_choices(document):
     assert song["additionalProperties"] is False
     for name, (low, high) in config.NUMERIC_RANGES.items():
         assert (song["properties"][name]["minimum"], song["properties"][name]["maximum"]) == (low, high)
-    assert song["properties"]["key"]["enum"] == list(config.KEYS)
+    assert song["properties"]["key"]["pattern"] == cells.KEY_PATTERN  # spelt as a CSV cell may spell it
+    assert song["properties"]["mode"]["pattern"] == cells.MODE_PATTERN
     assert song["properties"]["time_signature"]["enum"] == list(config.TIME_SIGNATURES)
     assert song["properties"]["valence"] == {"type": "number", "minimum": 0, "maximum": 1,
                                              "description": "optional; accepted and ignored"}

@@ -5,7 +5,7 @@ import pytest
 
 from valence import config
 from valence.data import load_dataset
-from valence.schemas import (BAD_TEXT, MAX_ERRORS, MAX_SONGS, MAX_TEXT, OPTIONAL_FIELDS, Song, songs_to_columns,
+from valence.schemas import (BAD_TEXT, SPELLINGS, MAX_ERRORS, MAX_SONGS, MAX_TEXT, OPTIONAL_FIELDS, Song, songs_to_columns,
                              text_error, validate_songs)
 from valence.strict_json import BodyError
 from valence.synthetic import generate_dataset
@@ -75,7 +75,7 @@ def test_every_bad_field_is_listed_once_with_its_index_name_and_range(song):
         "tempo": "must be a number from 0 to 400",  # nor is a string of digits
         "loudness": "must be a number from -100 to 10",
         "duration_ms": "must be a number from 1 to 1e+08",
-        "key": "must be one of " + ", ".join(config.KEYS),
+        "key": "must be one of " + ", ".join(config.KEYS) + " (any case; also " + SPELLINGS["key"][1] + ")",
         "genre": f"must be a non-empty string of at most {MAX_TEXT} characters",
         "mode": "is required",
         "colour": "is not a known field",

@@ -26,6 +26,20 @@ _EXCEL_SERIALS = range(30_000, 60_000)  # spreadsheet day numbers of the years 1
 _MAX_BEATS = 7  # Spotify: "time signatures of 3/4 to 7/4" (plus 0 and 1 in the Kaggle data)
 
 
+def _any_case(word):
+    """Return a regular expression matching `word` in any case, without flags (JSON Schema has none)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)  # "#" is no metacharacter
+
+
+# What parse_key and parse_mode read, as patterns: the API checks a song's key and mode with them,
+# so a JSON body and a CSV cell follow one set of spelling rules (blanks only as spaces or tabs).
+# A number is Spotify's: key 0 (C) to 11 (B), mode 1 (Major) or 0 (Minor).
+_ZERO, _POINT = r"[+-]?0+", r"(?:\.0*)?"
+KEY_PATTERN = (r"^[ \t]*(?:" + "|".join(sorted(map(_any_case, _KEY_NAMES), key=len, reverse=True))
+               + rf"|(?:{_ZERO}|\+?0*(?:1[01]|[1-9])){_POINT})[ \t]*$")
+MODE_PATTERN = rf"^[ \t]*(?:{_any_case('major')}|{_any_case('minor')}|(?:{_ZERO}|\+?0*1){_POINT})[ \t]*$"
+
+
 def _integer(text):
     """Return `text` as an int when it spells one ("3", "3.0"), else None."""
     return int(float(text)) if _INTEGER.fullmatch(text) else None

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from valence import config
+from valence import cells, config
 from valence.strict_json import MAX_ECHO, BodyError
 
 MAX_SONGS = 1000
@@ -28,6 +28,10 @@ BAD_CHARACTER = re.compile(rf"[{CONTROL}\ud800-\udfff]")
 BAD_TEXT = "must not contain control characters (such as NUL) or lone surrogates"
 NO_SURROGATES = "; no control characters (pattern) and no lone surrogates (\\ud800 without its pair)"
 
+# Key and mode are read as the CSV reader reads a cell (cells.parse_key, cells.parse_mode), then
+# answered in the Kaggle spelling: "c#", " Db " and "1" are all C#.
+SPELLINGS = {"key": (cells.KEY_PATTERN, "flats such as Db, and Spotify's numbers 0 (C) to 11 (B) as text"),
+             "mode": (cells.MODE_PATTERN, 'Spotify\'s numbers "1" (Major) and "0" (Minor)')}
 Probability = Annotated[float, Field(ge=0, le=1)]
 Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=TEXT_PATTERN)]
 Mood = Literal[config.CLASS_NAMES]
@@ -43,6 +47,11 @@ def _song_fields():
     for name in config.FEATURE_COLUMNS:
         if name == "genre":
             fields[name], messages[name] = genre, f"must be a non-empty string of at most {MAX_TEXT} characters"
+        elif name in SPELLINGS:  # read as a CSV cell is: one set of spelling rules (cells.py)
+            pattern, also = SPELLINGS[name]
+            fields[name] = Annotated[str, Field(pattern=pattern, examples=list(choices[name]), description=(
+                f"one of {', '.join(choices[name])}, in any case; also {also}"))]
+            messages[name] = f"must be one of {', '.join(choices[name])} (any case; also {also})"
         elif name in choices:
             fields[name], messages[name] = Literal[choices[name]], f"must be one of {', '.join(choices[name])}"
         else:
@@ -244,7 +253,8 @@ def _field_error(error, index):
         message = "is required"
     elif kind == "extra_forbidden":
         message, name = "is not a known field", name[:MAX_ECHO]
-    elif kind == "string_unicode" or (kind == "string_pattern_mismatch" and error["input"].strip()):
+    elif kind == "string_unicode" or (kind == "string_pattern_mismatch" and name not in SPELLINGS
+                                      and error["input"].strip()):
         message = BAD_TEXT
     else:
         message = FIELD_MESSAGES[name]
@@ -277,6 +287,8 @@ def songs_to_columns(songs):
     """Turn validated songs into the column lists a Predictor frame is built from."""
     columns = {name: [getattr(song, name) for song in songs] for name in config.FEATURE_COLUMNS}
     columns["genre"] = [genre.strip() for genre in columns["genre"]]
+    columns["key"] = [cells.parse_key(key)[0] for key in columns["key"]]
+    columns["mode"] = [cells.parse_mode(mode)[0] for mode in columns["mode"]]
     artists = [song.artist_name for song in songs]
     if any(artist is not None for artist in artists):
         columns["artist_name"] = ["" if artist is None else artist for artist in artists]
