@@ -158,3 +158,16 @@ def test_an_old_bundle_without_a_background_explains_against_its_encoder_medians
 def test_a_classification_bundle_cannot_be_explained(trained):
     with pytest.raises(config.ValenceError, match="explanations need a regression model"):
         Explainer(load_bundle_from_dir(trained[0], "classification"))
+
+
+def test_a_training_run_stores_the_typical_training_song_in_the_regression_bundle(trained, bundle, explainer):
+    _model_dir, run = trained
+    assert bundle.meta["background"] == typical_song(run.splits.train)
+    assert explainer.background_is_stored and explainer.background == bundle.meta["background"]
+    assert "background" not in load_bundle_from_dir(trained[0], "classification").meta
+
+
+def test_a_background_that_cannot_be_encoded_is_refused_with_a_message(bundle):
+    broken = dataclasses.replace(bundle, meta={**bundle.meta, "background": {"tempo": "fast"}})
+    with pytest.raises(config.ValenceError, match="background song cannot be encoded.*train the model again"):
+        Explainer(broken)

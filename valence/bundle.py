@@ -50,10 +50,15 @@ def to_plain(value):
     return None if value is None else str(value)
 
 
-def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config, data, split):
-    """Write a model bundle to `path` atomically; the previous file survives any failure."""
+def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config, data, split, background=None):
+    """Write a model bundle to `path` atomically; the previous file survives any failure.
+
+    background: the song explanations are measured against (explain.typical_song of the training split).
+    """
     assert kind in MODEL_KINDS, kind
+    extra = {"background": background} if background is not None else {}
     payload = to_plain({
+        **extra,
         "format": BUNDLE_FORMAT,
         "kind": kind,
         "model_args": model_args,

@@ -105,7 +105,11 @@ class Explainer:
         group_of = {name: GROUPS.index(name) for name in GROUPS}
         self.numeric_groups = torch.tensor([group_of.get(c, group_of[ARTIST_GROUP]) for c in names["numeric"]])
         self.categorical_groups = torch.tensor([group_of[c] for c in names["categorical"]], dtype=torch.int64)
-        base = self.encoder.transform(pd.DataFrame([self.background]))
+        try:
+            base = self.encoder.transform(pd.DataFrame([self.background]))
+        except (KeyError, TypeError, ValueError, config.ValenceError) as error:
+            raise config.ValenceError(f"the model's background song cannot be encoded ({error}); "
+                                      "train the model again") from None
         self.base_numeric = torch.as_tensor(base["numeric"])
         self.base_categorical = torch.as_tensor(base["categorical"])
         self.permutations = antithetic_permutations(len(GROUPS), n_permutations, seed)

@@ -13,6 +13,7 @@ from .config import (DEFAULT_DATA, MODELS_DIR, TARGET, SplitConfig, ValenceError
                      normalise_name)
 from .data import data_warnings, load_dataset, split_by_track
 from .encoding import FeatureEncoder
+from .explain import typical_song
 from .fileio import write_text_atomic
 from .metrics import classification_test_metrics, format_metrics, regression_test_metrics, to_classes
 from .models import build_model, default_members, model_config_for, predict_arrays
@@ -208,7 +209,8 @@ def train_test_and_save(kind, splits, options, log, on_epoch):
                 metrics=record, train_config=dataclasses.asdict(options.train),
                 data={"path": str(options.data), "sha256": splits.report.sha256,
                       "rows": splits.report.rows_kept},
-                split=dataclasses.asdict(options.split))
+                split=dataclasses.asdict(options.split),
+                background=typical_song(splits.train) if kind == "regression" else None)
     log(f"saved {bundle_path(options.model_dir, kind)}")
     write_metrics(options.model_dir, kind, record, log)
     return TrainedModel(kind=kind, model=model, encoder=encoder, history=history, metrics_record=record,
