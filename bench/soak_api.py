@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from api_speed import prepare, stop, worker_rss_mib  # noqa: E402
 from valence.api import SECURITY_HEADERS  # noqa: E402
 from valence.config import FEATURE_COLUMNS  # noqa: E402
+from valence.schemas import MAX_QUERY_TEXT  # noqa: E402
 
 GOOD = {"lookup by id", "lookup by names", "post one", "post batch", "health"}
 WARM_UP = 0.05  # share of the requests sent before the "start" memory reading
@@ -88,7 +89,7 @@ def request_pool(app, data, rng, size):
         (4, lambda i: ("not found", "GET", query(track_id=catalog.track_ids[i][::-1] + "x"), None, {})),
         (5, lambda i: ("bad query", "GET", rng.choice([
             query(artist_name=catalog.artist_names[i]), query(track_id="x", track_name="y"),
-            query(artist_name="a" * 501, track_name="b"), query(artist_name="a\x00", track_name="b")]), None, {})),
+            query(artist_name="a" * (MAX_QUERY_TEXT + 1), track_name="b"), query(artist_name="a\x00", track_name="b")]), None, {})),
         (1, lambda i: ("query too long", "GET", query(artist_name="a", track_name="b", pad="x" * 8100), None, {})),
         (15, lambda i: post(song(), "post one")),
         (8, lambda i: post([song() for _ in range(rng.randrange(2, 50))], "post batch")),
