@@ -106,3 +106,13 @@ def test_wrong_kind_is_refused(trained):
     model_dir, _ = trained
     with pytest.raises(ValenceError, match="holds a classification model"):
         load_bundle(bundle_path(model_dir, "classification"), "regression")
+
+
+def test_a_missing_bundle_says_once_how_to_train_it_into_the_folder_asked_for(tmp_path):
+    folder = tmp_path / "my models"
+    with pytest.raises(ValenceError) as info:
+        load_bundle_from_dir(folder, "classification")
+    message = str(info.value)
+    assert message.count("musical_valence_predictor.py") == 1
+    assert message.endswith(f"train one first with `python musical_valence_predictor.py --model classification "
+                            f"--model-dir '{folder}'`")

@@ -8,9 +8,11 @@ fitted encoder's state, class edges, metrics, settings and provenance.
 import datetime
 import pickle
 import platform
+import shlex
 import re
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,9 +143,10 @@ def load_bundle(path, kind=None):
         payload = read_bundle(path)
     except FileNotFoundError:
         what = f"{kind} model" if kind else "model"
+        # One instruction, naming the folder this run looked in (a default folder would be wrong advice).
         raise ValenceError(
-            f"no saved {what} at {path}: train one first with "
-            f"`python musical_valence_predictor.py --model {kind or 'regression'}`") from None
+            f"no saved {what} at {path}: train one first with `python musical_valence_predictor.py "
+            f"--model {kind or 'regression'} --model-dir {shlex.quote(str(Path(path).parent))}`") from None
     if kind is not None and payload["kind"] != kind:
         raise ValenceError(f"{path} holds a {payload['kind']} model, expected a {kind} model")
     try:
