@@ -126,8 +126,9 @@ def test_post_list_keeps_order_passes_artist_and_warns_on_unknown_genre(app, cli
     reference = predicted(app, pd.DataFrame(songs).fillna({"artist_name": ""}))
     assert [a["prediction"] for a in answers] == pytest.approx(reference.valence.tolist(), rel=1e-5)
     assert [a["mood"] for a in answers] == reference.mood
-    assert [bool(a["warnings"]) for a in answers] == [i == 3 for i in range(10)]
+    assert [bool(a["warnings"]) for a in answers] == [i in (3, 5) for i in range(10)]
     assert "Polka" in answers[3]["warnings"][0]
+    assert answers[5]["warnings"] == ["unknown artist_name 'Duo Act': predicted as an unseen artist"]
 
 
 def bad_songs(**changes):
@@ -428,3 +429,14 @@ def test_post_refuses_a_key_or_mode_no_csv_cell_could_mean(client, field, value)
     assert response.status_code == 400
     assert [(e["field"], e["message"].split(" (")[0]) for e in response.json["errors"]] == [
         (field, f"must be one of {', '.join(config.KEYS if field == 'key' else config.MODES)}")]
+
+
+# ---- issue 13: an artist the model never saw ----------------------------------------------------
+
+def test_post_matches_artists_as_typed_and_warns_about_one_the_model_never_saw(app, client):
+    known = sorted(app.extensions["valence"].predictor.regression.encoder.artist_table_)[0]
+    answers = client.post("/predict", json=[{**SONG, "artist_name": known}, {**SONG, "artist_name": f"  {known.upper()} "},
+                                            {**SONG, "artist_name": "Nobody Heard Of"}, SONG]).json["predictions"]
+    assert answers[0]["prediction"] == answers[1]["prediction"] != answers[2]["prediction"]
+    assert [a["warnings"] for a in answers] == [
+        [], [], ["unknown artist_name 'Nobody Heard Of': predicted as an unseen artist"], []]

@@ -73,7 +73,7 @@ def describe(bundle):
 
 
 def unknown_category_warnings(encoder, frame):
-    """Return, per row, a warning for each categorical value the model never saw in training."""
+    """Return, per row, a warning for each categorical value and artist the model never saw in training."""
     warnings = [[] for _ in range(len(frame))]
     for column in CATEGORICAL_FEATURES:
         if column not in frame:
@@ -83,4 +83,7 @@ def unknown_category_warnings(encoder, frame):
         values = values.to_numpy()
         for row in unknown:
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
+    artists = frame["artist_name"].to_numpy() if "artist_name" in frame else ()
+    for row in np.flatnonzero(encoder.unknown_artists(frame)):
+        warnings[row].append(f"unknown artist_name {artists[row]!r}: predicted as an unseen artist")
     return warnings
