@@ -120,11 +120,13 @@ def test_score_writes_next_to_the_input_by_default_and_lists_bad_rows(tmp_path, 
     assert commands.score(path, None, options(tmp_path)) == 0
     output = tmp_path / "songs.predictions.csv"
     scored = pd.read_csv(output)
-    assert len(scored) == 10 and "predicted_mood" not in scored
-    np.testing.assert_allclose(scored["predicted_valence"], pd.read_csv(path)["energy"][:10].astype(float), atol=1e-4)
+    assert len(scored) == 12 and "predicted_mood" not in scored  # the bad rows keep their places
+    np.testing.assert_allclose(scored["predicted_valence"][:10], pd.read_csv(path)["energy"][:10].astype(float),
+                               atol=1e-4)
+    assert scored["predicted_valence"][10:].isna().all() and scored["reason"][:10].isna().all()
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"scored 10 songs from {path} into {output}"
-    assert out[1] == "2 rows could not be scored:"
+    assert out[1] == "2 rows could not be scored (kept in the output with an empty prediction and the reason):"
     assert out[2:] == [f"  line {line}: row with a non-numeric feature: energy='loud'" for line in bad_lines]
 
 
@@ -136,11 +138,11 @@ def test_score_shows_only_the_first_bad_rows_and_says_moods(tmp_path, monkeypatc
     commands.score(path, tmp_path / "out.csv", options(tmp_path))
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith(f"into {tmp_path / 'out.csv'} (with moods)")
-    assert out[1] == f"{n_bad} rows could not be scored:"
+    assert out[1] == f"{n_bad} rows could not be scored (kept in the output with an empty prediction and the reason):"
     assert len(out) == 2 + commands.BAD_ROWS_SHOWN + 1
     assert out[-2].startswith(f"  line {bad_lines[commands.BAD_ROWS_SHOWN - 1]}:")
     assert out[-1] == "  ... and 3 more"
-    assert set(pd.read_csv(tmp_path / "out.csv")["predicted_mood"]) == {"happy"}
+    assert set(pd.read_csv(tmp_path / "out.csv")["predicted_mood"].dropna()) == {"happy"}
 
 
 def test_score_refuses_to_overwrite_its_input_before_loading_a_model(tmp_path, monkeypatch):

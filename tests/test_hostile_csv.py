@@ -440,11 +440,13 @@ def test_predict_scores_the_good_rows_and_reports_the_bad_ones_by_line(trained, 
     done = shared_server().run(["--model-dir", model_dir, "--predict", corpus["broken_rows"],
                                 "--output", tmp_path / "scores.csv"], tmp_path / "run")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert "scored 38 songs" in done.stdout and "2 rows could not be scored:" in done.stdout
+    assert "scored 38 songs" in done.stdout and "2 rows could not be scored (kept" in done.stdout
     reported = [line.split(":")[0].strip() for line in done.stdout.splitlines() if line.startswith("  line ")]
-    assert reported == ["line 4", "line 9"]  # scoring needs neither the track_id of line 21 nor the valence of line 31
+    assert reported == ["line 4", "line 9"]  # neither valence (line 31) nor track_id (line 21) is needed to score
     scores = pd.read_csv(tmp_path / "scores.csv")
     source = pd.read_csv(corpus["broken_rows"], on_bad_lines="skip", dtype=str)
-    assert len(scores) == 38 and scores["predicted_valence"].between(0, 1).all()
-    assert scores["track_id"].isna().sum() == 1  # line 21's, blank
+    good = scores["reason"].isna()
+    assert len(scores) == 40 and good.sum() == 38  # every row, the bad ones with their reason
+    assert scores["predicted_valence"][good].between(0, 1).all() and scores["predicted_valence"][~good].isna().all()
+    assert scores["track_id"][good].isna().sum() == 1  # line 21's, blank
     assert set(scores["track_id"].dropna()) <= set(source["track_id"])

@@ -62,7 +62,7 @@ def test_predict_scores_a_csv_without_valence(cli_models, demo_csv, tmp_path):
     assert done.returncode == 0, done.stderr
     scored = pd.read_csv(tmp_path / "out.csv")
     assert list(scored.columns) == ["track_id", "artist_name", "track_name", "genre",
-                                    "predicted_valence", "predicted_mood"]
+                                    "predicted_valence", "predicted_mood", "reason"]
     assert list(scored["track_id"]) == list(songs["track_id"])
     assert scored["predicted_valence"].between(0, 1).all()
     assert set(scored["predicted_mood"]) <= {"sad", "neutral", "happy"}
@@ -303,7 +303,7 @@ def test_predict_uses_the_asked_for_models_or_every_saved_one(trained, songs_csv
     assert cli.main(["--model-dir", str(models), "--predict", str(songs_csv), "--output", str(tmp_path / "out.csv"),
                      *asked]) == 0
     scored = pd.read_csv(tmp_path / "out.csv")
-    assert list(scored.columns) == ["track_id", "artist_name", "track_name", "genre", *columns]
+    assert list(scored.columns) == ["track_id", "artist_name", "track_name", "genre", *columns, "reason"]
     assert len(scored) == 30
 
 
@@ -322,3 +322,23 @@ def test_predict_without_the_asked_for_model_exits_2(trained, songs_csv, tmp_pat
                      *asked]) == 2
     assert capsys.readouterr().err.startswith(f"error: {message}")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_summary_counts_bad_rows_and_songs_of_an_unseen_genre_or_artist(trained, demo_csv, tmp_path, capsys):
+    from valence.bundle import load_bundle_from_dir
+
+    known = sorted(load_bundle_from_dir(trained[0], "regression").encoder.artist_table_)[0]
+    songs = pd.read_csv(demo_csv).drop(columns=["valence"]).head(6)
+    songs["artist_name"] = [known.upper(), "Nobody Heard Of", known, "Nobody Heard Of", known, known]
+    songs["energy"] = songs["energy"].astype(object)
+    songs.loc[2, "energy"] = "loud"
+    songs.loc[0, "genre"] = "Polka"
+    songs.to_csv(tmp_path / "in.csv", index=False)
+    assert cli.main(["--model-dir", str(trained[0]), "--predict", str(tmp_path / "in.csv"),
+                     "--output", str(tmp_path / "out.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "scored 5 songs" in out
+    assert "1 row could not be scored (kept in the output with an empty prediction and the reason):\n  line 4: " in out
+    assert "warning: 1 song has a genre the model never saw (predicted as an unseen genre)" in out
+    assert "warning: 2 songs have an artist the model never saw (predicted without artist statistics)" in out
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 6

@@ -21,11 +21,11 @@ def test_score_csv_keeps_good_rows_and_reports_bad_ones_by_line(predictor, songs
     damaged["energy"] = damaged["energy"].astype(object)
     damaged.loc[damaged.index[2], "energy"] = "loud"   # line 4 of the file (header is line 1)
     damaged.to_csv(tmp_path / "in.csv", index=False)
-    scored, bad = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
-    assert scored == 4
-    assert [line for line, _ in bad] == [4]
+    summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
+    assert summary.scored == 4
+    assert [line for line, _ in summary.bad_rows] == [4]
     out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out["track_id"]) == [t for i, t in enumerate(damaged["track_id"]) if i != 2]
+    assert list(out["track_id"].fillna("")) == [t if i != 2 else "" for i, t in enumerate(damaged["track_id"])]
 
 
 def test_score_csv_with_no_good_row_writes_nothing(predictor, tmp_path):
@@ -42,7 +42,7 @@ def test_score_csv_with_an_explainer_adds_contributions_that_add_up(predictor, s
     score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor, chunksize=5, explainer=Explainer(predictor.regression))
     out = pd.read_csv(tmp_path / "out.csv")
     columns = [f"contribution_{group}" for group in GROUPS]
-    assert list(out.columns[-len(GROUPS) - 1:]) == ["base_value", *columns]
+    assert list(out.columns[-len(GROUPS) - 2:]) == ["base_value", *columns, "reason"]
     assert len(out) == 12 and out["base_value"].nunique() == 1
     total = out[columns].sum(axis=1) + out["base_value"]
     assert (total - out["predicted_valence"]).abs().max() < 0.001
@@ -53,3 +53,42 @@ def test_score_csv_without_an_explainer_has_no_contribution_columns(predictor, s
     songs.head(3).to_csv(tmp_path / "in.csv", index=False)
     score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
     assert not any(c.startswith("contribution_") or c == "base_value" for c in pd.read_csv(tmp_path / "out.csv"))
+
+
+# ---- issue 13: every input row has an output row; unseen genres and artists are counted -----------
+
+def test_score_csv_keeps_every_row_in_input_order_with_the_reason_for_the_bad_ones(predictor, songs, tmp_path):
+    damaged = songs.head(6).drop(columns=["valence"]).copy()
+    damaged["energy"] = damaged["energy"].astype(object)
+    for row in (0, 1, 4):  # the first chunk of two is all bad: the header must still have every column
+        damaged.loc[damaged.index[row], "energy"] = "loud"
+    damaged.to_csv(tmp_path / "in.csv", index=False)
+    summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor, chunksize=2)
+    assert summary.scored == 3 and [line for line, _ in summary.bad_rows] == [2, 3, 6]
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(out.columns) == ["track_id", "artist_name", "track_name", "genre", "predicted_valence",
+                                 "predicted_mood", "reason"]
+    assert len(out) == 6
+    assert list(out["track_id"]) == ["", "", *damaged["track_id"][2:4], "", damaged["track_id"].iloc[5]]
+    assert [value == "" for value in out["predicted_valence"]] == [True, True, False, False, True, False]
+    assert [reason.split(":")[0] for reason in out["reason"]] == [
+        "row with a non-numeric feature", "row with a non-numeric feature", "", "", "row with a non-numeric feature", ""]
+    assert "energy='loud'" in out["reason"].iloc[4]
+
+
+def test_score_csv_of_features_only_writes_the_predictions_and_the_reason(predictor, songs, tmp_path):
+    songs[list(FEATURE_COLUMNS)].head(4).to_csv(tmp_path / "in.csv", index=False)
+    summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert summary.scored == 4 and list(out.columns) == ["genre", "predicted_valence", "predicted_mood", "reason"]
+    assert list(out["genre"]) == list(songs["genre"].head(4)) and set(out["reason"]) == {""}
+
+
+def test_score_csv_counts_rows_of_an_unseen_genre_or_artist(predictor, songs, tmp_path):
+    known = next(a for a in songs["artist_name"] if a.casefold() in predictor.regression.encoder.artist_table_)
+    frame = songs.head(5).copy()
+    frame["artist_name"] = [known, f" {known.upper()}", "Nobody Heard Of", "Nobody Heard Of", known]
+    frame.loc[[1, 2], "genre"] = "Polka"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor, chunksize=3)
+    assert summary.unseen == {"genre": 2, "artist_name": 2}

@@ -15,6 +15,11 @@ from .scoring import score_csv
 from .synthetic import generate_dataset, write_csv
 
 BAD_ROWS_SHOWN = 20
+# Values a model never saw in training, as --predict's summary counts them (the API warns per song).
+UNSEEN = {"genre": ("a genre", "predicted as an unseen genre"),
+          "artist_name": ("an artist", "predicted without artist statistics"),
+          "key": ("a key", "predicted as an unseen key"), "mode": ("a mode", "predicted as an unseen mode"),
+          "time_signature": ("a time signature", "predicted as an unseen time signature")}
 
 
 def log(message):
@@ -117,7 +122,8 @@ def score(input_path, output_path, options, kinds=None, explain=False):
                            "use --model regression or --model both")
     predictor = Predictor.from_model_dir(options.model_dir, required=required, optional=optional)
     explainer = Explainer(predictor.regression) if explain else None
-    scored, bad_rows = score_csv(input_path, output_path, predictor, explainer=explainer)
+    summary = score_csv(input_path, output_path, predictor, explainer=explainer)
+    scored, bad_rows = summary.scored, summary.bad_rows
     extras = [what for what, present in (("moods", predictor.classification is not None),
                                          ("explanations", explain)) if present]
     if predictor.regression is None:
@@ -125,8 +131,14 @@ def score(input_path, output_path, options, kinds=None, explain=False):
     else:
         note = f" (with {' and '.join(extras)})" if extras else ""
     log(f"scored {scored:,} songs from {input_path} into {output_path}{note}")
+    for column, (what, how) in UNSEEN.items():
+        rows = summary.unseen.get(column, 0)
+        if rows:
+            has = "song has" if rows == 1 else "songs have"
+            log(f"warning: {rows:,} {has} {what} the model never saw ({how})")
     if bad_rows:
-        log(f"{len(bad_rows):,} rows could not be scored:")
+        log(f"{len(bad_rows):,} {'row' if len(bad_rows) == 1 else 'rows'} could not be scored "
+            f"(kept in the output with an empty prediction and the reason):")
         for line, reason in bad_rows[:BAD_ROWS_SHOWN]:
             log(f"  line {line}: {reason}")
         if len(bad_rows) > BAD_ROWS_SHOWN:
