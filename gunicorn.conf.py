@@ -16,3 +16,44 @@ timeout = 120
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+
+# Prometheus metrics summed over the workers (valence/telemetry.py): the master
+# gives every worker one directory, cleared at each start, before any of them
+# imports prometheus_client; a dead worker's live gauges are dropped, its
+# counters kept (so none of its requests is lost, nor counted twice by its
+# replacement, which starts files of its own). An operator's
+# PROMETHEUS_MULTIPROC_DIR is used as it is; else a temporary one, removed at exit.
+def on_starting(server):
+    """Create or clear the metrics directory and hand it to the workers through the environment."""
+    import os
+    import tempfile
+
+    from valence.telemetry import MULTIPROC_ENV, clear_multiprocess_dir
+
+    if server.cfg.preload_app and os.environ.get("VALENCE_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"):
+        # The app, prometheus_client with it, was loaded before this hook could set the directory.
+        raise SystemExit("--preload is not supported with the metrics on: start without it, or set VALENCE_METRICS=0")
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        path = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="valence-metrics-")
+        server.valence_metrics_tmp = path
+    clear_multiprocess_dir(path)
+
+
+def child_exit(server, worker):
+    """Drop the live gauges of a worker that exited."""
+    import os
+
+    from valence.telemetry import MULTIPROC_ENV, mark_worker_dead
+
+    mark_worker_dead(worker.pid, os.environ[MULTIPROC_ENV])
+
+
+def on_exit(server):
+    """Remove the temporary metrics directory made at start."""
+    import shutil
+
+    path = getattr(server, "valence_metrics_tmp", None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)

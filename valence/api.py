@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
-from valence import config
+from valence import config, observability
 from valence.catalog import load_catalog
 from valence.explain import Explainer
 from valence.openapi import openapi_document
@@ -140,6 +140,7 @@ def create_app(test_config=None):
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, internal_error)
     app.wsgi_app = SecurityHeaders(app.wsgi_app)
+    observability.init_app(app)  # last: its middleware wraps every answer
     return app
 
 
@@ -296,6 +297,7 @@ def predict_features():
     songs, is_list = json_songs()
     predictor = service().require_predictor()
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
+    observability.note_songs(len(songs))
     answers = [{"prediction": value} for value in result.valence.tolist()]
     if result.mood is not None:
         for answer, mood, probabilities in zip(answers, result.mood, result.mood_probabilities.tolist()):

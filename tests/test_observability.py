@@ -1,0 +1,239 @@
+"""Tests of valence.observability in one process: request ids, the request log, /metrics, liveness, readiness."""
+import json
+import re
+
+import pytest
+
+from valence import observability
+from valence.config import ValenceError
+
+SONG = {"genre": "ZZMARKERGENRE", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
+        "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",
+        "speechiness": 0.05, "tempo": 120.0, "time_signature": "4/4"}
+FIELDS = {"time", "request_id", "method", "route", "status", "duration_ms", "model", "pid"}
+REQUESTS = "valence_http_request_duration_seconds_count"  # requests by route, method and status
+
+
+def log_lines(capfd):
+    """Return the JSON request-log lines written to stderr since the last call."""
+    return [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+
+
+def sample(metrics_text, name, **labels):
+    """Return the value of one sample of a Prometheus text scrape (0 when absent)."""
+    for line in metrics_text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            if found == {key: str(value) for key, value in labels.items()}:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture
+def fresh(make_app):
+    """Return a new app (its own metrics) and its client."""
+    app = make_app()
+    return app, app.test_client()
+
+
+@pytest.mark.parametrize("given", ["abc", "A.b-c_9", "x" * 64])
+def test_a_safe_request_id_is_echoed(client, given):
+    assert client.get("/health/live", headers={"X-Request-ID": given}).headers["X-Request-ID"] == given
+
+
+@pytest.mark.parametrize("hostile", ["x" * 65, "a b", "a\nb", "a\r\nSet-Cookie: x=1", "id\x00", "id\x1b[31m",
+                                     "é", "a,b", "", "../../etc"])
+def test_a_hostile_request_id_is_replaced_and_never_logged(fresh, capfd, hostile):
+    app, client = fresh
+    capfd.readouterr()
+    response = client.get("/health/live", environ_overrides={"HTTP_X_REQUEST_ID": hostile})
+    answered = response.headers["X-Request-ID"]
+    assert answered != hostile and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", answered)
+    err = capfd.readouterr().err
+    assert json.loads(err.splitlines()[-1])["request_id"] == answered
+    if hostile not in ("", "a,b", "a b", "é"):  # short innocent fragments may occur by chance
+        assert hostile not in err
+
+
+def test_generated_ids_are_new_for_each_request(client):
+    ids = [client.get("/health/live").headers["X-Request-ID"] for _ in range(50)]
+    assert len(set(ids)) == 50
+
+
+@pytest.mark.parametrize(("method", "url", "kwargs", "status"), [
+    ("GET", "/no/such/path", {}, 404),
+    ("DELETE", "/predict", {}, 405),
+    ("POST", "/predict", {"data": b"x" * (1024 * 1024 + 1), "content_type": "application/json"}, 413),
+    ("GET", "/predict?track_id=NOSUCH", {}, 404),
+    ("POST", "/predict", {"json": {}}, 400),
+])
+def test_errors_carry_the_request_id(client, method, url, kwargs, status):
+    response = client.open(url, method=method, headers={"X-Request-ID": "err-1"}, **kwargs)
+    assert response.status_code == status and response.headers["X-Request-ID"] == "err-1"
+
+
+def test_a_500_carries_the_id_and_is_logged_and_counted(make_app, capfd):
+    app = make_app()
+
+    def boom():
+        raise RuntimeError("secret internals")
+    app.add_url_rule("/boom", view_func=boom)
+    client = app.test_client()
+    capfd.readouterr()
+    response = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500 and response.headers["X-Request-ID"] == "boom-1"
+    line = [entry for entry in log_lines(capfd) if entry["request_id"] == "boom-1"]
+    assert line[0]["status"] == 500 and line[0]["route"] == "/boom"
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, REQUESTS, method="GET", route="/boom", status=500) == 1
+
+
+def test_one_json_line_per_request_with_the_route_not_the_path(fresh, capfd):
+    app, client = fresh
+    capfd.readouterr()
+    client.get("/predict?track_id=DUPLICATE0000000000001", headers={"X-Request-ID": "r1"})
+    client.get("/predict?artist_name=Nobody&track_name=Secret Title", headers={"X-Request-ID": "r2"})
+    client.post("/predict", json=[SONG, SONG, SONG], headers={"X-Request-ID": "r3"})
+    client.get("/secret/raw/path", headers={"X-Request-ID": "r4"})
+    client.put("/health", headers={"X-Request-ID": "r5"})
+    lines = log_lines(capfd)
+    assert [line["request_id"] for line in lines] == ["r1", "r2", "r3", "r4", "r5"]
+    for line in lines:
+        assert set(line) >= FIELDS
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+        assert 0 < line["duration_ms"] < 10_000
+    assert [(line["method"], line["route"], line["status"]) for line in lines] == [
+        ("GET", "/predict", 200), ("GET", "/predict", 404), ("POST", "/predict", 200),
+        ("GET", "unmatched", 404), ("PUT", "/health", 405)]
+    assert [line.get("songs") for line in lines] == [None, None, 3, None, None]
+    bundles = app.extensions["valence"].predictor
+    assert lines[0]["model"] == observability.bundle_triples(bundles)[0][1]
+
+
+def test_bodies_and_lookup_names_are_not_logged_by_default(fresh, capfd):
+    _, client = fresh
+    capfd.readouterr()
+    client.post("/predict", json=SONG)
+    client.get("/predict?artist_name=Duo Act&track_name=Shared Song")
+    client.get("/predict?track_id=DUPLICATE0000000000001")
+    err = capfd.readouterr().err
+    for secret in ("ZZMARKERGENRE", "Duo Act", "Shared Song", "DUPLICATE0000000000001"):
+        assert secret not in err
+
+
+def test_lookup_names_are_logged_when_asked_for_as_json_text(make_app, capfd):
+    client = make_app(VALENCE_LOG_LOOKUP_NAMES="1").test_client()
+    capfd.readouterr()
+    client.get("/predict?artist_name=Duo Act&track_name=Shared Song")
+    client.get("/predict?track_id=NOPE%0A%7B%22status%22%3A200%7D")  # a newline and a fake JSON line
+    first, second = log_lines(capfd)
+    assert (first["artist_name"], first["track_name"]) == ("Duo Act", "Shared Song") and "track_id" not in first
+    assert second["track_id"] == 'NOPE\n{"status":200}' and second["status"] == 404
+
+
+def test_the_request_log_can_be_turned_off(make_app, capfd):
+    client = make_app(VALENCE_LOG_REQUESTS="0").test_client()
+    capfd.readouterr()
+    assert client.get("/health/live").headers["X-Request-ID"]
+    assert log_lines(capfd) == []
+
+
+def test_metrics_count_requests_by_route_method_and_status(fresh):
+    _, client = fresh
+    for _ in range(7):
+        client.get("/predict?track_id=DUPLICATE0000000000001")
+    for _ in range(3):
+        client.get("/predict?artist_name=Nobody&track_name=Nothing")
+    for _ in range(2):
+        client.post("/predict", json=[SONG] * 4)
+    client.get("/nowhere")
+    client.open("/predict", method="BREW")
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, REQUESTS, method="GET", route="/predict", status=200) == 7
+    assert sample(scrape, REQUESTS, method="GET", route="/predict", status=404) == 3
+    assert sample(scrape, REQUESTS, method="POST", route="/predict", status=200) == 2
+    assert sample(scrape, REQUESTS, method="GET", route="unmatched", status=404) == 1
+    assert sample(scrape, REQUESTS, method="other", route="/predict", status=405) == 1
+    assert sample(scrape, "valence_lookups_total", result="found") == 7
+    assert sample(scrape, "valence_lookups_total", result="not_found") == 3
+    assert sample(scrape, "valence_songs_predicted_total") == 8
+    bucket = "valence_http_request_duration_seconds_bucket"
+    assert sample(scrape, bucket, le="+Inf", method="POST", route="/predict", status=200) == 2
+    assert sample(scrape, bucket, le="0.0005", method="POST", route="/predict", status=200) == 0  # 4 songs take longer
+    total = sample(scrape, "valence_http_request_duration_seconds_sum", method="GET", route="/predict", status=200)
+    assert 0 < total < 7 * 5
+
+
+def test_metrics_show_the_model_and_the_catalog(fresh):
+    app, client = fresh
+    service = app.extensions["valence"]
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, "valence_catalog_tracks") == len(service.catalog)
+    for kind, version, created_at in observability.bundle_triples(service.predictor):
+        assert sample(scrape, "valence_model_info", kind=kind, version=version or "", created_at=created_at) == 1
+    assert {kind for kind, _, _ in observability.bundle_triples(service.predictor)} == {"regression", "classification"}
+
+
+def test_reload_interface_updates_metrics_readiness_and_log(fresh, capfd):
+    app, client = fresh
+    with app.app_context():
+        observability.set_model_info([("regression", "abc123", "2026-01-01T00:00:00+00:00")])
+        observability.set_catalog_size(42)
+        observability.record_reload("model", True)
+        observability.record_reload("catalog", False)
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, "valence_model_info", kind="regression", version="abc123",
+                  created_at="2026-01-01T00:00:00+00:00") == 1
+    old = observability.bundle_triples(app.extensions["valence"].predictor)[0]
+    assert sample(scrape, "valence_model_info", kind=old[0], version=old[1] or "", created_at=old[2]) == 0
+    assert sample(scrape, "valence_catalog_tracks") == 42
+    assert sample(scrape, "valence_reloads_total", what="model") == 1
+    assert sample(scrape, "valence_load_failures_total", what="catalog") == 1
+    capfd.readouterr()
+    assert client.get("/health/ready").json["model_version"] == "abc123"
+    assert log_lines(capfd)[-1]["model"] == "abc123"
+
+
+def test_metrics_can_be_turned_off(make_app):
+    client = make_app(VALENCE_METRICS="0").test_client()
+    assert client.get("/metrics").status_code == 404
+    assert "/metrics" not in client.get("/openapi.json").json["paths"]
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_settings_come_from_the_environment_and_bad_values_are_refused(monkeypatch, make_app):
+    monkeypatch.setenv("VALENCE_METRICS", "off")
+    assert make_app().test_client().get("/metrics").status_code == 404
+    monkeypatch.setenv("VALENCE_METRICS", "sometimes")
+    with pytest.raises(ValenceError, match="VALENCE_METRICS='sometimes'"):
+        make_app()
+
+
+def test_liveness_and_readiness_with_everything_loaded(client):
+    assert client.get("/health/live").json == {"status": "alive"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+
+
+@pytest.mark.parametrize(("which", "reasons"), [
+    ("model", ["no model is loaded", "no catalog is loaded"]),
+    ("catalog", ["no catalog is loaded"]),
+])
+def test_readiness_is_503_without_a_model_or_a_catalog(make_app, tmp_path, which, reasons):
+    settings = {"model_dir": tmp_path} if which == "model" else {"data": tmp_path / "absent.csv"}
+    app = make_app(**settings)
+    client = app.test_client()
+    assert client.get("/health/live").status_code == 200
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json["status"] == 503
+    assert [reason.split(" (")[0] for reason in ready.json["reasons"]] == reasons
+    assert ready.json["message"].startswith("not ready: no ")
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, "valence_load_failures_total", what=which) == 1
+    assert sample(scrape, "valence_catalog_tracks") == 0
+
+
+def test_openapi_lists_the_new_routes(client):
+    paths = client.get("/openapi.json").json["paths"]
+    assert {"/metrics", "/health/live", "/health/ready"} <= set(paths)
+    assert set(paths["/health/ready"]["get"]["responses"]) == {"200", "503"}

@@ -1,0 +1,230 @@
+"""Tests of the metrics and request log under real gunicorn with 2 workers (gunicorn.conf.py's hooks)."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from test_observability import FIELDS, REQUESTS as REQUEST_COUNT, SONG, sample
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+FOUND = "/predict?track_id=DUPLICATE0000000000001"
+REQUESTS = [  # (method, url, body, counted as (method, route, status))
+    *[("GET", FOUND, None, ("GET", "/predict", "200"))] * 12,
+    *[("GET", "/predict?artist_name=Nobody&track_name=Nothing", None, ("GET", "/predict", "404"))] * 6,
+    *[("GET", "/no/such/path", None, ("GET", "unmatched", "404"))] * 4,
+    *[("DELETE", "/predict", None, ("DELETE", "/predict", "405"))] * 3,
+    *[("POST", "/predict", json.dumps([SONG, SONG]), ("POST", "/predict", "200"))] * 3,
+]
+
+
+def free_port():
+    """Return a TCP port that is free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A gunicorn master with 2 workers serving the test models and catalog on 127.0.0.1."""
+
+    def __init__(self, tmp_path, env):
+        self.port, self.log_path = free_port(), tmp_path / "stderr.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level",
+                 "warning", "musical_valence_predictor:create_app()"],
+                cwd=ROOT, env=env, stderr=log, start_new_session=True)
+        self.wait_for(lambda: self.get("/health/ready")[0] == 200, "the server to be ready")
+
+    def request(self, method, url, body=None, headers=None):
+        """Send one request on a new connection; return (status, headers, body bytes)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, url, body, {"Content-Type": "application/json", **(headers or {})})
+            response = connection.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            connection.close()
+
+    def get(self, url):
+        """Return (status, body text) of a GET, or (None, "") while nothing listens."""
+        try:
+            status, _, body = self.request("GET", url)
+            return status, body.decode()
+        except OSError:
+            return None, ""
+
+    def wait_for(self, condition, what, seconds=120):
+        """Poll `condition` until it holds; fail the test after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert self.process.poll() is None, f"gunicorn exited: {self.log_path.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.2)
+
+    def log(self):
+        """Return the request log's JSON lines so far (gunicorn's own lines are skipped)."""
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+    def workers(self):
+        """Return the pids of the master's live worker processes."""
+        pids = set()
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            except OSError:
+                continue
+            if fields.get("PPid", "").strip() == str(self.process.pid) and fields.get("State", "")[:1] != "Z":
+                pids.add(int(status.parent.name))
+        return pids
+
+    def stop(self):
+        """Stop the master and its workers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def serve(trained, catalog_csv, tmp_path):
+    """Return a function that starts a Server with extra environment; stop them all afterwards."""
+    started = []
+
+    def start(**extra):
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("VALENCE_", "PROMETHEUS_"))}
+        env.update(VALENCE_DATA=str(catalog_csv), VALENCE_MODEL_DIR=str(trained[0]), **extra)
+        started.append(Server(tmp_path, env))
+        return started[-1]
+    yield start
+    for server in started:
+        server.stop()
+
+
+def send_all(server, requests):
+    """Send requests from 8 threads at once (so both workers answer); return the X-Request-IDs answered."""
+    def one(item):
+        method, url, body, _ = item
+        status, headers, _ = server.request(method, url, body)
+        assert str(status) == item[3][2], (method, url, status)
+        return headers["X-Request-ID"]
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, requests))
+
+
+def pids_of(server, request_ids):
+    """Return the workers that answered the given requests, according to the request log."""
+    wanted = set(request_ids)
+    return {line["pid"] for line in server.log() if line["request_id"] in wanted}
+
+
+def assert_scrapes_show(server, expected, workers):
+    """Scrape until each worker has answered a scrape; every scrape must show exactly the expected counts."""
+    scraped_by = set()
+    for attempt in range(200):
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: server.request("GET", "/metrics"), range(4)))
+        for status, headers, body in answers:
+            assert status == 200
+            text = body.decode()
+            for (method, route, status_code), count in expected.items():
+                found = sample(text, REQUEST_COUNT, method=method, route=route, status=status_code)
+                assert found == count, (method, route, status_code, found, count)
+        ids = {headers["X-Request-ID"] for _, headers, _ in answers}
+        scraped_by |= pids_of(server, ids)
+        if scraped_by >= workers:
+            return text
+    pytest.fail(f"scrapes were answered by {scraped_by} only, not by all of {workers}")
+
+
+def test_counts_are_summed_over_workers_and_survive_a_killed_worker(serve, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"left by an earlier run")
+    server = serve(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    assert not (metrics_dir / "counter_1.db").exists()
+    workers = server.workers()
+    assert len(workers) == 2
+
+    expected, answered = Counter(), set()
+    for _ in range(20):  # until both workers have answered some of them
+        answered |= pids_of(server, send_all(server, REQUESTS))
+        expected.update(item[3] for item in REQUESTS)
+        if answered == workers:
+            break
+    assert answered == workers
+    text = assert_scrapes_show(server, expected, workers)
+    found = expected[("GET", "/predict", "200")]
+    assert sample(text, "valence_lookups_total", result="found") == found
+    assert sample(text, "valence_songs_predicted_total") == 2 * expected[("POST", "/predict", "200")]
+    assert sample(text, "valence_catalog_tracks") > 0
+
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    server.wait_for(lambda: len(server.workers() - {victim}) == 2, "a new worker")
+    newcomer = (server.workers() - workers).pop()
+    served, deadline = set(), time.monotonic() + 60
+    while newcomer not in served:  # the new worker loads the app, then answers its share
+        assert time.monotonic() < deadline, "the new worker never answered"
+        served |= pids_of(server, send_all(server, REQUESTS[:8]))
+        expected.update(item[3] for item in REQUESTS[:8])
+    assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db"))  # its live gauges are dropped ...
+    assert (metrics_dir / f"counter_{victim}.db").exists()  # ... and its counts kept
+    text = assert_scrapes_show(server, expected, server.workers())
+    assert sample(text, "valence_catalog_tracks") > 0
+    assert sample(text, "valence_lookups_total", result="found") == expected[("GET", "/predict", "200")]
+
+    for line in server.log():
+        assert set(line) >= FIELDS and line["route"] in {"/predict", "unmatched", "/metrics", "/health/ready",
+                                                          "/health/live"}
+
+
+def test_hostile_request_ids_under_gunicorn(serve):
+    server = serve()
+    answers = {}
+    for hostile in ("x" * 65, "a\x01b", "a\x7fb", "a b", "'; DROP TABLE"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+            connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Request-ID: " + hostile.encode()
+                               + b"\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := connection.recv(65536):
+                raw += chunk
+        answers[hostile] = raw
+    server.wait_for(lambda: len(server.log()) >= 1 + sum(b" 200 " in raw.split(b"\r\n")[0] for raw in answers.values()),
+                    "the log lines")
+    text = server.log_path.read_text()
+    for hostile, raw in answers.items():
+        head = raw.split(b"\r\n\r\n")[0].decode("latin-1")
+        if " 200 " in head.splitlines()[0]:  # gunicorn may refuse control characters itself (400)
+            given = [line.split(": ", 1)[1] for line in head.splitlines() if line.lower().startswith("x-request-id")]
+            assert len(given) == 1 and given[0] != hostile and given[0] in text
+        assert hostile not in text
+    status, headers, _ = server.request("GET", "/health/live", headers={"X-Request-ID": "caller-7"})
+    assert status == 200 and headers["X-Request-ID"] == "caller-7"
+
+
+def test_the_default_metrics_directory_is_made_and_removed(serve):
+    server = serve()
+    assert server.get("/metrics")[0] == 200
+    worker = min(server.workers())
+    mapped = {line.split()[-1] for line in Path(f"/proc/{worker}/maps").read_text().splitlines()
+              if line.endswith(f"_{worker}.db")}  # the worker's metric files, memory-mapped
+    path = Path(mapped.pop()).parent
+    assert path.name.startswith("valence-metrics-") and (path / f"histogram_{worker}.db").exists()
+    server.stop()
+    assert not path.exists()

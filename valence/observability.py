@@ -1,0 +1,290 @@
+"""What operators watch: request ids, one JSON log line per request, /metrics, liveness and readiness."""
+import itertools
+import json
+import os
+import re
+import time
+from urllib.parse import parse_qs
+
+from flask import Blueprint, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from valence.config import ValenceError
+from valence.telemetry import LOOKUP_ROUTE, METHODS, UNMATCHED, Metrics, multiprocess_dir
+
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}").fullmatch
+REQUEST_ID, ROUTE, SONGS = "valence.request_id", "valence.route", "valence.songs"  # keys of the WSGI environ
+LOGGED_NAMES = ("track_id", "artist_name", "track_name")  # of a lookup, when VALENCE_LOG_LOOKUP_NAMES is on
+LOGGED_NAME_CHARS = 100
+SETTINGS = {  # app.config key: default; the environment overrides the default, test_config both
+    "VALENCE_METRICS": True,
+    "VALENCE_LOG_REQUESTS": True,
+    "VALENCE_LOG_LOOKUP_NAMES": False,
+}
+TRUE, FALSE = frozenset(("1", "true", "yes", "on")), frozenset(("0", "false", "no", "off", ""))
+
+bp = Blueprint("observability", __name__)
+metrics_bp = Blueprint("metrics", __name__)
+
+
+def flag(name, value):
+    """Return a setting's value as a bool; refuse text that is not clearly on or off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE or text in FALSE:
+        return text in TRUE
+    raise ValenceError(f"{name}={str(value)[:40]!r} is not understood: use 1 (on) or 0 (off)")
+
+
+class Observer:
+    """One app's observability state: its settings, its metrics, the model version it logs."""
+
+    def __init__(self, settings, readiness, url_map):
+        self.metrics = Metrics(multiprocess_dir()) if settings["VALENCE_METRICS"] else None
+        self.log_requests = settings["VALENCE_LOG_REQUESTS"]
+        self.log_names = settings["VALENCE_LOG_LOOKUP_NAMES"]
+        self.readiness, self.url_map = readiness, url_map
+        self.model_version, self.encoded_model = None, "null"
+        self._json = {method: json.dumps(method) for method in METHODS}  # and routes, as they come
+        self._pid = self._prefix = self._count = None
+        self._second, self._stamp = None, ""
+
+    def new_request_id(self):
+        """Return a fresh id: a random per-process prefix and a counter (cheaper than a uuid4)."""
+        pid = os.getpid()
+        if pid != self._pid:  # a forked worker must not repeat its parent's ids
+            self._pid, self._prefix, self._count = pid, os.urandom(6).hex(), itertools.count(1)
+        return f"{self._prefix}-{next(self._count):x}"
+
+    def timestamp(self, now):
+        """Return `now` as ISO 8601 UTC with milliseconds (the seconds part formatted once a second)."""
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+
+    def finish(self, environ, status, seconds):
+        """Record a finished request in the metrics and write its log line."""
+        method, route, songs = environ.get("REQUEST_METHOD", ""), environ.get(ROUTE), environ.get(SONGS)
+        if route is None:
+            route = self.route_of_405(environ) if status == 405 else UNMATCHED
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.record_request(route, method, status, seconds)
+            if songs is not None:
+                metrics.record_songs(songs)
+        if self.log_requests:
+            write_line(self.log_line(environ, method, route, status, seconds, songs))
+
+    def log_line(self, environ, method, route, status, seconds, songs):
+        """Return the JSON log line of a request, as bytes with its newline."""
+        # json.dumps costs 3 us a line: only the values a client chooses are encoded
+        # each time; the id is checked or ours, the route and model are encoded once.
+        fragments = self._json
+        encoded_route = fragments.get(route) or fragments.setdefault(route, json.dumps(route))
+        encoded_method = fragments.get(method) if method in METHODS else json.dumps(method[:20])
+        line = (f'{{"time":"{self.timestamp(time.time())}","request_id":"{environ[REQUEST_ID]}",'
+                f'"method":{encoded_method},"route":{encoded_route},"status":{status},'
+                f'"duration_ms":{seconds * 1000:.3f},"model":{self.encoded_model},"pid":{os.getpid()}')
+        if songs is not None:
+            line += f',"songs":{int(songs)}'
+        if self.log_names and route == LOOKUP_ROUTE and method == "GET":
+            query = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=20)
+            names = {name: query[name][0][:LOGGED_NAME_CHARS] for name in LOGGED_NAMES if name in query}
+            if names:
+                line += "," + json.dumps(names, ensure_ascii=False)[1:-1]
+        return (line + "}\n").encode("utf-8", "replace")
+
+    def route_of_405(self, environ):
+        """Return the URL rule a 405's path matched with another method (looked up only for these)."""
+        adapter = self.url_map.bind_to_environ(environ)
+        for method in sorted(METHODS):
+            try:
+                return adapter.match(method=method, return_rule=True)[0].rule
+            except HTTPException:
+                continue
+        return UNMATCHED
+
+
+def write_line(data):
+    """Write one log line to stderr in one write(2), so the workers' lines never interleave."""
+    try:
+        os.write(2, data)
+    except OSError:
+        pass  # a closed or broken stderr must not fail the request
+
+
+class RequestObserver:
+    """WSGI middleware: an X-Request-ID on every answer, then the metrics and the log line."""
+
+    def __init__(self, wsgi_app, observer):
+        self.wsgi_app, self.observer = wsgi_app, observer
+
+    def __call__(self, environ, start_response):
+        """Answer through the app, timing it and tagging the answer with the request's id."""
+        started = time.perf_counter()
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        if request_id is None or SAFE_REQUEST_ID(request_id) is None:
+            request_id = self.observer.new_request_id()
+        environ[REQUEST_ID] = request_id
+        seen = ["500"]  # what gunicorn answers if the app raises before starting the answer
+
+        def start(status, headers, exc_info=None):
+            seen[0] = status
+            return start_response(status, [*headers, ("X-Request-ID", request_id)], exc_info)
+        try:
+            return self.wsgi_app(environ, start)
+        finally:  # Flask has built the whole body by now: the time is the answer's
+            self.observer.finish(environ, int(seen[0][:3]), time.perf_counter() - started)
+
+
+def route_keeping(request_class):
+    """Return a subclass of a Flask request class that copies its URL rule into the environ.
+
+    Flask drops the request before the middleware sees the answer; the rule
+    (the route label) stays behind in the environ. A property costs less than
+    a teardown_request function.
+    """
+    class RouteKeepingRequest(request_class):
+        _url_rule = None
+
+        @property
+        def url_rule(self):
+            """Return the URL rule that matched the request (None when none did)."""
+            return self._url_rule
+
+        @url_rule.setter
+        def url_rule(self, rule):
+            self._url_rule = rule
+            if rule is not None:
+                self.environ[ROUTE] = rule.rule
+    return RouteKeepingRequest
+
+
+def note_songs(count):
+    """Tell the metrics and the log how many songs this request predicted."""
+    request.environ[SONGS] = count
+
+
+def service_problems():
+    """Return why the app's service is not ready (no model, no catalog); empty when it is."""
+    service = current_app.extensions.get("valence")
+    problems = []
+    if getattr(service, "predictor", None) is None:
+        problems.append(f"no model is loaded ({getattr(service, 'model_error', None)})")
+    if getattr(service, "catalog", None) is None:
+        problems.append(f"no catalog is loaded ({getattr(service, 'catalog_error', None)})")
+    return problems
+
+
+def bundle_triples(predictor):
+    """Return (kind, version, created_at) for each loaded bundle of a predictor."""
+    bundles = (getattr(predictor, kind, None) for kind in ("regression", "classification"))
+    version = getattr(predictor, "version", None)
+    return [(bundle.kind, getattr(bundle, "version", version), bundle.meta.get("created_at"))
+            for bundle in bundles if bundle is not None]
+
+
+def init_app(app, readiness=service_problems):
+    """Add request ids, the request log, /metrics and /health/live|ready to an app whose service is loaded."""
+    settings = {}
+    for key, default in SETTINGS.items():
+        app.config.setdefault(key, os.environ.get(key, default))
+        settings[key] = flag(key, app.config[key])
+    state = app.extensions["valence_observability"] = Observer(settings, readiness, app.url_map)
+    service = app.extensions.get("valence")
+    if state.metrics is not None:
+        for what, error in (("model", "model_error"), ("catalog", "catalog_error")):
+            if getattr(service, error, None) is not None:
+                state.metrics.record_load(what, False)
+    set_model_info(bundle_triples(getattr(service, "predictor", None)), app)
+    catalog = getattr(service, "catalog", None)
+    set_catalog_size(len(catalog) if catalog is not None else 0, app)
+    app.request_class = route_keeping(app.request_class)
+    app.register_blueprint(bp)
+    if state.metrics is not None:
+        app.register_blueprint(metrics_bp)
+    document = app.extensions.get("valence_openapi")
+    if document is not None:
+        document["paths"].update(openapi_paths(state.metrics is not None))
+    app.wsgi_app = RequestObserver(app.wsgi_app, state)
+    return state
+
+
+def openapi_paths(with_metrics):
+    """Return the OpenAPI path items of these routes (/metrics only when it is on)."""
+    def answer(description, properties, required, media="application/json"):
+        schema = {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
+        return {"description": description, "content": {media: {"schema": schema}}}
+    text = {"type": "string"}
+    not_ready = answer("no model or no catalog is loaded; `reasons` says which", {
+        "status": {"type": "integer", "enum": [503]}, "error": text, "message": text,
+        "reasons": {"type": "array", "items": text, "minItems": 1}}, ["status", "error", "message", "reasons"])
+    paths = {
+        "/health/live": {"get": {"summary": "Liveness: the process answers", "responses": {
+            "200": answer("always, while the process lives", {"status": {"type": "string", "enum": ["alive"]}},
+                          ["status"])}}},
+        "/health/ready": {"get": {"summary": "Readiness: a model and a catalog are loaded", "responses": {
+            "200": answer("ready to answer lookups and predictions", {
+                "status": {"type": "string", "enum": ["ready"]},
+                "model_version": {"type": "string", "nullable": True}}, ["status", "model_version"]),
+            "503": not_ready}}},
+    }
+    if with_metrics:
+        paths["/metrics"] = {"get": {"summary": "Prometheus metrics, summed over the server's workers", "responses": {
+            "200": {"description": "the Prometheus text format (OpenMetrics when the Accept header asks for it)",
+                    "content": {"text/plain": {"schema": text}}}}}}
+    return paths
+
+
+def observer(app=None):
+    """Return the Observer of `app` (default: the current app)."""
+    return (app or current_app).extensions["valence_observability"]
+
+
+def record_reload(what, ok, app=None):
+    """Count a reload of the "model" or the "catalog" (a load failure when not ok)."""
+    metrics = observer(app).metrics
+    if metrics is not None:
+        metrics.record_load(what, ok)
+
+
+def set_model_info(models, app=None):
+    """Publish the served bundles as (kind, version, created_at); the first one's version goes in the log."""
+    state = observer(app)
+    models = list(models)
+    state.model_version = models[0][1] if models else None
+    state.encoded_model = json.dumps(state.model_version)
+    if state.metrics is not None:
+        state.metrics.set_model_info(models)
+
+
+def set_catalog_size(tracks, app=None):
+    """Publish the number of tracks in the served catalog."""
+    metrics = observer(app).metrics
+    if metrics is not None:
+        metrics.set_catalog_size(tracks)
+
+
+@bp.get("/health/live")
+def live():
+    """Answer 200 while the process can answer at all."""
+    return {"status": "alive"}
+
+
+@bp.get("/health/ready")
+def ready():
+    """Answer 200 when a model and a catalog are loaded, else 503 with why."""
+    problems = observer().readiness()
+    if problems:
+        message = "not ready: " + "; ".join(problems)
+        return {"status": 503, "error": "Service Unavailable", "message": message, "reasons": problems}, 503
+    return {"status": "ready", "model_version": observer().model_version}
+
+
+@metrics_bp.get("/metrics")
+def metrics():
+    """Answer the metrics in the Prometheus text format (summed over gunicorn's workers)."""
+    body, content_type = observer().metrics.exposition(request.headers.get("Accept"))
+    return current_app.response_class(body, content_type=content_type)
