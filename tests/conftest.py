@@ -8,6 +8,7 @@ import torch
 
 from valence.api import create_app
 from valence.config import SplitConfig
+from valence.observability import flush_log
 from valence.pipeline import RunOptions, run_training
 from valence.synthetic import generate_dataset, write_csv
 from valence.trainer import TrainConfig
@@ -122,3 +123,10 @@ DATABASE_NUMBERS = itertools.count()
 def empty_target(kind, tmp_path, request):
     """Return a catalog target with nothing in it yet: a file path, or a new PostgreSQL database's URL."""
     return tmp_path / "catalog.sqlite" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(autouse=True)
+def request_log_flushed():
+    """Write each test's request log lines before it ends, so they are captured with it."""
+    yield
+    flush_log()

@@ -1,6 +1,8 @@
 """Tests of valence.observability in one process: request ids, the request log, /metrics, liveness, readiness."""
 import json
+import os
 import re
+import time
 
 import pytest
 
@@ -16,6 +18,7 @@ REQUESTS = "valence_http_request_duration_seconds_count"  # requests by route, m
 
 def log_lines(capfd):
     """Return the JSON request-log lines written to stderr since the last call."""
+    observability.flush_log()
     return [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
 
 
@@ -45,10 +48,11 @@ def test_a_safe_request_id_is_echoed(client, given):
                                      "é", "a,b", "", "../../etc"])
 def test_a_hostile_request_id_is_replaced_and_never_logged(fresh, capfd, hostile):
     app, client = fresh
-    capfd.readouterr()
+    log_lines(capfd)
     response = client.get("/health/live", environ_overrides={"HTTP_X_REQUEST_ID": hostile})
     answered = response.headers["X-Request-ID"]
     assert answered != hostile and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", answered)
+    observability.flush_log()
     err = capfd.readouterr().err
     assert json.loads(err.splitlines()[-1])["request_id"] == answered
     if hostile not in ("", "a,b", "a b", "é"):  # short innocent fragments may occur by chance
@@ -79,7 +83,7 @@ def test_a_500_carries_the_id_and_is_logged_and_counted(make_app, capfd):
         raise RuntimeError("secret internals")
     app.add_url_rule("/boom", view_func=boom)
     client = app.test_client()
-    capfd.readouterr()
+    log_lines(capfd)
     response = client.get("/boom", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500 and response.headers["X-Request-ID"] == "boom-1"
     line = [entry for entry in log_lines(capfd) if entry["request_id"] == "boom-1"]
@@ -90,7 +94,7 @@ def test_a_500_carries_the_id_and_is_logged_and_counted(make_app, capfd):
 
 def test_one_json_line_per_request_with_the_route_not_the_path(fresh, capfd):
     app, client = fresh
-    capfd.readouterr()
+    log_lines(capfd)
     client.get("/predict?track_id=DUPLICATE0000000000001", headers={"X-Request-ID": "r1"})
     client.get("/predict?artist_name=Nobody&track_name=Secret Title", headers={"X-Request-ID": "r2"})
     client.post("/predict", json=[SONG, SONG, SONG], headers={"X-Request-ID": "r3"})
@@ -112,10 +116,11 @@ def test_one_json_line_per_request_with_the_route_not_the_path(fresh, capfd):
 
 def test_bodies_and_lookup_names_are_not_logged_by_default(fresh, capfd):
     _, client = fresh
-    capfd.readouterr()
+    log_lines(capfd)
     client.post("/predict", json=SONG)
     client.get("/predict?artist_name=Duo Act&track_name=Shared Song")
     client.get("/predict?track_id=DUPLICATE0000000000001")
+    observability.flush_log()
     err = capfd.readouterr().err
     for secret in ("ZZMARKERGENRE", "Duo Act", "Shared Song", "DUPLICATE0000000000001"):
         assert secret not in err
@@ -123,7 +128,7 @@ def test_bodies_and_lookup_names_are_not_logged_by_default(fresh, capfd):
 
 def test_lookup_names_are_logged_when_asked_for_as_json_text(make_app, capfd):
     client = make_app(VALENCE_LOG_LOOKUP_NAMES="1").test_client()
-    capfd.readouterr()
+    log_lines(capfd)
     client.get("/predict?artist_name=Duo Act&track_name=Shared Song")
     client.get("/predict?track_id=NOPE%0A%7B%22status%22%3A200%7D")  # a newline and a fake JSON line
     first, second = log_lines(capfd)
@@ -133,7 +138,7 @@ def test_lookup_names_are_logged_when_asked_for_as_json_text(make_app, capfd):
 
 def test_the_request_log_can_be_turned_off(make_app, capfd):
     client = make_app(VALENCE_LOG_REQUESTS="0").test_client()
-    capfd.readouterr()
+    log_lines(capfd)
     assert client.get("/health/live").headers["X-Request-ID"]
     assert log_lines(capfd) == []
 
@@ -189,7 +194,7 @@ def test_reload_interface_updates_metrics_readiness_and_log(fresh, capfd):
     assert sample(scrape, "valence_catalog_tracks") == 42
     assert sample(scrape, "valence_reloads_total", what="model") == 1
     assert sample(scrape, "valence_load_failures_total", what="catalog") == 1
-    capfd.readouterr()
+    log_lines(capfd)
     assert client.get("/health/ready").json["model_version"] == "abc123"
     assert log_lines(capfd)[-1]["model"] == "abc123"
 
@@ -237,3 +242,37 @@ def test_openapi_lists_the_new_routes(client):
     paths = client.get("/openapi.json").json["paths"]
     assert {"/metrics", "/health/live", "/health/ready"} <= set(paths)
     assert set(paths["/health/ready"]["get"]["responses"]) == {"200", "503"}
+
+
+def test_log_writer_batches_whole_lines_under_pipe_buf_in_order(monkeypatch):
+    writes = []
+    monkeypatch.setattr(observability.os, "write", lambda fd, data: writes.append((fd, data)) or len(data))
+    writer = observability.LogWriter(fd=7)
+    lines = [json.dumps({"n": i, "pad": "x" * (i % 300)}).encode() + b"\n" for i in range(500)]
+    for line in lines:
+        writer.write(line)
+    writer.flush()
+    assert {fd for fd, _ in writes} == {7} and len(writes) > 10
+    assert all(len(data) <= 4096 and data.endswith(b"\n") for _, data in writes)
+    assert b"".join(data for _, data in writes) == b"".join(lines)
+    writer.flush()
+    assert len(b"".join(data for _, data in writes)) == len(b"".join(lines))  # nothing written twice
+
+
+def test_log_writer_flushes_by_itself_within_a_moment():
+    read_end, write_end = os.pipe()
+    try:
+        writer = observability.LogWriter(fd=write_end)
+        writer.write(b'{"n":1}\n')
+        os.set_blocking(read_end, False)
+        deadline, got = time.monotonic() + 5, b""
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+            try:
+                got = os.read(read_end, 100)
+            except BlockingIOError:
+                pass
+        assert got == b'{"n":1}\n'
+    finally:
+        os.close(read_end)
+        os.close(write_end)

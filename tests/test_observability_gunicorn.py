@@ -128,9 +128,14 @@ def send_all(server, requests):
 
 
 def pids_of(server, request_ids):
-    """Return the workers that answered the given requests, according to the request log."""
-    wanted = set(request_ids)
-    return {line["pid"] for line in server.log() if line["request_id"] in wanted}
+    """Return the workers that answered the given requests, by their log lines (written within 0.1 s)."""
+    wanted, deadline = set(request_ids), time.monotonic() + 10
+    while True:
+        lines = [line for line in server.log() if line["request_id"] in wanted]
+        if len(lines) >= len(wanted) or time.monotonic() > deadline:
+            assert {line["request_id"] for line in lines} == wanted, "a request has no log line"
+            return {line["pid"] for line in lines}
+        time.sleep(0.05)
 
 
 def assert_scrapes_show(server, expected, workers):
