@@ -80,11 +80,11 @@ def start_server(target, port, env, ready_path, extra=(), stderr=None):
 
 
 def stop(process):
-    """Stop a gunicorn master and its workers."""
+    """Stop a gunicorn master and its workers (the master stops them: a signal to all would make it start new ones)."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.kill(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

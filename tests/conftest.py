@@ -125,8 +125,16 @@ def empty_target(kind, tmp_path, request):
     return tmp_path / "catalog.sqlite" if kind == "sqlite" else request.getfixturevalue("postgres_url")
 
 
-@pytest.fixture(autouse=True)
-def request_log_flushed():
-    """Write each test's request log lines before it ends, so they are captured with it."""
-    yield
-    flush_log()
+def flushed_after(phase):
+    """Return a hook wrapper that writes the request log lines queued in a test phase before its capture ends."""
+    @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: inside the capture of the phase
+    def hook(item):
+        try:
+            return (yield)
+        finally:
+            flush_log()
+    hook.__name__ = f"pytest_runtest_{phase}"
+    return hook
+
+
+pytest_runtest_setup, pytest_runtest_call, pytest_runtest_teardown = map(flushed_after, ("setup", "call", "teardown"))

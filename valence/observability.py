@@ -1,11 +1,8 @@
 """What operators watch: request ids, one JSON log line per request, /metrics, liveness and readiness."""
-import atexit
-import collections
 import itertools
 import json
 import os
 import re
-import threading
 import time
 from urllib.parse import parse_qs
 
@@ -13,7 +10,8 @@ from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from valence.config import ValenceError
-from valence.telemetry import LOOKUP_ROUTE, METHODS, UNMATCHED, Metrics, multiprocess_dir
+from valence.telemetry import (LOOKUP_ROUTE, METHODS, UNMATCHED, Flusher, LogWriter, Metrics, ProcessId,
+                               multiprocess_dir)
 
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}").fullmatch
 REQUEST_ID, ROUTE, SONGS = "valence.request_id", "valence.route", "valence.songs"  # keys of the WSGI environ
@@ -30,26 +28,6 @@ LOG_LINE = ('{"time":"%s.%03dZ","request_id":"%s","method":%s,"route":%s,"status
 
 bp = Blueprint("observability", __name__)
 metrics_bp = Blueprint("metrics", __name__)
-
-
-class ProcessId:
-    """This process's id, kept up to date across forks (getpid is a system call, 1 us on a busy machine)."""
-
-    pid = None
-    watching = False
-
-    @classmethod
-    def watch(cls):
-        """Start following forks, once per interpreter."""
-        if not cls.watching:
-            cls.watching = True
-            os.register_at_fork(after_in_child=cls.refresh)
-        cls.refresh()
-
-    @classmethod
-    def refresh(cls):
-        """Read the process id again."""
-        cls.pid = os.getpid()
 
 
 def flag(name, value):
@@ -87,11 +65,8 @@ class Observer:
         method, route, songs = environ.get("REQUEST_METHOD", ""), environ.get(ROUTE), environ.get(SONGS)
         if route is None:
             route = self.route_of_405(environ) if status == 405 else UNMATCHED
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.record_request(route, method, status, seconds)
-            if songs is not None:
-                metrics.record_songs(songs)
+        if self.metrics is not None:
+            self.metrics.record_request(route, method, status, seconds, songs)
         if self.log_requests:
             self.log.write(self.log_line(environ, method, route, status, seconds, songs))
 
@@ -128,71 +103,11 @@ class Observer:
         return UNMATCHED
 
 
-class LogWriter:
-    """The process's request log: lines written to stderr in batches, at most FLUSH_SECONDS late.
-
-    One write(2) per line costs about 4 us on a file; batches of up to
-    PIPE_BUF bytes, cut at line ends, cost a tenth of that and still never
-    interleave with another worker's lines. A background thread writes what
-    waits every FLUSH_SECONDS, and once more when the process exits; a worker
-    killed with SIGKILL loses at most the last FLUSH_SECONDS of its lines.
-    """
-
-    FLUSH_SECONDS = 0.1
-    BATCH_BYTES = 4096  # PIPE_BUF on Linux: a write to a pipe up to this size is never split
-    MAX_WAITING = 100_000  # lines; beyond this (a blocked stderr) new lines are dropped
-
-    def __init__(self, fd=2):
-        ProcessId.watch()
-        self.fd, self.pid, self.waiting = fd, None, collections.deque()
-        self.lock = threading.Lock()
-
-    def write(self, line):
-        """Queue one line (bytes ending in a newline)."""
-        if self.pid != ProcessId.pid:  # first line of this process (or of a forked child)
-            self.start()
-        if len(self.waiting) < self.MAX_WAITING:
-            self.waiting.append(line)  # deque appends and pops are thread-safe
-
-    def start(self):
-        """Start this process's flushing thread; drop lines a parent process queued before a fork."""
-        self.pid, self.waiting, self.lock = ProcessId.pid, collections.deque(), threading.Lock()
-        threading.Thread(target=self.run, name="valence-request-log", daemon=True).start()
-        atexit.register(self.flush)
-
-    def run(self):
-        """Flush every FLUSH_SECONDS, for the life of the process."""
-        while True:
-            time.sleep(self.FLUSH_SECONDS)
-            self.flush()
-
-    def flush(self):
-        """Write every queued line now, in batches of whole lines."""
-        with self.lock:
-            waiting, batch, size = self.waiting, [], 0
-            for _ in range(len(waiting)):
-                line = waiting.popleft()
-                if size + len(line) > self.BATCH_BYTES and batch:
-                    self.write_batch(batch)
-                    batch, size = [], 0
-                batch.append(line)
-                size += len(line)
-            if batch:
-                self.write_batch(batch)
-
-    def write_batch(self, lines):
-        """Write lines in one write(2); a closed or broken stderr loses them without failing anything."""
-        try:
-            os.write(self.fd, b"".join(lines))
-        except OSError:
-            pass
-
-
 _log_writer = None
 
 
 def log_writer():
-    """Return the process's LogWriter, made on first use."""
+    """Return the process's request log writer (to stderr), made on first use."""
     global _log_writer
     if _log_writer is None:
         _log_writer = LogWriter()
@@ -200,9 +115,8 @@ def log_writer():
 
 
 def flush_log():
-    """Write the request log lines still queued (tests, and anyone about to read stderr)."""
-    if _log_writer is not None:
-        _log_writer.flush()
+    """Write the queued log lines and counts now (tests, and anyone about to read stderr or the metric files)."""
+    Flusher.flush_all()
 
 
 class RequestObserver:
