@@ -15,9 +15,9 @@ def answer_errors(document, path, method, status, mimetype, body):
     declared = operation["responses"].get(str(status))
     if declared is None:
         return [f"{method} {path}: status {status} is not documented"]
-    if mimetype != "application/json":
+    if mimetype not in declared.get("content", {}):
         return [f"{method} {path}: content type {mimetype}"]
-    return schema_errors(body, declared["content"]["application/json"]["schema"], document)
+    return schema_errors(body, declared["content"][mimetype]["schema"], document)
 
 
 def response_errors(document, path, method, response):

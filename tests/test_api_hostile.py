@@ -1,5 +1,6 @@
 """Hostile requests: each answered with a 4xx JSON error that says why, and the app keeps serving."""
 import json
+import re
 
 import pytest
 
@@ -80,11 +81,16 @@ GETS = [
     ("an HTML path", "/%3Cscript%3Ealert(1)%3C/script%3E", 404, "not found"),
     ("a path with NUL", "/predict%00", 404, "not found"),
     ("a path of 5,000 characters", "/" + "a" * 5000, 404, "not found"),
+    ("a path under /metrics", "/metrics/%2e%2e/model", 404, "not found"),
+    ("a path under /health", "/health/ready/%00", 404, "not found"),
 ]
+HOSTILE_REQUEST_IDS = ["x" * 65, "a\nb", "a\r\nSet-Cookie: s=1", "\x00", "\x1b[2J", "<script>", "../../etc/passwd",
+                       "id with spaces", "\u00e9t\u00e9", "a,b", ""]
 METHODS = [
     ("PUT", "/predict"), ("DELETE", "/predict"), ("PATCH", "/predict"), ("OPTIONS", "/predict"),
     ("TRACE", "/predict"), ("BREW", "/predict"), ("POST", "/health"), ("DELETE", "/model"),
-    ("PUT", "/openapi.json"), ("OPTIONS", "/health"),
+    ("PUT", "/openapi.json"), ("OPTIONS", "/health"), ("POST", "/metrics"), ("DELETE", "/health/ready"),
+    ("PUT", "/health/live"), ("OPTIONS", "/metrics"),
 ]
 CONTENT_TYPES = [
     ("text/plain", {}), ("application/x-www-form-urlencoded", {}), ("multipart/form-data; boundary=x", {}),
@@ -235,3 +241,13 @@ def test_even_debug_mode_answers_a_500_as_json_without_traceback(monkeypatch, ma
     app.add_url_rule("/boom", view_func=boom)
     response = app.test_client().get("/boom")
     assert response.status_code == 500 and "secret" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("request_id", HOSTILE_REQUEST_IDS)
+def test_hostile_request_ids_are_replaced_on_every_route(client, document, request_id):
+    for path in [*document["paths"], "/nowhere"]:
+        for method in ("GET", "DELETE"):
+            response = client.open(path, method=method, environ_overrides={"HTTP_X_REQUEST_ID": request_id})
+            answered = response.headers.getlist("X-Request-ID")
+            assert len(answered) == 1 and answered[0] != request_id, (method, path)
+            assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", answered[0])

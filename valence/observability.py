@@ -172,13 +172,15 @@ def note_songs(count):
 
 
 def service_problems():
-    """Return why the app's service is not ready (no model, no catalog); empty when it is."""
-    service = current_app.extensions.get("valence")
+    """Return why the app's service cannot answer (no model, no catalog), as its 503s say it; empty when it can."""
+    service = current_app.extensions["valence"]
     problems = []
-    if getattr(service, "predictor", None) is None:
-        problems.append(f"no model is loaded ({getattr(service, 'model_error', None)})")
-    if getattr(service, "catalog", None) is None:
-        problems.append(f"no catalog is loaded ({getattr(service, 'catalog_error', None)})")
+    for required in (service.require_predictor, service.require_catalog):
+        try:
+            required()
+        except Exception as error:  # the service's ApiError: its text is the 503's message
+            if str(error) not in problems:
+                problems.append(str(error))
     return problems
 
 
@@ -233,7 +235,7 @@ def openapi_paths(with_metrics):
         "/health/ready": {"get": {"summary": "Readiness: a model and a catalog are loaded", "responses": {
             "200": answer("ready to answer lookups and predictions", {
                 "status": {"type": "string", "enum": ["ready"]},
-                "model_version": {"type": "string", "nullable": True}}, ["status", "model_version"]),
+                "model_version": {"type": ["string", "null"]}}, ["status", "model_version"]),
             "503": not_ready}}},
     }
     if with_metrics:
