@@ -6,6 +6,7 @@ import pytest
 
 from valence import observability
 from valence.config import ValenceError
+from valence.serving import model_version
 
 SONG = {"genre": "ZZMARKERGENRE", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",
@@ -108,8 +109,7 @@ def test_one_json_line_per_request_with_the_route_not_the_path(fresh, capfd):
         ("GET", "/predict", 200), ("GET", "/predict", 404), ("POST", "/predict", 200),
         ("GET", "unmatched", 404), ("PUT", "/health", 405)]
     assert [line.get("songs") for line in lines] == [None, None, 3, None, None]
-    bundles = app.extensions["valence"].predictor
-    assert lines[0]["model"] == observability.bundle_triples(bundles)[0][1]
+    assert lines[0]["model"] == model_version(app.config["VALENCE_MODEL_DIR"]) and len(lines[0]["model"]) == 12
 
 
 def test_bodies_and_lookup_names_are_not_logged_by_default(fresh, capfd):
@@ -172,9 +172,10 @@ def test_metrics_show_the_model_and_the_catalog(fresh):
     service = app.extensions["valence"]
     scrape = client.get("/metrics").get_data(as_text=True)
     assert sample(scrape, "valence_catalog_tracks") == len(service.catalog)
-    for kind, version, created_at in observability.bundle_triples(service.predictor):
-        assert sample(scrape, "valence_model_info", kind=kind, version=version or "", created_at=created_at) == 1
-    assert {kind for kind, _, _ in observability.bundle_triples(service.predictor)} == {"regression", "classification"}
+    version = model_version(app.config["VALENCE_MODEL_DIR"])
+    for kind in ("regression", "classification"):
+        created_at = getattr(service.predictor, kind).meta["created_at"]
+        assert sample(scrape, "valence_model_info", kind=kind, version=version, created_at=created_at) == 1
 
 
 def test_reload_interface_updates_metrics_readiness_and_log(fresh, capfd):
@@ -187,8 +188,8 @@ def test_reload_interface_updates_metrics_readiness_and_log(fresh, capfd):
     scrape = client.get("/metrics").get_data(as_text=True)
     assert sample(scrape, "valence_model_info", kind="regression", version="abc123",
                   created_at="2026-01-01T00:00:00+00:00") == 1
-    old = observability.bundle_triples(app.extensions["valence"].predictor)[0]
-    assert sample(scrape, "valence_model_info", kind=old[0], version=old[1] or "", created_at=old[2]) == 0
+    old = observability.served_models(app)[0]
+    assert sample(scrape, "valence_model_info", kind=old[0], version=old[1], created_at=old[2]) == 0
     assert sample(scrape, "valence_catalog_tracks") == 42
     assert sample(scrape, "valence_reloads_total", what="model") == 1
     assert sample(scrape, "valence_load_failures_total", what="catalog") == 1

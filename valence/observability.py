@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from valence.config import ValenceError
+from valence.serving import model_version
 from valence.telemetry import (LOOKUP_ROUTE, METHODS, UNMATCHED, Flusher, LogWriter, Metrics, ProcessId,
                                multiprocess_dir)
 
@@ -184,12 +185,15 @@ def service_problems():
     return problems
 
 
-def bundle_triples(predictor):
-    """Return (kind, version, created_at) for each loaded bundle of a predictor."""
-    bundles = (getattr(predictor, kind, None) for kind in ("regression", "classification"))
-    version = getattr(predictor, "version", None)
-    return [(bundle.kind, getattr(bundle, "version", version), bundle.meta.get("created_at"))
-            for bundle in bundles if bundle is not None]
+def served_models(app):
+    """Return (kind, version, created_at) of each bundle the app serves; the version covers all of them."""
+    service = app.extensions.get("valence")
+    predictor = getattr(service, "predictor", None)
+    if predictor is None:
+        return []
+    version = getattr(service, "model_version", None) or model_version(app.config["VALENCE_MODEL_DIR"])
+    bundles = (predictor.regression, predictor.classification)
+    return [(bundle.kind, version, bundle.meta.get("created_at")) for bundle in bundles if bundle is not None]
 
 
 def init_app(app, readiness=service_problems):
@@ -205,7 +209,7 @@ def init_app(app, readiness=service_problems):
         for what, error in (("model", "model_error"), ("catalog", "catalog_error")):
             if getattr(service, error, None) is not None:
                 state.metrics.record_load(what, False)
-    set_model_info(bundle_triples(getattr(service, "predictor", None)), app)
+    set_model_info(served_models(app), app)
     catalog = getattr(service, "catalog", None)
     set_catalog_size(len(catalog) if catalog is not None else 0, app)
     app.request_class = route_keeping(app.request_class)
