@@ -1,6 +1,7 @@
 """Tests of valence.observability in one process: request ids, the request log, /metrics, liveness, readiness."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,12 @@ def test_openapi_lists_the_new_routes(client):
     assert {"/metrics", "/health/live", "/health/ready"} <= set(paths)
     assert set(paths["/health/ready"]["get"]["responses"]) == {"200", "503"}
 
+
+
+def test_the_sample_prometheus_configuration_names_metrics_the_app_exposes(client):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "prometheus.yml").read_text()
+    named = {re.sub(r"_(bucket|count|sum)$", "", name) for name in re.findall(r"valence_[a-z_]+", text)}
+    scrape = client.get("/metrics").get_data(as_text=True)
+    exposed = set(re.findall(r"^# HELP (\S+)", scrape, re.MULTILINE))
+    assert len(named) >= 3 and named <= exposed, named - exposed
+    assert re.search(r"^\s+metrics_path: /metrics$", text, re.MULTILINE)
