@@ -184,8 +184,7 @@ def scrape_totals(port):
     _, body = request(port, "GET", "/metrics")
     totals = {}
     for line in body.decode().splitlines():
-        found = re.match(r'valence_http_request_duration_seconds_count\{method="GET",route="/predict",'
-                         r'status="(\d+)"\} (\S+)', line)
+        found = re.match(r'valence_http_requests_total\{method="GET",route="/predict",status="(\d+)"\} (\S+)', line)
         if found:
             totals[found.group(1)] = float(found.group(2))
     return totals

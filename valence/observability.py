@@ -6,10 +6,11 @@ import re
 import time
 from urllib.parse import parse_qs
 
-from flask import Blueprint, current_app, request
+from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from valence.config import ValenceError
+from valence.probes import bp, metrics_bp, openapi_paths, service_problems
 from valence.serving import model_version
 from valence.telemetry import (LOOKUP_ROUTE, METHODS, UNMATCHED, Flusher, LogWriter, Metrics, ProcessId,
                                multiprocess_dir)
@@ -26,10 +27,6 @@ SETTINGS = {  # app.config key: default; the environment overrides the default, 
 TRUE, FALSE = frozenset(("1", "true", "yes", "on")), frozenset(("0", "false", "no", "off", ""))
 LOG_LINE = ('{"time":"%s.%03dZ","request_id":"%s","method":%s,"route":%s,"status":%d,"duration_ms":%.3f,'
             '"model":%s,"pid":%d')  # and the optional fields, then "}"
-
-bp = Blueprint("observability", __name__)
-metrics_bp = Blueprint("metrics", __name__)
-
 
 def flag(name, value):
     """Return a setting's value as a bool; refuse text that is not clearly on or off."""
@@ -172,19 +169,6 @@ def note_songs(count):
     request.environ[SONGS] = count
 
 
-def service_problems():
-    """Return why the app's service cannot answer (no model, no catalog), as its 503s say it; empty when it can."""
-    service = current_app.extensions["valence"]
-    problems = []
-    for required in (service.require_predictor, service.require_catalog):
-        try:
-            required()
-        except Exception as error:  # the service's ApiError: its text is the 503's message
-            if str(error) not in problems:
-                problems.append(str(error))
-    return problems
-
-
 def served_models(app):
     """Return (kind, version, created_at) of each bundle the app serves; the version covers all of them."""
     service = app.extensions.get("valence")
@@ -223,32 +207,6 @@ def init_app(app, readiness=service_problems):
     return state
 
 
-def openapi_paths(with_metrics):
-    """Return the OpenAPI path items of these routes (/metrics only when it is on)."""
-    def answer(description, properties, required, media="application/json"):
-        schema = {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
-        return {"description": description, "content": {media: {"schema": schema}}}
-    text = {"type": "string"}
-    not_ready = answer("no model or no catalog is loaded; `reasons` says which", {
-        "status": {"type": "integer", "enum": [503]}, "error": text, "message": text,
-        "reasons": {"type": "array", "items": text, "minItems": 1}}, ["status", "error", "message", "reasons"])
-    paths = {
-        "/health/live": {"get": {"summary": "Liveness: the process answers", "responses": {
-            "200": answer("always, while the process lives", {"status": {"type": "string", "enum": ["alive"]}},
-                          ["status"])}}},
-        "/health/ready": {"get": {"summary": "Readiness: a model and a catalog are loaded", "responses": {
-            "200": answer("ready to answer lookups and predictions", {
-                "status": {"type": "string", "enum": ["ready"]},
-                "model_version": {"type": ["string", "null"]}}, ["status", "model_version"]),
-            "503": not_ready}}},
-    }
-    if with_metrics:
-        paths["/metrics"] = {"get": {"summary": "Prometheus metrics, summed over the server's workers", "responses": {
-            "200": {"description": "the Prometheus text format (OpenMetrics when the Accept header asks for it)",
-                    "content": {"text/plain": {"schema": text}}}}}}
-    return paths
-
-
 def observer(app=None):
     """Return the Observer of `app` (default: the current app)."""
     return (app or current_app).extensions["valence_observability"]
@@ -276,26 +234,3 @@ def set_catalog_size(tracks, app=None):
     metrics = observer(app).metrics
     if metrics is not None:
         metrics.set_catalog_size(tracks)
-
-
-@bp.get("/health/live")
-def live():
-    """Answer 200 while the process can answer at all."""
-    return {"status": "alive"}
-
-
-@bp.get("/health/ready")
-def ready():
-    """Answer 200 when a model and a catalog are loaded, else 503 with why."""
-    problems = observer().readiness()
-    if problems:
-        message = "not ready: " + "; ".join(problems)
-        return {"status": 503, "error": "Service Unavailable", "message": message, "reasons": problems}, 503
-    return {"status": "ready", "model_version": observer().model_version}
-
-
-@metrics_bp.get("/metrics")
-def metrics():
-    """Answer the metrics in the Prometheus text format (summed over gunicorn's workers)."""
-    body, content_type = observer().metrics.exposition(request.headers.get("Accept"))
-    return current_app.response_class(body, content_type=content_type)
