@@ -29,7 +29,7 @@ def on_starting(server):
     import os
     import tempfile
 
-    from valence.telemetry import MULTIPROC_ENV, clear_multiprocess_dir
+    from valence.telemetry import MULTIPROC_ENV, clear_multiprocess_dir, dead_worker_marker
 
     if server.cfg.preload_app and os.environ.get("VALENCE_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"):
         # The app, prometheus_client with it, was loaded before this hook could set the directory.
@@ -39,15 +39,12 @@ def on_starting(server):
         path = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="valence-metrics-")
         server.valence_metrics_tmp = path
     clear_multiprocess_dir(path)
+    server.valence_mark_dead = dead_worker_marker(path)  # imports prometheus_client now, with the directory set
 
 
 def child_exit(server, worker):
     """Drop the live gauges of a worker that exited."""
-    import os
-
-    from valence.telemetry import MULTIPROC_ENV, mark_worker_dead
-
-    mark_worker_dead(worker.pid, os.environ[MULTIPROC_ENV])
+    server.valence_mark_dead(worker.pid)
 
 
 def on_exit(server):

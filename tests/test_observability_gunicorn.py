@@ -235,3 +235,4 @@ def test_the_default_metrics_directory_is_made_and_removed_and_a_stop_loses_no_l
     server.stop()  # at once: the workers write the lines they still hold as they exit
     assert not path.exists(), server.log_path.read_text()[-3000:]
     assert set(answered) <= {line["request_id"] for line in server.log()}
+    assert "Traceback" not in server.log_path.read_text()  # the master's hooks ran cleanly to the end

@@ -49,11 +49,19 @@ def clear_multiprocess_dir(path):
         os.remove(name)
 
 
-def mark_worker_dead(pid, path):
-    """Drop a dead worker's live gauges; its counters stay, so no request it counted is lost."""
+def dead_worker_marker(path):
+    """Return a function that drops a dead worker's live gauges (its counters stay, so nothing it counted is lost).
+
+    gunicorn calls child_exit from its SIGCHLD handler: prometheus_client is
+    imported here, at start, because an import interrupted by a second
+    SIGCHLD that imports it again fails as a circular import.
+    """
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, path)
+    def mark_dead(pid):
+        """Drop the live gauges of the worker `pid`."""
+        multiprocess.mark_process_dead(pid, path)
+    return mark_dead
 
 
 class ProcessId:
@@ -178,7 +186,7 @@ class Metrics:
         self.reloads = Counter("reloads", "Successful reloads of the model or the catalog.", ("what",), **kept)
         self.load_failures = Counter("load_failures", "Failed loads of the model or the catalog, at start or on a "
                                                       "reload.", ("what",), **kept)
-        # Gauges of live workers only: those of a dead worker are dropped by mark_worker_dead.
+        # Gauges of live workers only: those of a dead worker are dropped (dead_worker_marker).
         self.model_info = Gauge("model_info", "1 for each model bundle served now (0: served before a reload).",
                                 ("kind", "version", "created_at"), multiprocess_mode="livemax", **kept)
         self.catalog_tracks = Gauge("catalog_tracks", "Tracks in the catalog served now.",
