@@ -21,7 +21,7 @@ from .data import LoadReport, iter_feature_chunks
 from .fileio import atomic_path
 from .serving import load_models
 from .store import CATALOG_FILE, is_postgres, normalise
-from .store_sqlite import APP_ID, SqliteWriter
+from .store_sqlite import APP_ID, OTHER_FEATURES, SCORED, SqliteWriter
 
 CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the memory of a build
 TRACK_BATCH = 10_000
@@ -165,10 +165,10 @@ def listing_rows(chunk, result, first_seq):
     if result.mood_probabilities is not None:
         moods = np.asarray(result.mood_probabilities, dtype=np.float64).T.tolist()
     warnings = [json.dumps(list(found)) if found else None for found in result.warnings]
-    columns = [chunk[name].tolist() for name in ("track_id", "genre", "artist_name", "track_name",
-                                                   "popularity", "valence")]
+    columns = [chunk[name].tolist() for name in SCORED[1:7]]
+    others = [chunk[name].tolist() for name in OTHER_FEATURES]
     return zip(range(first_seq, first_seq + n), *columns,
-               np.asarray(result.valence, dtype=np.float64).tolist(), *moods, warnings)
+               np.asarray(result.valence, dtype=np.float64).tolist(), *moods, warnings, *others)
 
 
 def track_row(listings):
