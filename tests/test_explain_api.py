@@ -2,6 +2,8 @@
 import pandas as pd
 import pytest
 
+from conftest import served
+
 from valence.explain import GROUPS
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
@@ -33,8 +35,8 @@ def test_a_track_under_two_genres_is_explained_as_the_mean_of_its_listings(app, 
     assert answer["genres"] == ["Pop", "Rock"]
     assert answer["prediction"] == pytest.approx(client.get("/predict?track_id=DUPLICATE0000000000001")
                                                  .get_json()["prediction"], abs=1e-5)
-    rows = app.extensions["valence"].catalog.song_rows("DUPLICATE0000000000001")
-    each = app.extensions["valence"].explainer.explain(rows)
+    rows = served(app).catalog.song_rows("DUPLICATE0000000000001")
+    each = served(app).explainer.explain(rows)
     assert answer["contributions"]["genre"] == pytest.approx(each.contributions[:, GROUPS.index("genre")].mean())
     assert each.contributions[0, GROUPS.index("genre")] != each.contributions[1, GROUPS.index("genre")]
     assert adds_up(answer) < 1e-5

@@ -6,6 +6,7 @@ catalog in memory and starts without reading the data file.
 """
 import json
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from .catalog import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_FUZZY_TRACKS, SEARCH_RESULTS, SUGGESTIONS,
                       TRACK_CUTOFF, closest, normalise, rank_pairs)
@@ -70,6 +71,18 @@ class CatalogStore(Protocol):
 def is_postgres(target):
     """Return whether a catalog target is a PostgreSQL URL (else it is a file path)."""
     return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def shown_target(target):
+    """Return a target as messages may show it: a URL without its password."""
+    target = str(target)
+    if not is_postgres(target):
+        return target
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
 
 
 def connect(target):

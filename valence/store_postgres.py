@@ -11,7 +11,6 @@ import os
 import re
 import sqlite3
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -21,6 +20,7 @@ from .config import NUMERIC_FEATURES, ValenceError
 from .store import (ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS,
                     TRACK_COLUMNS)
 from .store import CatalogMissing, CatalogUnavailable
+from .store import shown_target as safe_url
 
 POINTER = "valence_catalog"
 POOL_WAIT = 1.0  # seconds a request waits for a connection before it is answered 503
@@ -40,15 +40,6 @@ def column_type(name):
         return "bigint"
     numeric = {"expected", "prediction", "p_sad", "p_neutral", "p_happy", *NUMERIC_FEATURES}
     return "double precision" if name in numeric else "text"
-
-
-def safe_url(url):
-    """Return a URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
 
 
 def first_line(error):
