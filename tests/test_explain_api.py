@@ -106,7 +106,7 @@ def test_without_a_model_or_catalog_the_routes_say_why(make_app, tmp_path):
     for answer in (no_model.get("/explain?track_id=X"), no_model.post("/explain", json=SONG),
                    no_model.get("/search?q=ab")):
         assert answer.status_code == 503 and "no model is loaded" in answer.get_json()["message"]
-    no_catalog = make_app(data=tmp_path / "absent.csv").test_client()
+    no_catalog = make_app(catalog=tmp_path / "absent.sqlite").test_client()
     assert no_catalog.get("/search?q=ab").status_code == 503
     assert no_catalog.get("/explain?track_id=X").status_code == 503
     assert no_catalog.post("/explain", json=SONG).status_code == 200

@@ -80,7 +80,7 @@ def test_without_a_model_the_page_says_why_and_how_to_train(make_app, tmp_path):
 
 
 def test_without_a_catalog_the_search_is_off_but_your_own_song_works(make_app, tmp_path):
-    html = make_app(data=tmp_path / "absent.csv").test_client().get("/").get_data(as_text=True)
+    html = make_app(catalog=tmp_path / "absent.sqlite").test_client().get("/").get_data(as_text=True)
     assert 'data-ready="true" data-catalog="false"' in html
     assert "The catalog is not loaded" in html
 
