@@ -303,7 +303,8 @@ def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, c
             same_suggestions += store.suggest(*query) == reference.suggest(*query)
         for text in (artist[:2], artist[1:5], track[:4]):
             assert store.search(text) == reference.search(text), text
-        pd.testing.assert_frame_equal(store.song_rows(track_id), reference.song_rows(track_id))
+        expected_rows = reference.song_rows(track_id)
+        pd.testing.assert_frame_equal(store.song_rows(track_id)[list(expected_rows.columns)], expected_rows)
     store.close()
     queries = 2 * len(reference)
     # The in-memory catalog ranks every artist name; a store ranks the candidates its trigram
