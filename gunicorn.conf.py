@@ -1,11 +1,12 @@
 """Settings gunicorn reads from the working directory (its default config file).
 
-Each worker loads the bundles and predicts the whole catalog before it serves:
-about 10-35 s for the full 232,725-row file on 2 busy CPUs, which is more than
-gunicorn's default 30 s worker timeout (a worker that takes longer to boot is
-killed and restarted, for ever).
+A worker starts in about a second: it reads no data file and predicts nothing at
+start; it loads the model bundles and opens the catalog (a SQLite file or a
+PostgreSQL pool) on its first request, after the fork, and checks every second
+for a new pair. gunicorn's 30 s worker timeout is then ample: a worker that
+stops answering is restarted instead of hanging.
 """
-timeout = 120
+timeout = 30
 
 # gunicorn answers requests over these limits itself, with a small HTML page
 # (text escaped) and none of the app's JSON or security headers. The request

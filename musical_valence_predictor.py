@@ -20,7 +20,7 @@ from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
 from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
 from valence.pipeline import RunOptions, TrainingInterrupted
-from valence.store import CATALOG_FILE
+from valence.store import CATALOG_FILE, is_postgres
 from valence.trainer import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -191,7 +191,7 @@ def check_outputs(args, options):
         writes = [("--output", output, unwritable_file(output))]
     elif args.build_catalog:
         target = args.catalog or str(options.model_dir / CATALOG_FILE)
-        writes = [] if target.startswith(("postgresql://", "postgres://")) else [
+        writes = [] if is_postgres(target) else [
             ("--catalog", target, unwritable_file(Path(target)))]
     else:
         writes = []
@@ -204,6 +204,8 @@ def check_outputs(args, options):
                     writes.append(("--model-dir", options.model_dir, unwritable_file(path)))
             if options.plots_dir is not None:
                 writes.append(("--plots-dir", options.plots_dir, unwritable_folder(options.plots_dir)))
+            if args.catalog and not is_postgres(args.catalog):
+                writes.append(("--catalog", args.catalog, unwritable_file(Path(args.catalog))))
     for option, path, problem in writes:
         if problem:
             raise ValenceError(f"{option} {path}: {problem}; nothing was done")
@@ -256,7 +258,7 @@ def run(args, options):
         return commands.print_batch(options)
     if args.skip_training:
         return commands.evaluate_saved_models(options)
-    return commands.train(options)
+    return commands.train(options, args.catalog)
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 """Benchmark the API under gunicorn against a minimal Flask app served the same way.
 
-    python bench/api_speed.py                      # generate 232,725 rows, train 1 epoch, measure
+    python bench/api_speed.py                      # generate 232,725 rows, train 1 epoch, build the catalog, measure
+    python bench/api_speed.py --postgres auto      # the same, then again with the catalog in PostgreSQL
     python bench/api_speed.py --model-dir models   # serve models you trained (catalog still generated)
 
 Starts everything it measures on 127.0.0.1 and stops it before exiting; every
@@ -39,6 +40,8 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per app, alternating (default: 3)")
     parser.add_argument("--connections", type=int, default=16, help="connections of the throughput runs (default: 16)")
     parser.add_argument("--port", type=int, default=8731, help="first of the two ports used (default: 8731)")
+    parser.add_argument("--postgres", metavar="URL", help="also serve the catalog from PostgreSQL: a URL, or 'auto' "
+                                                          "for a throwaway local cluster (default: SQLite only)")
     return parser.parse_args()
 
 
@@ -129,23 +132,23 @@ def worker_cpu_seconds(master_pid):
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(port, paths, seconds, connections, master_pid):
-    """Drive the server with wrk over the given paths; return (requests/s, non-2xx count, worker CPU ms/request)."""
+def throughput(port, paths, seconds, connections, master_pid=None):
+    """Drive the server with wrk over the given paths; return (requests/s, non-2xx count, worker CPU us/request)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("paths = {" + ",".join(json.dumps(p) for p in paths) + "}\ni = 0\n"
                      "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n")
-    cpu = worker_cpu_seconds(master_pid)
+    cpu = worker_cpu_seconds(master_pid) if master_pid else 0.0
     try:
         out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name,
                               f"http://127.0.0.1:{port}"], capture_output=True, text=True,
                              timeout=seconds + 30, check=True).stdout
     finally:
         os.unlink(script.name)
-    cpu = worker_cpu_seconds(master_pid) - cpu
+    cpu = (worker_cpu_seconds(master_pid) - cpu) if master_pid else 0.0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     count = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rate, int(bad.group(1)) if bad else 0, cpu * 1000 / max(count, 1)
+    return rate, int(bad.group(1)) if bad else 0, cpu * 1e6 / max(count, 1)
 
 
 def latencies_ms(port, method, paths, body=None, count=2000):
@@ -179,85 +182,108 @@ def post_body(data, n=1000):
     return json.dumps(frame[list(FEATURE_COLUMNS)].to_dict("records"))
 
 
-def scrape_totals(port):
-    """Return the /metrics request counts of GET /predict by status, summed over the workers."""
-    _, body = request(port, "GET", "/metrics")
-    totals = {}
-    for line in body.decode().splitlines():
-        found = re.match(r'valence_http_requests_total\{method="GET",route="/predict",status="(\d+)"\} (\S+)', line)
-        if found:
-            totals[found.group(1)] = float(found.group(2))
-    return totals
+def measure(args, env, paths, body, log):
+    """Serve the API (metrics and request log on, to `log`; and off) and the minimal app; return the figures."""
+    api, boot = start_server("musical_valence_predictor:create_app()", args.port, env, "/health", stderr=log)
+    minimal = off = None
+    try:
+        health = json.loads(request(args.port, "GET", "/health")[1])
+        assert health["status"] == "ok", health
+        minimal, _ = start_server("minimal_app:create_app()", args.port + 1, env, "/", ("--pythonpath", "bench"))
+        off, _ = start_server("musical_valence_predictor:create_app()", args.port + 2,
+                              {**env, "VALENCE_METRICS": "0", "VALENCE_LOG_REQUESTS": "0"}, "/health")
+        latencies_ms(args.port, "GET", paths, count=500)  # the first request of each worker loads its models
+        latencies_ms(args.port + 2, "GET", paths, count=500)
+        latencies_ms(args.port + 1, "GET", ["/"], count=500)
+        rss_start = worker_rss_mib(api.pid)
+        # Alternate short runs, so that other load on the machine hits all three alike.
+        lookup_rates, minimal_rates, off_rates, lookup_bad, cpu = [], [], [], 0, {"on": [], "off": [], "minimal": []}
+        for _ in range(args.rounds):
+            rate, bad, used = throughput(args.port, paths, args.seconds, args.connections, api.pid)
+            lookup_rates.append(rate)
+            cpu["on"].append(used)
+            lookup_bad += bad
+            rate, bad, used = throughput(args.port + 2, paths, args.seconds, args.connections, off.pid)
+            off_rates.append(rate)
+            cpu["off"].append(used)
+            rate, _, used = throughput(args.port + 1, ["/"], args.seconds, args.connections, minimal.pid)
+            minimal_rates.append(rate)
+            cpu["minimal"].append(used)
+        one_client = latencies_ms(args.port, "GET", paths, count=10_000)
+        minimal_one = latencies_ms(args.port + 1, "GET", ["/"])
+        posts = latencies_ms(args.port, "POST", ["/predict"], body, count=30)
+        rss_end = worker_rss_mib(api.pid)
+    finally:
+        for process in (api, minimal, off):
+            if process is not None:
+                stop(process)
+    return {"boot": boot, "health": health, "lookup_rates": lookup_rates, "minimal_rates": minimal_rates,
+            "off_rates": off_rates, "cpu": {name: statistics.median(used) for name, used in cpu.items()},
+            "lookup_bad": lookup_bad, "one_client": one_client, "minimal_one": minimal_one, "posts": posts,
+            "rss_start": rss_start, "rss_end": rss_end}
+
+
+def report(args, backend, figures):
+    """Print one backend's figures."""
+    lookup_rate = statistics.median(figures["lookup_rates"])
+    minimal_rate = statistics.median(figures["minimal_rates"])
+    one_client = figures["one_client"]
+    catalog = figures["health"]["catalog"]
+    print(f"--- {backend}: catalog of {catalog['tracks']:,} tracks ({catalog['rows']:,} rows), gunicorn -w 2, "
+          f"wrk -t2 -c{args.connections}, {args.rounds} alternating runs of {args.seconds} s, "
+          f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})")
+    print(f"first /health 200:    {figures['boot']:8.2f} s after gunicorn starts   (target <= 2 s)")
+    print(f"lookup GET /predict:  {lookup_rate:8.0f} req/s median of {[round(r) for r in figures['lookup_rates']]} "
+          f"({figures['lookup_bad']} non-2xx)")
+    print(f"minimal Flask app:    {minimal_rate:8.0f} req/s median of {[round(r) for r in figures['minimal_rates']]}")
+    print(f"ratio lookup/minimal: {lookup_rate / minimal_rate:8.2f}   (target >= 0.8; metrics and request log on)")
+    off_rate, cpu = statistics.median(figures["off_rates"]), figures["cpu"]
+    print(f"  with them off:      {off_rate / minimal_rate:8.2f}   ({off_rate:.0f} req/s median of "
+          f"{[round(r) for r in figures['off_rates']]}; VALENCE_METRICS=0 VALENCE_LOG_REQUESTS=0)")
+    print(f"worker CPU/request:   {cpu['on']:8.0f} us lookup, {cpu['off']:.0f} us with metrics and log off, "
+          f"{cpu['minimal']:.0f} us minimal app (medians)")
+    print(f"lookup p50, 1 client: {statistics.median(one_client):8.2f} ms (p99 "
+          f"{statistics.quantiles(one_client, n=100)[98]:.2f} ms; minimal app p50 "
+          f"{statistics.median(figures['minimal_one']):.2f} ms)   (target < 2 ms)")
+    print(f"POST 1,000 songs p50: {statistics.median(figures['posts']):8.1f} ms (max {max(figures['posts']):.1f} ms)"
+          f"   (target < 50 ms)")
+    print(f"worker RSS:           {', '.join(f'{m:.0f}' for m in figures['rss_start'])} MiB after the first "
+          f"requests, {', '.join(f'{m:.0f}' for m in figures['rss_end'])} MiB after the runs (over 10,000 "
+          f"lookups each)   (target <= 350 MiB)", flush=True)
 
 
 def main():
     """Prepare, serve, measure, print, and stop everything started."""
+    from valence.catalog_build import build_catalog
+
     args = parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the throughput runs: apt-get install wrk")
+    server = None
     with tempfile.TemporaryDirectory() as tmp:
         data, model_dir = prepare(Path(tmp), args.rows, args.model_dir)
-        env = {**os.environ, "VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir),
-               "VALENCE_METRICS": "1", "VALENCE_LOG_REQUESTS": "1"}
-        quiet = {**env, "VALENCE_METRICS": "0", "VALENCE_LOG_REQUESTS": "0"}
         paths, body = lookup_paths(data), post_body(data)
-        log_path = Path(tmp) / "requests.log"
-        servers = {}
+        targets = [("sqlite", Path(tmp) / "catalog.sqlite")]
+        if args.postgres == "auto":
+            sys.path.insert(0, str(ROOT / "tests"))
+            from postgres_server import start_server
+
+            server = start_server()
+            targets.append(("postgresql", server.create_database("catalog")))
+        elif args.postgres:
+            targets.append(("postgresql", args.postgres))
         try:
-            with open(log_path, "wb") as log:  # the request log, as a log collector would take it
-                servers["api"], boot = start_server("musical_valence_predictor:create_app()", args.port, env,
-                                                    "/health/ready", stderr=log)
-            print(f"API up in {boot:.1f} s: {json.loads(request(args.port, 'GET', '/health')[1])['catalog']}")
-            servers["off"], _ = start_server("musical_valence_predictor:create_app()", args.port + 2, quiet,
-                                             "/health/ready")
-            servers["minimal"], _ = start_server("minimal_app:create_app()", args.port + 1, env, "/",
-                                                 ("--pythonpath", "bench"))
-            rss_start = worker_rss_mib(servers["api"].pid)
-            for port, warm in ((args.port, paths), (args.port + 2, paths), (args.port + 1, ["/"])):
-                latencies_ms(port, "GET", warm, count=500)  # warm both workers of each
-            # Alternate short runs, so that other load on the machine hits all three alike.
-            rates = {"api": [], "off": [], "minimal": []}
-            cpu = {name: [] for name in rates}
-            lookup_bad = 0
-            for _ in range(args.rounds):
-                for name, port, targets in (("api", args.port, paths), ("off", args.port + 2, paths),
-                                            ("minimal", args.port + 1, ["/"])):
-                    rate, bad, cpu_ms = throughput(port, targets, args.seconds, args.connections, servers[name].pid)
-                    rates[name].append(rate)
-                    cpu[name].append(cpu_ms)
-                    lookup_bad += bad if name != "minimal" else 0
-            one_client = latencies_ms(args.port, "GET", paths)
-            minimal_one = latencies_ms(args.port + 1, "GET", ["/"])
-            posts = latencies_ms(args.port, "POST", ["/predict"], body, count=30)
-            rss_end = worker_rss_mib(servers["api"].pid)
-            totals = scrape_totals(args.port)
+            for backend, target in targets:
+                started = time.perf_counter()
+                build_catalog(data, model_dir, target, log=lambda message: None)
+                print(f"built the {backend} catalog in {time.perf_counter() - started:.1f} s", flush=True)
+                env = {**os.environ, "VALENCE_CATALOG": str(target), "VALENCE_MODEL_DIR": str(model_dir)}
+                env.pop("VALENCE_DATA", None)
+                with open(Path(tmp) / f"requests-{backend}.log", "wb") as log:  # as a log collector takes it
+                    report(args, backend, measure(args, env, paths, body, log))
         finally:
-            for process in servers.values():
-                stop(process)
-        log_lines = log_path.read_bytes().count(b"\n")
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    cpu_us = {name: statistics.median(values) * 1000 for name, values in cpu.items()}
-    load = os.getloadavg()[0]
-    print(f"gunicorn -w 2, wrk -t2 -c{args.connections}, {args.rounds} alternating runs of {args.seconds} s each, "
-          f"{os.cpu_count()} CPUs (load average {load:.1f} at the end), catalog {args.rows:,} rows")
-    print(f"lookup GET /predict:  {median['api']:8.0f} req/s median of {[round(r) for r in rates['api']]} "
-          f"({lookup_bad} non-2xx, both API servers)   metrics and request log on")
-    print(f"  the same, all off:  {median['off']:8.0f} req/s median of {[round(r) for r in rates['off']]}   "
-          "VALENCE_METRICS=0 VALENCE_LOG_REQUESTS=0")
-    print(f"minimal Flask app:    {median['minimal']:8.0f} req/s median of {[round(r) for r in rates['minimal']]}")
-    print(f"ratio lookup/minimal: {median['api'] / median['minimal']:8.2f}   (target >= 0.8; metrics and log on)")
-    print(f"  with them off:      {median['off'] / median['minimal']:8.2f}   (cost of metrics and log: "
-          f"{1 - median['api'] / median['off']:.1%} of the lookup rate)")
-    print(f"worker CPU/request:   {cpu_us['api']:8.0f} us lookup, {cpu_us['off']:.0f} us with metrics and log off, "
-          f"{cpu_us['minimal']:.0f} us minimal app (medians; CPU ratio minimal/lookup "
-          f"{cpu_us['minimal'] / cpu_us['api']:.2f}, with them off {cpu_us['minimal'] / cpu_us['off']:.2f})")
-    print(f"lookup p50, 1 client: {statistics.median(one_client):8.2f} ms (p99 "
-          f"{statistics.quantiles(one_client, n=100)[98]:.2f} ms; minimal app p50 "
-          f"{statistics.median(minimal_one):.2f} ms)   (target < 2 ms)")
-    print(f"POST 1,000 songs p50: {statistics.median(posts):8.1f} ms (max {max(posts):.1f} ms)   (target < 50 ms)")
-    print(f"worker RSS:           {', '.join(f'{m:.0f}' for m in rss_start)} MiB after start, "
-          f"{', '.join(f'{m:.0f}' for m in rss_end)} MiB after the runs")
-    print(f"/metrics, GET /predict by status (both workers): {totals}; request log: {log_lines:,} JSON lines")
+            if server is not None:
+                server.remove()
 
 
 if __name__ == "__main__":

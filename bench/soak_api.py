@@ -4,7 +4,8 @@
     python bench/soak_api.py --requests 3000 --data CSV --model-dir DIR   # the short form the tests run
 
 Starts gunicorn (2 workers, ./gunicorn.conf.py) on 127.0.0.1 with a generated
-catalog and a 1-epoch model in a temporary folder (or the given ones), sends a
+catalog and a 1-epoch model in a temporary folder (or the given ones; the
+catalog CSV is scored into a catalog.sqlite in the temporary folder), sends a
 fixed mix of requests over concurrent connections, and compares every answer
 with the one an in-process app gives to the same request (status, JSON body,
 security headers), and lookups' `expected` with the catalog CSV's valence.
@@ -30,6 +31,7 @@ import time
 import urllib.parse
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,12 +62,14 @@ def request_pool(app, data, rng, size):
     """Return [(kind, method, path, body, headers)] of a fixed mix; kinds in GOOD must be answered 200."""
     import pandas as pd
 
-    catalog = app.extensions["valence"].catalog
+    first = pd.read_csv(data, keep_default_na=False).drop_duplicates("track_id")  # a track's first listing names it
+    catalog = SimpleNamespace(**{f"{column}s": first[column].tolist()
+                                 for column in ("track_id", "artist_name", "track_name")})
     rows = pd.read_csv(data, keep_default_na=False, nrows=5000)[list(FEATURE_COLUMNS)].to_dict("records")
     json_headers = {"Content-Type": "application/json"}
 
     def tracks():
-        return rng.randrange(len(catalog))
+        return rng.randrange(len(catalog.track_ids))
 
     def respell(name):
         return rng.choice([name, name.upper(), name.lower(), f"  {name} ", name.replace(" ", "  ")])
@@ -299,6 +303,7 @@ def main():
     import pandas as pd
 
     from valence.api import create_app
+    from valence.catalog_build import build_catalog
 
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
@@ -309,9 +314,12 @@ def main():
             generated, trained = prepare(work, args.rows, model_dir)
             data = data or generated
             model_dir = model_dir or trained
-        env = {**os.environ, "VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir)}
-        env.pop("FLASK_DEBUG", None)
-        app = create_app({"VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir)})
+        target = work / "catalog.sqlite"  # beside the run, never in a model folder it was given
+        build_catalog(data, model_dir, target, log=lambda message: None)
+        env = {**os.environ, "VALENCE_CATALOG": str(target), "VALENCE_MODEL_DIR": str(model_dir)}
+        for name in ("FLASK_DEBUG", "VALENCE_DATA"):
+            env.pop(name, None)
+        app = create_app({"VALENCE_CATALOG": str(target), "VALENCE_MODEL_DIR": str(model_dir)})
         valence = pd.read_csv(data, keep_default_na=False).groupby("track_id")["valence"].mean().to_dict()
         rng = random.Random(args.seed)
         pool = request_pool(app, data, rng, min(args.requests, 4000))

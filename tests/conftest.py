@@ -6,10 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from valence.api import create_app
+from valence.api import create_app, service
+from valence.catalog import load_catalog
+from valence.catalog_build import build_catalog
 from valence.config import SplitConfig
 from valence.observability import flush_log
 from valence.pipeline import RunOptions, run_training
+from valence.predict import Predictor
 from valence.synthetic import generate_dataset, write_csv
 from valence.trainer import TrainConfig
 
@@ -74,18 +77,44 @@ def catalog_csv(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def make_app(trained, catalog_csv):
-    """Return a factory of test apps; keyword arguments override the data and model paths."""
-    def make(data=catalog_csv, model_dir=trained[0], **settings):
-        return create_app({"TESTING": True, "VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir),
-                           "VALENCE_TORCH_THREADS": None, **settings})
-    return make
+def served_catalog(trained, catalog_csv, tmp_path_factory):
+    """Return the small catalog scored with the trained models, as a SQLite file."""
+    path = tmp_path_factory.mktemp("served") / "catalog.sqlite"
+    build_catalog(catalog_csv, trained[0], path, log=lambda message: None)
+    return path
 
 
 @pytest.fixture(scope="session")
-def app(make_app):
-    """Return the app serving the trained models and the small catalog (shared: do not change it)."""
-    return make_app()
+def reference_catalog(trained, catalog_csv):
+    """Return the in-memory catalog of the small catalog CSV: the answers the served stores must give."""
+    return load_catalog(catalog_csv, Predictor.from_model_dir(trained[0]))
+
+
+@pytest.fixture(scope="session")
+def make_app(trained, served_catalog):
+    """Return a factory of test apps; keyword arguments override the catalog and model paths."""
+    def make(catalog=served_catalog, model_dir=trained[0], data=None, **settings):
+        return create_app({"TESTING": True, "VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
+                           "VALENCE_DATA": data and str(data), "VALENCE_TORCH_THREADS": None, **settings})
+    return make
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def app(request, make_app, trained, catalog_csv):
+    """Return the app serving the trained models and the small catalog, from each backend (shared: do not change it)."""
+    if request.param == "sqlite":
+        return make_app()
+    url = request.getfixturevalue("postgres_server").create_database("served")
+    build_catalog(catalog_csv, trained[0], url, log=lambda message: None)
+    postgres_app = make_app(catalog=url)
+    request.addfinalizer(postgres_app.extensions["valence"].close)
+    return postgres_app
+
+
+def served(app):
+    """Return the Service an app answers with now: its predictor, explainer and catalog store."""
+    with app.test_request_context():
+        return service()
 
 
 @pytest.fixture

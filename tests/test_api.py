@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from flask.cli import FlaskGroup
 from werkzeug.serving import make_server
 
+from conftest import served
 from schema_check import response_errors
 from valence import config
 from valence.api import SECURITY_HEADERS
@@ -30,7 +31,7 @@ def catalog_rows(catalog_csv, track_id):
 
 def predicted(app, frame):
     """Return the app's predictor's answer for a frame (the reference the API must match)."""
-    return app.extensions["valence"].predictor.predict(frame)
+    return served(app).predictor.predict(frame)
 
 
 @pytest.mark.parametrize(("query", "status", "track_id"), [
@@ -250,8 +251,9 @@ def test_a_refused_model_file_is_named_without_its_folder(make_app, tmp_path):
 
 
 def test_a_missing_catalog_is_named_without_its_folder(make_app, tmp_path):
-    health = make_app(data=tmp_path / "absent.csv").test_client().get("/health").json
-    assert health["catalog"]["error"] == "data file not found: absent.csv"
+    health = make_app(catalog=tmp_path / "absent.sqlite").test_client().get("/health").json
+    assert health["catalog"]["error"].startswith("no catalog at absent.sqlite; build it with: ")
+    assert str(tmp_path) not in health["catalog"]["error"]
 
 
 def test_a_catalog_row_with_a_long_track_name_can_be_sent_back(client):
@@ -265,10 +267,10 @@ def test_a_catalog_row_with_a_long_track_name_can_be_sent_back(client):
 
 
 def test_without_a_catalog_lookups_503_and_posts_still_predict(make_app, tmp_path):
-    client = make_app(data=tmp_path / "absent.csv").test_client()
+    client = make_app(catalog=tmp_path / "absent.sqlite").test_client()
     assert client.get("/health").json["catalog"]["loaded"] is False
     response = client.get("/predict?artist_name=Duo Act&track_name=Shared Song")
-    assert response.status_code == 503 and "VALENCE_DATA" in response.json["message"]
+    assert response.status_code == 503 and "--build-catalog" in response.json["message"]
     assert client.post("/predict", json=SONG).status_code == 200
 
 
@@ -280,14 +282,14 @@ def test_regression_only_answers_have_no_mood(make_app, trained, tmp_path):
     assert client.get("/health").json["model"]["classification"] is False
 
 
-def test_config_comes_from_environment_then_test_config(monkeypatch, trained, catalog_csv, tmp_path):
+def test_config_comes_from_environment_then_test_config(monkeypatch, trained, served_catalog, tmp_path):
     from musical_valence_predictor import create_app
 
-    monkeypatch.setenv("VALENCE_DATA", str(catalog_csv))
+    monkeypatch.setenv("VALENCE_CATALOG", str(served_catalog))
     monkeypatch.setenv("VALENCE_MODEL_DIR", str(trained[0]))
-    assert create_app().extensions["valence"].catalog is not None
-    app = create_app({"VALENCE_DATA": str(tmp_path / "absent.csv")})
-    assert app.config["VALENCE_MODEL_DIR"] == str(trained[0]) and app.extensions["valence"].catalog is None
+    assert create_app().extensions["valence"].current().store is not None
+    app = create_app({"VALENCE_CATALOG": str(tmp_path / "absent.sqlite")})
+    assert app.config["VALENCE_MODEL_DIR"] == str(trained[0]) and app.extensions["valence"].current().store is None
 
 
 def test_model_metadata(client, trained):

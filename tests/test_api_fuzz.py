@@ -66,7 +66,7 @@ def summary(request):
 def degraded_apps(make_app, tmp_path_factory):
     """Return an app without a model and one without a catalog."""
     return (make_app(model_dir=tmp_path_factory.mktemp("no-model")),
-            make_app(data=tmp_path_factory.mktemp("no-catalog") / "absent.csv"))
+            make_app(catalog=tmp_path_factory.mktemp("no-catalog") / "absent.sqlite"))
 
 
 def load_schema(request, app):
@@ -128,7 +128,7 @@ def check(case, response, degraded=False):
     if status != 200 and body is not None:
         assert body["status"] == status
     if status == 503:
-        assert "train one with" in body["message"] or "VALENCE_DATA" in body["message"]
+        assert "train one with" in body["message"] or "--build-catalog" in body["message"]
     # schemathesis's own checks (status, content type, schema conformance, negative data refused); not
     # "valid data accepted": the document cannot say that a lookup takes track_id or both names, not both.
     # The 5xx check is ours (above): a degraded app's 503 is documented.
@@ -230,8 +230,8 @@ def expected_lookup(catalog, query):
 @schema.include(method="GET", path="/predict").parametrize()
 @schema.given(data=st.data())
 @examples(QUICK * 3)
-def test_lookups_of_catalog_tracks_find_exactly_them(case, data, app):
-    catalog = app.extensions["valence"].catalog
+def test_lookups_of_catalog_tracks_find_exactly_them(case, data, app, reference_catalog):
+    catalog = reference_catalog
     i = data.draw(st.integers(0, len(catalog) - 1), label="track")
     how = data.draw(st.sampled_from(["names", "id", "generated"]), label="lookup")
     if how == "names":

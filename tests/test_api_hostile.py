@@ -214,9 +214,9 @@ def test_user_text_in_errors_stays_json_text(client):
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
-def test_default_config_is_not_debug_and_a_500_shows_no_traceback(monkeypatch, trained, catalog_csv):
+def test_default_config_is_not_debug_and_a_500_shows_no_traceback(monkeypatch, trained, served_catalog):
     monkeypatch.delenv("FLASK_DEBUG", raising=False)
-    monkeypatch.setenv("VALENCE_DATA", str(catalog_csv))
+    monkeypatch.setenv("VALENCE_CATALOG", str(served_catalog))
     monkeypatch.setenv("VALENCE_MODEL_DIR", str(trained[0]))
     app = create_app({"VALENCE_TORCH_THREADS": None})
     assert not app.debug and not app.testing and not app.config["PROPAGATE_EXCEPTIONS"]

@@ -35,6 +35,18 @@ def test_build_catalog_scores_the_data_with_the_saved_models(kind, trained, cata
     store.close()
 
 
+def test_a_training_run_ends_by_scoring_its_data_into_the_catalog(demo_csv, tmp_path, capsys):
+    model_dir = tmp_path / "models"
+    assert cli.main(["--data", str(demo_csv), "--model-dir", str(model_dir), "--model", "both", "--epochs", "1",
+                     "--quiet"]) == 0
+    out = capsys.readouterr().out
+    store = open_store(model_dir / "catalog.sqlite")
+    assert store.model_version == model_version(model_dir) and store.size() == catalog_tracks(demo_csv)
+    assert f"catalog: {store.size():,} tracks from 3,000 rows" in out
+    assert store.meta["moods"] == "yes"  # scored after both models were saved
+    store.close()
+
+
 def test_build_catalog_writes_beside_the_models_by_default(trained, catalog_csv, tmp_path, capsys):
     model_dir = tmp_path / "models"
     model_dir.mkdir()

@@ -2,6 +2,8 @@
 import pandas as pd
 import pytest
 
+from conftest import served
+
 from valence.explain import GROUPS
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
@@ -33,8 +35,8 @@ def test_a_track_under_two_genres_is_explained_as_the_mean_of_its_listings(app, 
     assert answer["genres"] == ["Pop", "Rock"]
     assert answer["prediction"] == pytest.approx(client.get("/predict?track_id=DUPLICATE0000000000001")
                                                  .get_json()["prediction"], abs=1e-5)
-    rows = app.extensions["valence"].catalog.song_rows("DUPLICATE0000000000001")
-    each = app.extensions["valence"].explainer.explain(rows)
+    rows = served(app).catalog.song_rows("DUPLICATE0000000000001")
+    each = served(app).explainer.explain(rows)
     assert answer["contributions"]["genre"] == pytest.approx(each.contributions[:, GROUPS.index("genre")].mean())
     assert each.contributions[0, GROUPS.index("genre")] != each.contributions[1, GROUPS.index("genre")]
     assert adds_up(answer) < 1e-5
@@ -104,7 +106,7 @@ def test_without_a_model_or_catalog_the_routes_say_why(make_app, tmp_path):
     for answer in (no_model.get("/explain?track_id=X"), no_model.post("/explain", json=SONG),
                    no_model.get("/search?q=ab")):
         assert answer.status_code == 503 and "no model is loaded" in answer.get_json()["message"]
-    no_catalog = make_app(data=tmp_path / "absent.csv").test_client()
+    no_catalog = make_app(catalog=tmp_path / "absent.sqlite").test_client()
     assert no_catalog.get("/search?q=ab").status_code == 503
     assert no_catalog.get("/explain?track_id=X").status_code == 503
     assert no_catalog.post("/explain", json=SONG).status_code == 200

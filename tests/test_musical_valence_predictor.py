@@ -153,8 +153,8 @@ def test_bad_option_values_exit_2_with_a_usage_message(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_the_entry_file_builds_the_app_that_flask_and_gunicorn_serve(trained, catalog_csv):
-    app = cli.create_app({"TESTING": True, "VALENCE_DATA": str(catalog_csv), "VALENCE_MODEL_DIR": str(trained[0]),
+def test_the_entry_file_builds_the_app_that_flask_and_gunicorn_serve(trained, served_catalog):
+    app = cli.create_app({"TESTING": True, "VALENCE_CATALOG": str(served_catalog), "VALENCE_MODEL_DIR": str(trained[0]),
                           "VALENCE_TORCH_THREADS": None})
     answer = app.test_client().get("/predict", query_string={"track_id": "POLKA00000000000000001"})
     assert answer.status_code == 200 and answer.json["genres"] == ["Polka"]

@@ -7,7 +7,7 @@ import pytest
 
 from valence import observability
 from valence.config import ValenceError
-from valence.serving import model_version
+from valence.serving import Models, Pair, model_version
 
 SONG = {"genre": "ZZMARKERGENRE", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",
@@ -168,35 +168,39 @@ def test_metrics_count_requests_by_route_method_and_status(fresh):
     assert 0 < sample(scrape, latency + "_sum", method="GET", route="/predict") < 10 * 5
 
 
-def test_metrics_show_the_model_and_the_catalog(fresh):
+def test_metrics_show_the_model_and_the_catalog_served(fresh):
     app, client = fresh
-    service = app.extensions["valence"]
+    client.get("/health/ready")  # a worker loads its models and catalog on its first request
+    pair = app.extensions["valence"].pair
     scrape = client.get("/metrics").get_data(as_text=True)
-    assert sample(scrape, "valence_catalog_tracks") == len(service.catalog)
+    assert sample(scrape, "valence_catalog_tracks") == pair.store.size() > 0
     version = model_version(app.config["VALENCE_MODEL_DIR"])
     for kind in ("regression", "classification"):
-        created_at = getattr(service.predictor, kind).meta["created_at"]
+        created_at = getattr(pair.models.predictor, kind).meta["created_at"]
         assert sample(scrape, "valence_model_info", kind=kind, version=version, created_at=created_at) == 1
 
 
-def test_reload_interface_updates_metrics_readiness_and_log(fresh, capfd):
-    app, client = fresh
-    with app.app_context():
-        observability.set_model_info([("regression", "abc123", "2026-01-01T00:00:00+00:00")])
-        observability.set_catalog_size(42)
-        observability.record_reload("model", True)
-        observability.record_reload("catalog", False)
-    scrape = client.get("/metrics").get_data(as_text=True)
-    assert sample(scrape, "valence_model_info", kind="regression", version="abc123",
-                  created_at="2026-01-01T00:00:00+00:00") == 1
-    old = observability.served_models(app)[0]
-    assert sample(scrape, "valence_model_info", kind=old[0], version=old[1], created_at=old[2]) == 0
-    assert sample(scrape, "valence_catalog_tracks") == 42
-    assert sample(scrape, "valence_reloads_total", what="model") == 1
-    assert sample(scrape, "valence_load_failures_total", what="catalog") == 1
+def test_swaps_are_counted_and_published_and_failures_once_per_reason(make_app, capfd):
+    app = make_app(VALENCE_RELOAD_SECONDS=3600)  # no check of its own during the test
+    client = app.test_client()
+    client.get("/health/ready")
+    serving = app.extensions["valence"]
+    served = serving.pair
+    retrained = Pair(Models(served.models.predictor, "abc123abc123", ()), served.store)
+    serving.on_serve(served, retrained)
+    broken = Pair(None, None, "regression.pt is damaged", "no model is loaded to serve the catalog with")
+    for _ in range(3):  # every check that fails again: one failure, not three
+        serving.on_serve(retrained, broken)
+        retrained = broken
     log_lines(capfd)
-    assert client.get("/health/ready").json["model_version"] == "abc123"
-    assert log_lines(capfd)[-1]["model"] == "abc123"
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, "valence_reloads_total", what="model") == 1
+    assert sample(scrape, "valence_load_failures_total", what="model") == 1
+    assert sample(scrape, "valence_load_failures_total", what="catalog") == 1
+    assert sample(scrape, "valence_catalog_tracks") == 0
+    info = [line for line in scrape.splitlines() if line.startswith("valence_model_info{")]
+    assert len(info) == 4 and all(line.endswith(" 0.0") for line in info)  # two versions, both no longer served
+    assert log_lines(capfd)[-1]["model"] is None
 
 
 def test_settings_come_from_the_environment_and_bad_values_are_refused(monkeypatch, make_app):

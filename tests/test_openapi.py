@@ -122,7 +122,10 @@ def test_sample_answers_match_the_response_schemas(document):
              "errors": [{"index": None, "field": "tempo", "message": "is required"}]}
     assert schema_errors(error, ref("Error"), document) == []
     assert schema_errors({"status": 400}, ref("Error"), document) != []
-    health = {"status": "degraded", "model": {"loaded": False, "classification": False, "error": "why"},
-              "catalog": {"loaded": False, "tracks": 0, "rows": 0, "error": None}}
+    health = {"status": "degraded", "model": {"loaded": False, "classification": False, "version": None,
+                                              "error": "why"},
+              "catalog": {"loaded": False, "backend": "sqlite", "tracks": 0, "rows": 0, "model_version": None,
+                          "built_at": None, "error": None},
+              "notes": []}
     assert schema_errors(health, ref("Health"), document) == []
     assert schema_errors(dict(health, status="fine"), ref("Health"), document) != []

@@ -5,6 +5,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from conftest import served
+
 from valence import config
 from valence.page import PAGE_CSP
 
@@ -57,7 +59,7 @@ def test_every_control_has_a_label_and_the_form_starts_at_the_typical_song(app, 
     controls = parsed(client.get("/").get_data(as_text=True))
     assert len(controls.controls) == 1 + len(config.FEATURE_COLUMNS)  # the search box and one per feature
     assert set(controls.controls) <= controls.labelled
-    background = app.extensions["valence"].explainer.background
+    background = served(app).explainer.background
     html = client.get("/").get_data(as_text=True)
     assert f'id="f-tempo" name="tempo" type="range"' in html
     assert re.search(rf'id="f-tempo"[^>]*value="{background["tempo"]}"', html)
@@ -78,7 +80,7 @@ def test_without_a_model_the_page_says_why_and_how_to_train(make_app, tmp_path):
 
 
 def test_without_a_catalog_the_search_is_off_but_your_own_song_works(make_app, tmp_path):
-    html = make_app(data=tmp_path / "absent.csv").test_client().get("/").get_data(as_text=True)
+    html = make_app(catalog=tmp_path / "absent.sqlite").test_client().get("/").get_data(as_text=True)
     assert 'data-ready="true" data-catalog="false"' in html
     assert "The catalog is not loaded" in html
 

@@ -15,7 +15,7 @@ def test_liveness_and_readiness_with_everything_loaded(client):
     ("catalog", ["no catalog is loaded"]),
 ])
 def test_readiness_is_503_without_a_model_or_a_catalog(make_app, tmp_path, which, reasons):
-    settings = {"model_dir": tmp_path} if which == "model" else {"data": tmp_path / "absent.csv"}
+    settings = {"model_dir": tmp_path} if which == "model" else {"catalog": tmp_path / "absent.sqlite"}
     app = make_app(**settings)
     client = app.test_client()
     assert client.get("/health/live").status_code == 200
@@ -23,7 +23,7 @@ def test_readiness_is_503_without_a_model_or_a_catalog(make_app, tmp_path, which
     assert ready.status_code == 503 and ready.json["status"] == 503
     assert [reason.split(" (")[0] for reason in ready.json["reasons"]] == reasons
     assert ready.json["message"].startswith("not ready: no ")
-    assert ("train one with" if which == "model" else "VALENCE_DATA") in ready.json["message"]
+    assert ("train one with" if which == "model" else "absent.sqlite") in ready.json["message"]
     scrape = client.get("/metrics").get_data(as_text=True)
     assert sample(scrape, "valence_load_failures_total", what=which) == 1
     assert sample(scrape, "valence_catalog_tracks") == 0

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import empty_target
 from valence.catalog_build import build_catalog
-from valence.config import CLASS_NAMES
+from valence.config import CLASS_NAMES, FEATURE_COLUMNS
 from valence.serving import Models
 from valence.store import CatalogMissing, connect, normalise, open_store
 from valence.synthetic import generate_dataset, write_csv
@@ -131,6 +131,26 @@ def test_suggestions_find_a_misspelt_track_or_artist(built):
                                                            "track_name": "Many Genres",
                                                            "genres": ["Pop", "Rock", "Polka"]}
     assert store.suggest("Zzzz Qqqq", "Xxxxxxxx") == []
+
+
+def test_search_finds_artists_by_start_or_inside_then_tracks_by_start(built):
+    store = built[0]
+    assert [s["track_id"] for s in store.search("TWIN")] == ["SAMEHIGH", "SAMELOW", "SAMETIE"]
+    assert [s["track_id"] for s in store.search("ulti")] == ["MULTI"]  # inside "multi act"
+    assert [s["track_id"] for s in store.search("same so")] == ["SAMEHIGH", "SAMELOW", "SAMETIE"]  # track names
+    assert [s["track_id"] for s in store.search("twin", limit=2)] == ["SAMEHIGH", "SAMELOW"]
+    assert store.search("   ") == [] and store.search("zzzq") == []
+    assert store.search("many")[0] == {"track_id": "MULTI", "artist_name": "Multi Act", "track_name": "Many Genres",
+                                       "genres": ["Pop", "Rock", "Polka"]}
+
+
+def test_song_rows_are_a_tracks_listings_in_file_order(built, frame):
+    rows = built[0].song_rows("MULTI")
+    assert rows["genre"].tolist() == ["Pop", "Rock", "Polka"]
+    assert rows["danceability"].tolist() == [0.4, 0.4, 0.4] and set(rows["artist_name"]) == {"Multi Act"}
+    assert list(rows.columns) == [*FEATURE_COLUMNS, "artist_name"]
+    assert rows["key"].tolist() == frame.loc[frame["track_id"] == "MULTI", "key"].tolist()
+    assert built[0].song_rows("NO-SUCH-ID") is None
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -281,6 +301,10 @@ def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, c
         assert_same(store.by_names(artist.upper(), f" {track} "), reference.by_names(artist.upper(), f" {track} "))
         for query in ((artist[:-1], track), (artist, track[1:] + "x")):
             same_suggestions += store.suggest(*query) == reference.suggest(*query)
+        for text in (artist[:2], artist[1:5], track[:4]):
+            assert store.search(text) == reference.search(text), text
+        expected_rows = reference.song_rows(track_id)
+        pd.testing.assert_frame_equal(store.song_rows(track_id)[list(expected_rows.columns)], expected_rows)
     store.close()
     queries = 2 * len(reference)
     # The in-memory catalog ranks every artist name; a store ranks the candidates its trigram

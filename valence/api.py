@@ -1,21 +1,21 @@
 """The JSON API: app factory, one blueprint, JSON errors and security headers."""
-import gc
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
-from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config, observability
-from valence.catalog import load_catalog
 from valence.explain import Explainer
 from valence.openapi import openapi_document
-from valence.predict import Predictor
 from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, MAX_SONGS, songs_to_columns, text_error, validate_songs
+from valence.serving import Serving
+from valence.store import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres, shown_target
 from valence.strict_json import BodyError, parse_json
 
 TRAIN_HINT = "train one with: python musical_valence_predictor.py --data {data} --model-dir {model_dir}"
@@ -39,16 +39,26 @@ class ApiError(Exception):
         self.status, self.message, self.extra = status, message, extra
 
 
-@dataclass
+@dataclass(frozen=True)
 class Service:
-    """What one process loads at start: the predictor and the catalog, or why not."""
+    """What one request answers with: the models and the catalog scored with them, or why either is missing.
+
+    A request takes the pair served when it begins and keeps it to its end, so a swap
+    between two of its steps cannot mix one model's answer with another's catalog.
+    """
 
     predictor: object = None
     model_error: str | None = None
-    explainer: object = None
-    catalog: object = None
+    catalog: object = None  # a valence.store.CatalogStore scored with `predictor`
     catalog_error: str | None = None
+    version: str | None = None
     train_hint: str = ""
+    models: object = None  # the valence.serving.Models of `predictor`
+
+    @property
+    def explainer(self):
+        """Return the Explainer of the served regression model (made once per model)."""
+        return explainer_for(self.models) if self.models is not None else None
 
     def require_predictor(self):
         """Return the predictor, or raise a 503 saying how to train one."""
@@ -57,11 +67,10 @@ class Service:
         return self.predictor
 
     def require_catalog(self):
-        """Return the catalog, or raise a 503 saying why there is none."""
+        """Return the catalog store, or raise a 503 saying why there is none and what to run."""
         self.require_predictor()
         if self.catalog is None:
-            raise ApiError(503, f"no catalog is loaded ({self.catalog_error}); "
-                                "put the Kaggle CSV at VALENCE_DATA")
+            raise ApiError(503, f"no catalog is loaded ({self.catalog_error})")
         return self.catalog
 
 
@@ -83,32 +92,52 @@ def in_own_words(error, *paths):
     return message
 
 
-def load_service(model_dir, data_path):
-    """Load the bundles and build the catalog; record a reason for what is missing."""
-    service = Service(train_hint=TRAIN_HINT.format(data=shown_path(data_path), model_dir=shown_path(model_dir)))
+def request_service(pair, settings):
+    """Return a request's Service for the pair served now, naming files without the server's folders."""
+    model_dir, target = settings["model_dir"], settings["target"]
     bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
-    try:
-        service.predictor = Predictor.from_model_dir(model_dir)
-        service.explainer = Explainer(service.predictor.regression)
-    except config.ValenceError as error:
+    model_error = pair.model_error
+    if model_error is not None:
         missing = not bundles[0].exists()
-        service.model_error = f"{bundles[0].name} is not in the model folder" if missing else in_own_words(
-            error, *bundles)
-        service.catalog_error = "the catalog needs a model to predict its tracks"
-        return service
-    try:
-        service.catalog = load_catalog(data_path, service.predictor)
-    except (config.ValenceError, OSError) as error:
-        service.catalog_error = in_own_words(error, data_path)
-    return service
+        model_error = f"{bundles[0].name} is not in the model folder" if missing else in_own_words(
+            model_error, *bundles)
+    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target)
+    return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
+                   catalog=pair.store, catalog_error=catalog_error, version=pair.version,
+                   train_hint=settings["train_hint"], models=pair.models)
+
+
+@functools.lru_cache(maxsize=2)  # the models served, and those served before a swap
+def explainer_for(models):
+    """Return the Explainer of a loaded pair's regression model."""
+    return Explainer(models.predictor.regression)
+
+
+def catalog_target(app_config):
+    """Return the catalog the app serves: VALENCE_CATALOG, else <VALENCE_MODEL_DIR>/catalog.sqlite."""
+    return app_config["VALENCE_CATALOG"] or str(Path(app_config["VALENCE_MODEL_DIR"]) / CATALOG_FILE)
+
+
+def data_note(app_config, target):
+    """Return what /health says about VALENCE_DATA when it is set: the API no longer reads it."""
+    if not app_config.get("VALENCE_DATA"):
+        return None
+    return (f"VALENCE_DATA ({Path(app_config['VALENCE_DATA']).name}) is not read: the API serves the catalog "
+            f"{'in ' + shown_target(target) if is_postgres(target) else Path(target).name}, scored once; to serve "
+            f"that file, run: python musical_valence_predictor.py --build-catalog --data "
+            f"{shown_path(app_config['VALENCE_DATA'])}")
 
 
 def create_app(test_config=None):
-    """Build the app: config from defaults, environment, then test_config; load once."""
+    """Build the app: config from defaults, environment, then test_config; nothing is loaded yet."""
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(
-        VALENCE_DATA=str(config.DEFAULT_DATA),
         VALENCE_MODEL_DIR=str(config.MODELS_DIR),
+        VALENCE_CATALOG=None,  # a file path or a postgresql:// URL; None: <VALENCE_MODEL_DIR>/catalog.sqlite
+        VALENCE_DATA=None,  # no longer read (the catalog is built once); /health says so when it is set
+        # How often a worker looks for new models and catalogs (a stat, or one query): a
+        # retrain or a rebuild is served by every worker within this many seconds.
+        VALENCE_RELOAD_SECONDS=1.0,
         MAX_CONTENT_LENGTH=1024 * 1024,  # 1,000 songs take about 300 KB
         # Each gunicorn worker is a process of its own: one intra-op thread per
         # worker, or their OpenMP threads fight over the cores (10x slower here).
@@ -118,7 +147,7 @@ def create_app(test_config=None):
         # nothing to describe, so it gets the JSON 405 with the Allow header.
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    for name in ("VALENCE_DATA", "VALENCE_MODEL_DIR"):
+    for name in ("VALENCE_MODEL_DIR", "VALENCE_CATALOG", "VALENCE_DATA", "VALENCE_RELOAD_SECONDS"):
         if os.environ.get(name):
             app.config[name] = os.environ[name]
     if test_config is not None:
@@ -126,17 +155,25 @@ def create_app(test_config=None):
     app.json.sort_keys = False  # keep answers in the documented order
     if app.config["VALENCE_TORCH_THREADS"]:
         torch.set_num_threads(int(app.config["VALENCE_TORCH_THREADS"]))
-    app.extensions["valence"] = load_service(app.config["VALENCE_MODEL_DIR"], app.config["VALENCE_DATA"])
-    # The catalog is millions of objects that live as long as the process: keep
-    # them out of the garbage collector's full passes (150 ms pauses on the full catalog).
-    gc.collect()
-    gc.freeze()
+    model_dir, target = app.config["VALENCE_MODEL_DIR"], catalog_target(app.config)
+    # Nothing is loaded or opened here: each worker loads the models and opens the catalog on
+    # its first request, after gunicorn's fork, and looks for new ones every VALENCE_RELOAD_SECONDS.
+    app.extensions["valence"] = Serving(model_dir, target, float(app.config["VALENCE_RELOAD_SECONDS"]))
+    app.extensions["valence_settings"] = {
+        "model_dir": model_dir, "target": target, "note": data_note(app.config, target),
+        "train_hint": TRAIN_HINT.format(data=shown_path(app.config["VALENCE_DATA"] or config.DEFAULT_DATA),
+                                        model_dir=shown_path(model_dir))}
+    if app.config.get("VALENCE_DATA"):
+        app.logger.warning("%s", app.extensions["valence_settings"]["note"])
     app.extensions["valence_openapi"] = openapi_document()
     app.register_blueprint(bp)
     from valence import explain_api, page  # flaskr's pattern: blueprints that use this module, imported here
     app.register_blueprint(explain_api.bp)
     app.register_blueprint(page.bp)
     app.register_error_handler(ApiError, api_error)
+    app.register_error_handler(CatalogMissing, catalog_error)
+    app.register_error_handler(CatalogUnavailable, catalog_error)
+    app.after_request(add_model_version)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, internal_error)
     app.wsgi_app = SecurityHeaders(app.wsgi_app)
@@ -145,8 +182,25 @@ def create_app(test_config=None):
 
 
 def service():
-    """Return the Service of the running app."""
-    return current_app.extensions["valence"]
+    """Return this request's Service: the pair served when the request began, for all of it."""
+    if "valence" not in g:
+        g.valence = request_service(current_app.extensions["valence"].current(),
+                                    current_app.extensions["valence_settings"])
+    return g.valence
+
+
+def add_model_version(response):
+    """Name the served model's version in every answer (X-Model-Version), when one is loaded."""
+    version = service().version
+    if version is not None:
+        response.headers["X-Model-Version"] = version
+    return response
+
+
+def catalog_error(error):
+    """Answer a catalog that cannot answer now (its database away, its file damaged) with a JSON 503."""
+    message = in_own_words(error, current_app.extensions["valence_settings"]["target"])
+    return jsonify(error_body(503, HTTP_STATUS_CODES[503], message)), 503
 
 
 def error_body(status, error, message, **extra):
@@ -309,22 +363,29 @@ def predict_features():
 
 @bp.get("/health")
 def health():
-    """Answer that the process is alive and what it has loaded."""
-    state = service()
+    """Answer that the process is alive and what it serves: model version, catalog, notes for operators."""
+    state, settings = service(), current_app.extensions["valence_settings"]
     catalog = state.catalog
+    notes = [in_own_words(note, settings["target"], settings["model_dir"])
+             for note in current_app.extensions["valence"].notes]
     return {
         "status": "ok" if state.predictor is not None and catalog is not None else "degraded",
         "model": {
             "loaded": state.predictor is not None,
             "classification": getattr(state.predictor, "classification", None) is not None,
+            "version": state.version,
             "error": state.model_error and f"{state.model_error}; {state.train_hint}",
         },
         "catalog": {
             "loaded": catalog is not None,
-            "tracks": len(catalog) if catalog is not None else 0,
-            "rows": catalog.n_rows if catalog is not None else 0,
+            "backend": "postgresql" if is_postgres(settings["target"]) else "sqlite",
+            "tracks": catalog.size() if catalog is not None else 0,
+            "rows": int(catalog.meta["rows"]) if catalog is not None else 0,
+            "model_version": catalog.model_version if catalog is not None else None,
+            "built_at": catalog.meta.get("built_at") if catalog is not None else None,
             "error": state.catalog_error,
         },
+        "notes": [note for note in (*notes, settings["note"]) if note],
     }
 
 

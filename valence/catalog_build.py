@@ -20,8 +20,8 @@ from .config import CLASS_NAMES, ValenceError
 from .data import LoadReport, iter_feature_chunks
 from .fileio import atomic_path
 from .serving import load_models
-from .store import CATALOG_FILE, is_postgres, normalise
-from .store_sqlite import APP_ID, SqliteWriter
+from .store import CATALOG_FILE, is_postgres, normalise, shown_target
+from .store_sqlite import APP_ID, OTHER_FEATURES, SCORED, SqliteWriter
 
 CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the memory of a build
 TRACK_BATCH = 10_000
@@ -69,7 +69,7 @@ def build_catalog(data_path, model_dir, target=None, log=print, chunk_rows=CHUNK
     else:
         _check_file_target(Path(target), data_path)
     models = models if models is not None else load_models(model_dir)
-    log(f"scoring {data_path} into the catalog {_shown(target)} with model {models.version}")
+    log(f"scoring {data_path} into the catalog {shown_target(target)} with model {models.version}")
     if postgres:
         with tempfile.TemporaryDirectory(prefix="valence-catalog-") as folder:
             staged = Path(folder) / CATALOG_FILE
@@ -78,17 +78,8 @@ def build_catalog(data_path, model_dir, target=None, log=print, chunk_rows=CHUNK
     else:
         with atomic_path(target) as temporary:
             report = write_catalog(data_path, models, temporary, chunk_rows)
-    report.target, report.seconds = _shown(target), time.perf_counter() - started
+    report.target, report.seconds = shown_target(target), time.perf_counter() - started
     return report
-
-
-def _shown(target):
-    """Return a target as it may be printed: a URL without its password."""
-    if not is_postgres(target):
-        return str(target)
-    from .store_postgres import safe_url
-
-    return safe_url(str(target))
 
 
 def _check_file_target(target, data_path):
@@ -165,10 +156,10 @@ def listing_rows(chunk, result, first_seq):
     if result.mood_probabilities is not None:
         moods = np.asarray(result.mood_probabilities, dtype=np.float64).T.tolist()
     warnings = [json.dumps(list(found)) if found else None for found in result.warnings]
-    columns = [chunk[name].tolist() for name in ("track_id", "genre", "artist_name", "track_name",
-                                                   "popularity", "valence")]
+    columns = [chunk[name].tolist() for name in SCORED[1:7]]
+    others = [chunk[name].tolist() for name in OTHER_FEATURES]
     return zip(range(first_seq, first_seq + n), *columns,
-               np.asarray(result.valence, dtype=np.float64).tolist(), *moods, warnings)
+               np.asarray(result.valence, dtype=np.float64).tolist(), *moods, warnings, *others)
 
 
 def track_row(listings):

@@ -6,12 +6,14 @@ import numpy as np
 from tqdm import tqdm
 
 from . import pipeline
-from .config import MODEL_KINDS, TARGET, ValenceError
+from .catalog_build import build_catalog as score_into_catalog
+from .config import MODEL_KINDS, TARGET, ValenceError, bundle_path
 from .encoding import FeatureEncoder
 from .explain import Explainer
 from .plots import write_training_figures
 from .predict import Predictor
 from .scoring import score_csv
+from .store import shown_target
 from .synthetic import generate_dataset, write_csv
 
 BAD_ROWS_SHOWN = 20
@@ -58,8 +60,8 @@ class EpochReporter:
             self.bar = None
 
 
-def train(options):
-    """Train, test and save the models; write figures when asked."""
+def train(options, catalog=None):
+    """Train, test and save the models, then score the data into the catalog the API serves; figures when asked."""
     reporter = EpochReporter(options.train.epochs, options.quiet)
     try:
         run = pipeline.run_training(options, log=log, on_epoch=reporter)
@@ -75,7 +77,16 @@ def train(options):
     if options.plots_dir is not None:
         for path in write_training_figures(run, options.plots_dir):
             log(f"wrote {path}")
-    return 0
+    if not bundle_path(options.model_dir, "regression").exists():
+        log("no catalog written: a catalog is scored with a regression model; train one with --model regression")
+        return 0
+    try:
+        return build_catalog(options, catalog)
+    except ValenceError as error:
+        print(f"error: the models were saved, but the catalog was not written: {error}\n"
+              f"write it with: python musical_valence_predictor.py --build-catalog --model-dir {options.model_dir}"
+              + (f" --catalog {shown_target(catalog)}" if catalog else ""), file=sys.stderr, flush=True)
+        return 2
 
 
 def evaluate_saved_models(options):
@@ -148,9 +159,7 @@ def score(input_path, output_path, options, kinds=None, explain=False):
 
 def build_catalog(options, target=None):
     """Score the data file with the saved models into the catalog the API serves."""
-    from .catalog_build import build_catalog as build
-
-    report = build(options.data, options.model_dir, target, log=log)
+    report = score_into_catalog(options.data, options.model_dir, target, log=log)
     log(report.summary())
     for line, reason in report.bad_lines[:BAD_ROWS_SHOWN]:
         log(f"  skipped line {line}: {reason}")

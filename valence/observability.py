@@ -11,7 +11,6 @@ from werkzeug.exceptions import HTTPException
 
 from valence.config import ValenceError
 from valence.probes import bp, metrics_bp, openapi_paths, service_problems
-from valence.serving import model_version
 from valence.telemetry import (LOOKUP_ROUTE, METHODS, UNMATCHED, Flusher, LogWriter, Metrics, ProcessId,
                                multiprocess_dir)
 
@@ -169,33 +168,41 @@ def note_songs(count):
     request.environ[SONGS] = count
 
 
-def served_models(app):
-    """Return (kind, version, created_at) of each bundle the app serves; the version covers all of them."""
-    service = app.extensions.get("valence")
-    predictor = getattr(service, "predictor", None)
+def served_models(pair):
+    """Return (kind, version, created_at) of each bundle of a served pair; the version covers them all."""
+    predictor = pair.models.predictor if pair is not None and pair.models is not None else None
     if predictor is None:
         return []
-    version = getattr(service, "model_version", None) or model_version(app.config["VALENCE_MODEL_DIR"])
     bundles = (predictor.regression, predictor.classification)
-    return [(bundle.kind, version, bundle.meta.get("created_at")) for bundle in bundles if bundle is not None]
+    return [(bundle.kind, pair.version, bundle.meta.get("created_at")) for bundle in bundles if bundle is not None]
+
+
+def watch_swaps(state, old, new):
+    """Count a swap of the served models or catalog, or a new failure to load them; publish what is served."""
+    metrics = state.metrics
+    if metrics is not None:
+        for what, error, half in (("model", "model_error", "models"), ("catalog", "catalog_error", "store")):
+            before, after = getattr(old, half, None), getattr(new, half)
+            if getattr(new, error) and getattr(new, error) != getattr(old, error, None):
+                metrics.record_load(what, False)  # once per new reason, not on every check that fails again
+            elif before is not None and after is not None and after is not before:
+                metrics.record_load(what, True)
+        metrics.set_model_info(served_models(new))
+        metrics.set_catalog_size(new.store.meta.get("tracks", 0) if new.store is not None else 0)
+    state.model_version, state.encoded_model = new.version, json.dumps(new.version)
 
 
 def init_app(app, readiness=service_problems):
-    """Add request ids, the request log, /metrics and /health/live|ready to an app whose service is loaded."""
+    """Add request ids, the request log, /metrics and /health/live|ready to an app (they follow its swaps)."""
     ProcessId.watch()
     settings = {}
     for key, default in SETTINGS.items():
         app.config.setdefault(key, os.environ.get(key, default))
         settings[key] = flag(key, app.config[key])
     state = app.extensions["valence_observability"] = Observer(settings, readiness, app.url_map)
-    service = app.extensions.get("valence")
-    if state.metrics is not None:
-        for what, error in (("model", "model_error"), ("catalog", "catalog_error")):
-            if getattr(service, error, None) is not None:
-                state.metrics.record_load(what, False)
-    set_model_info(served_models(app), app)
-    catalog = getattr(service, "catalog", None)
-    set_catalog_size(len(catalog) if catalog is not None else 0, app)
+    serving = app.extensions.get("valence")
+    if hasattr(serving, "on_serve"):  # the models and catalog are loaded in each worker, on its first request
+        serving.on_serve = lambda old, new: watch_swaps(state, old, new)
     app.request_class = route_keeping(app.request_class)
     app.register_blueprint(bp)
     if state.metrics is not None:

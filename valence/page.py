@@ -1,9 +1,10 @@
 """The web page for people at `/`: a Jinja template and plain CSS and JavaScript from the package."""
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
 from valence import config
+from valence.api import service
 
 # The page's scripts, styles and API calls come from this origin only; the icon is a data: URL.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -59,7 +60,7 @@ def _form(explainer):
 @bp.get("/")
 def index():
     """Serve the page; without a model it says why and how to train one."""
-    state = current_app.extensions["valence"]
+    state = service()
     ready = state.predictor is not None
     explainer = state.explainer if ready else None
     sliders, selects = _form(explainer)

@@ -12,9 +12,11 @@ def observer():
 
 def service_problems():
     """Return why the app's service cannot answer (no model, no catalog), as its 503s say it; empty when it can."""
-    service = current_app.extensions["valence"]
+    from valence.api import service  # imported here: api imports this module
+
+    served = service()  # what this request is answered with (loaded on a worker's first request)
     problems = []
-    for required in (service.require_predictor, service.require_catalog):
+    for required in (served.require_predictor, served.require_catalog):
         try:
             required()
         except Exception as error:  # the service's ApiError: its text is the 503's message

@@ -176,21 +176,26 @@ class SearchResults(BaseModel):
 
 
 class ModelState(BaseModel):
-    """Whether the model is loaded."""
+    """Whether the model is loaded, and its version."""
 
     model_config = STRICT
     loaded: bool
     classification: bool
+    version: Annotated[str | None, Field(description="short sha256 of the bundle files; every answer's "
+                                                     "X-Model-Version header")]
     error: str | None
 
 
 class CatalogState(BaseModel):
-    """Whether the catalog is loaded, and its size."""
+    """Whether the catalog is loaded, its size, and the model it was scored with (always the one served)."""
 
     model_config = STRICT
     loaded: bool
+    backend: Literal["sqlite", "postgresql"]
     tracks: Annotated[int, Field(ge=0)]
     rows: Annotated[int, Field(ge=0)]
+    model_version: str | None
+    built_at: str | None
     error: str | None
 
 
@@ -201,6 +206,8 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     model: ModelState
     catalog: CatalogState
+    notes: Annotated[list[str], Field(description="what an operator should know: newer files waiting for "
+                                                  "their match, settings no longer used")]
 
 
 class ModelMetadata(BaseModel):

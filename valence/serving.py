@@ -1,10 +1,13 @@
-"""The models a process serves, with the version that ties them to the catalog scored with them."""
+"""What a process serves: the models, their version, and the catalog scored with them, swapped as a pair."""
 import hashlib
 import os
+import threading
+import time
 from dataclasses import dataclass
 
 from .config import MODEL_KINDS, ValenceError, bundle_path
 from .predict import Predictor
+from .store import BUILD_HINT, CatalogMissing, CatalogUnavailable, connect
 
 VERSION_CHARS = 12  # of the sha256: enough to tell models apart, short enough to read
 
@@ -62,3 +65,119 @@ def load_models(model_dir, attempts=5):
             return Models(predictor, version, before)
     raise ValenceError(f"the models in {model_dir} kept changing while they were loaded "
                        "(is a training run saving them?); try again when it has finished")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What a request answers with: models and the catalog scored with them (or why either is missing)."""
+
+    models: Models | None = None
+    store: object = None  # a store.CatalogStore whose model_version is models.version
+    model_error: str | None = None
+    catalog_error: str | None = None
+
+    @property
+    def version(self):
+        """Return the version of the models served, or None."""
+        return self.models.version if self.models is not None else None
+
+
+class Serving:
+    """The pair one process serves, checked for new files at most every `check_seconds` and swapped whole.
+
+    Nothing is loaded until the first request, so each gunicorn worker loads after the
+    fork. A new pair is served only once both halves match: models saved by a training
+    run are held back until a catalog scored with them is in place, and the pair served
+    before stays until then (a SQLite store keeps reading the file it opened; PostgreSQL
+    keeps the previous generation's tables).
+    """
+
+    def __init__(self, model_dir, catalog_target, check_seconds=1.0):
+        self.model_dir, self.check_seconds = model_dir, check_seconds
+        self.database = connect(catalog_target)
+        self.pair, self.pending, self.waiting, self.retired = None, None, None, []
+        self.next_check, self.notes = 0.0, []
+        self.lock = threading.Lock()
+        self.on_serve = None  # called with (old pair, new pair) on every swap (valence.observability)
+
+    def current(self):
+        """Return the pair to answer with, after looking for new models and catalogs when it is time."""
+        if self.pair is None or time.monotonic() >= self.next_check:
+            with self.lock:
+                if self.pair is None or time.monotonic() >= self.next_check:
+                    self.refresh()
+                    self.next_check = time.monotonic() + self.check_seconds
+        return self.pair
+
+    def refresh(self):
+        """Swap in the newest matching pair of models and catalog, if it is not the one served."""
+        for store in self.retired:  # retired a check ago: no request is still reading them
+            store.close()
+        self.retired = []
+        served = self.pair or Pair()
+        models, model_error = self._newest_models(served.models)
+        store, catalog_error = self._newest_store(served.store)
+        self.notes = [error for error in (model_error, catalog_error) if error]
+        if models is not None and store is not None and store.model_version == models.version:
+            self._serve(Pair(models, store))
+        elif served.store is not None:
+            # The served pair stays until the new one is complete (or while the database is away).
+            self._hold(models, store, served)
+            if models is not None and store is not None:
+                self.notes.append(f"waiting for a matching pair: {mismatch(store, models, self.database)}")
+        elif models is None:
+            self._serve(Pair(None, None, model_error, "no model is loaded to serve the catalog with"))
+        elif store is None:
+            self._serve(Pair(models, None, None, catalog_error))
+        else:
+            self._serve(Pair(models, None, None, mismatch(store, models, self.database)))
+
+    def _newest_models(self, served):
+        """Return (the newest loadable models, None) or (None, why none load)."""
+        signature = bundle_signature(self.model_dir)
+        for models in (served, self.pending):
+            if models is not None and models.signature == signature:
+                return models, None
+        try:
+            return load_models(self.model_dir), None
+        except ValenceError as error:
+            return None, str(error)
+
+    def _newest_store(self, served):
+        """Return (the store of the catalog at the target now, None) or (None, why there is none)."""
+        try:
+            signature = self.database.signature()
+            for store in (served, self.waiting):
+                if store is not None and store.signature == signature:
+                    return store, None
+            return self.database.open(), None
+        except (CatalogMissing, CatalogUnavailable) as error:
+            return None, str(error)
+
+    def _serve(self, pair):
+        """Serve a new pair; retire the stores no longer served or waited for."""
+        old = self.pair
+        self.pair, self.pending, self.waiting = pair, None, None
+        if self.on_serve is not None:
+            self.on_serve(old, pair)
+        if old is not None and old.store is not None and old.store is not pair.store:
+            self.retired.append(old.store)
+
+    def _hold(self, models, store, served):
+        """Keep serving the served pair; remember the newer halves until their match arrives."""
+        self.pending = models if models is not served.models else None
+        if self.waiting is not None and self.waiting is not store and self.waiting is not served.store:
+            self.retired.append(self.waiting)
+        self.waiting = store if store is not served.store else None
+
+    def close(self):
+        """Close the stores and the database connection pool."""
+        for store in {id(s): s for s in [*self.retired, self.waiting, self.pair and self.pair.store] if s}.values():
+            store.close()
+        self.database.close()
+
+
+def mismatch(store, models, database):
+    """Return why a catalog cannot be served with the models: it was scored with others."""
+    return (f"the catalog at {database.shown} was scored with model {store.model_version}, but the models in "
+            f"the model directory are version {models.version}: rebuild it with: {BUILD_HINT}")

@@ -6,13 +6,15 @@ catalog in memory and starts without reading the data file.
 """
 import json
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-from .catalog import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_FUZZY_TRACKS, SUGGESTIONS, TRACK_CUTOFF, closest,
-                      normalise, rank_pairs)
-from .config import CLASS_NAMES, ValenceError
+from .catalog import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_FUZZY_TRACKS, SEARCH_RESULTS, SUGGESTIONS,
+                      TRACK_CUTOFF, closest, normalise, rank_pairs)
+from .config import CATEGORICAL_FEATURES, CLASS_NAMES, FEATURE_COLUMNS, ValenceError
 
-CATALOG_FORMAT = 1  # bump when the tables' layout changes
+CATALOG_FORMAT = 2  # bump when the tables' layout changes
 CATALOG_FILE = "catalog.sqlite"  # <model-dir>/catalog.sqlite, the default target
+SEARCH_ARTISTS = 1000  # artists a search looks at, of those starting with and those containing the text
 ARTIST_CANDIDATES = 50  # artist names ranked for a suggestion: those the trigram index finds closest
 BUILD_HINT = "python musical_valence_predictor.py --build-catalog"
 # The columns of a catalog's track table, in both databases; the answer is built from them.
@@ -21,6 +23,8 @@ TRACK_COLUMNS = ("track_id", "artist_name", "track_name", "artist_key", "track_k
 ANSWER_COLUMNS = ("track_id", "artist_name", "track_name", "popularity", "expected", "prediction",
                   "genre_predictions", "warnings", "mood", "p_sad", "p_neutral", "p_happy")
 BRIEF_COLUMNS = ("track_id", "artist_name", "track_name", "genre_predictions")
+# A catalog's listings (one per row of the data file): the features a track's explanation needs.
+LISTING_COLUMNS = ("track_id", "seq", *FEATURE_COLUMNS, "artist_name")
 BEST_FIRST = "popularity DESC, track_id"  # several tracks with one name: the most popular, then by id
 assert CLASS_NAMES == ("sad", "neutral", "happy"), "the p_* columns follow the class names"
 
@@ -48,6 +52,12 @@ class CatalogStore(Protocol):
     def suggest(self, artist_name, track_name):
         """Return up to SUGGESTIONS known tracks whose names are close to the ones asked for."""
 
+    def search(self, query, limit):
+        """Return up to `limit` songs for a partly typed artist or track name, best first."""
+
+    def song_rows(self, track_id):
+        """Return the features of a track's listings (one row per genre) as a frame, or None."""
+
     def size(self):
         """Return the number of distinct tracks."""
 
@@ -61,6 +71,18 @@ class CatalogStore(Protocol):
 def is_postgres(target):
     """Return whether a catalog target is a PostgreSQL URL (else it is a file path)."""
     return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def shown_target(target):
+    """Return a target as messages may show it: a URL without its password."""
+    target = str(target)
+    if not is_postgres(target):
+        return target
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
 
 
 def connect(target):
@@ -148,3 +170,47 @@ def suggest(store, artist_name, track_name):
     found = list(dict.fromkeys(found))
     pairs = [(normalise(rows[t][1])[:MAX_FUZZY], normalise(rows[t][2])[:MAX_FUZZY]) for t in found]
     return [brief_from_row(rows[found[position]]) for position in rank_pairs(artist, track, pairs)[:SUGGESTIONS]]
+
+
+def search(store, query, limit=SEARCH_RESULTS):
+    """Return up to `limit` songs for a partly typed artist or track name, as the in-memory catalog's search.
+
+    Artists whose name starts with the query come first, then those containing it (three
+    characters or more), the more popular first; their songs one artist after another; then
+    tracks whose name starts with it.
+    """
+    text = normalise(query)[:MAX_FUZZY]
+    if not text:
+        return []
+    artists = store.artists_starting(text, SEARCH_ARTISTS)
+    if len(text) >= 3:
+        artists += [row for row in store.artists_containing(text, SEARCH_ARTISTS) if not row[0].startswith(text)]
+    artists.sort(key=lambda row: (not row[0].startswith(text), -row[1]))
+    lists = [store.artist_tracks(name, limit) for name, _popularity in artists[:limit]]
+    found = [rows[depth] for depth in range(limit) for rows in lists if depth < len(rows)][:limit]
+    seen = {row[0] for row in found}
+    for row in store.tracks_starting(text, limit + len(found)):
+        if len(found) >= limit:
+            break
+        if row[0] not in seen:
+            found.append(row)
+            seen.add(row[0])
+    return [brief_from_row(row) for row in found[:limit]]
+
+
+def prefix_end(prefix):
+    """Return the least string after every string that starts with `prefix` (codepoint order)."""
+    last = ord(prefix[-1]) + 1
+    if last > 0x10FFFF:
+        return prefix + "\U0010ffff"
+    return prefix[:-1] + chr(0xE000 if 0xD800 <= last < 0xE000 else last)  # surrogates cannot be stored
+
+
+def song_frame(rows):
+    """Return a track's listings (rows of LISTING_COLUMNS) as the features frame a predictor takes, or None."""
+    if not rows:
+        return None
+    import pandas as pd
+
+    frame = pd.DataFrame([row[2:] for row in rows], columns=[*FEATURE_COLUMNS, "artist_name"])
+    return frame.astype({column: str for column in (*CATEGORICAL_FEATURES, "artist_name")})

@@ -11,15 +11,16 @@ import os
 import re
 import sqlite3
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import store
-from .config import ValenceError
-from .store import ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, TRACK_COLUMNS
+from .config import NUMERIC_FEATURES, ValenceError
+from .store import (ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS,
+                    TRACK_COLUMNS)
 from .store import CatalogMissing, CatalogUnavailable
+from .store import shown_target as safe_url
 
 POINTER = "valence_catalog"
 POOL_WAIT = 1.0  # seconds a request waits for a connection before it is answered 503
@@ -29,17 +30,16 @@ STATEMENT_TIMEOUT_MS = 5000
 SIMILARITY = 0.1  # pg_trgm's threshold for candidate artist names, which rapidfuzz then ranks (0.2 missed close ones)
 BUILD_LOCK = 0x76616C63  # advisory lock: one build at a time per database
 GENERATION = re.compile(r"^g[0-9a-f]{1,32}$")
-COLUMN_TYPES = {"popularity": "double precision", "expected": "double precision", "prediction": "double precision",
-                "p_sad": "double precision", "p_neutral": "double precision", "p_happy": "double precision"}
 
 
-def safe_url(url):
-    """Return a URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+def column_type(name):
+    """Return the PostgreSQL type of a catalog column (names in bytewise order, so prefixes are index ranges)."""
+    if name in ("artist_key", "track_key"):
+        return 'text COLLATE "C"'
+    if name == "seq":
+        return "bigint"
+    numeric = {"expected", "prediction", "p_sad", "p_neutral", "p_happy", *NUMERIC_FEATURES}
+    return "double precision" if name in numeric else "text"
 
 
 def first_line(error):
@@ -48,9 +48,9 @@ def first_line(error):
 
 
 def tables(generation):
-    """Return the quoted names of a generation's tracks and artists tables."""
+    """Return the quoted names of a generation's tracks, artists and listings tables."""
     assert GENERATION.match(generation), generation
-    return f'"valence_tracks_{generation}"', f'"valence_artists_{generation}"'
+    return tuple(f'"valence_{kind}_{generation}"' for kind in ("tracks", "artists", "listings"))
 
 
 class PostgresDatabase:
@@ -139,7 +139,7 @@ class PostgresStore:
         self.database, self.generation, self.meta = database, generation, meta
         self.signature = generation  # what database.signature() says while this generation is served
         self.model_version = meta["model_version"]
-        self.tracks, self.artists = tables(generation)
+        self.tracks, self.artists, self.listings = tables(generation)
         self._answer = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM {self.tracks}"
         self._brief = f"SELECT {', '.join(BRIEF_COLUMNS)} FROM {self.tracks}"
 
@@ -184,6 +184,31 @@ class PostgresStore:
                           f"ORDER BY similarity(artist_key, %s) DESC, artist_key LIMIT %s",
                           (artist_key, artist_key, store.ARTIST_CANDIDATES))
         return [row[0] for row in rows]
+
+    def search(self, query, limit=store.SEARCH_RESULTS):
+        """Return up to `limit` songs for a partly typed artist or track name, best first."""
+        return store.search(self, query, limit)
+
+    def song_rows(self, track_id):
+        """Return the features of a track's listings (one row per genre) as a frame, or None."""
+        return store.song_frame(self._rows(f"SELECT {', '.join(LISTING_COLUMNS)} FROM {self.listings} "
+                                           "WHERE track_id = %s ORDER BY seq", (track_id,)))
+
+    def artists_starting(self, prefix, most):
+        """Return (artist, popularity of its best track) of the artists whose name starts with prefix, by name."""
+        return self._rows(f"SELECT artist_key, popularity FROM {self.artists} WHERE artist_key >= %s "
+                          "AND artist_key < %s ORDER BY artist_key LIMIT %s", (prefix, store.prefix_end(prefix), most))
+
+    def artists_containing(self, text, most):
+        """Return (artist, popularity of its best track) of the artists whose name contains text, by name."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._rows(f"SELECT artist_key, popularity FROM {self.artists} WHERE artist_key LIKE %s "
+                          "ORDER BY artist_key LIMIT %s", (pattern, most))
+
+    def tracks_starting(self, prefix, limit):
+        """Return rows of BRIEF_COLUMNS of the tracks whose name starts with prefix, by name then best first."""
+        return self._rows(f"{self._brief} WHERE track_key >= %s AND track_key < %s "
+                          f"ORDER BY track_key, {BEST_FIRST} LIMIT %s", (prefix, store.prefix_end(prefix), limit))
 
     def size(self):
         """Return the number of distinct tracks."""
@@ -237,19 +262,21 @@ def _publish(connection, source, shown, log):
                        "generation text NOT NULL, previous text, model_version text NOT NULL, meta text NOT NULL, "
                        "swapped_at timestamptz NOT NULL DEFAULT now())")
     generation = f"g{time.time_ns():x}"
-    tracks, artists = tables(generation)
-    columns = ", ".join(f"{name} {COLUMN_TYPES.get(name, 'text')}" for name in TRACK_COLUMNS)
-    connection.execute(f"CREATE TABLE {tracks} ({columns}, PRIMARY KEY (track_id))")
+    tracks, artists, listings = tables(generation)
     started = time.perf_counter()
-    with connection.cursor().copy(f"COPY {tracks} ({', '.join(TRACK_COLUMNS)}) FROM STDIN") as copy:
-        for row in source.execute(f"SELECT {', '.join(TRACK_COLUMNS)} FROM tracks"):
-            copy.write_row(row)
+    for table, columns, key in ((tracks, TRACK_COLUMNS, "track_id"), (listings, LISTING_COLUMNS, "track_id, seq")):
+        types = ", ".join(f"{name} {column_type(name)}" for name in columns)
+        connection.execute(f"CREATE TABLE {table} ({types}, PRIMARY KEY ({key}))")
+        with connection.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in source.execute(f"SELECT {', '.join(columns)} FROM {table.split('_')[1]}"):
+                copy.write_row(row)
     for statement in (f"CREATE INDEX ON {tracks} (artist_key, track_key, {BEST_FIRST})",
                       f"CREATE INDEX ON {tracks} (track_key, {BEST_FIRST})",
-                      f"CREATE TABLE {artists} AS SELECT DISTINCT artist_key FROM {tracks}",
+                      f"CREATE TABLE {artists} AS SELECT artist_key, max(popularity) AS popularity FROM {tracks} "
+                      "GROUP BY artist_key",
                       f"ALTER TABLE {artists} ADD PRIMARY KEY (artist_key)",
                       f"CREATE INDEX ON {artists} USING gin (artist_key gin_trgm_ops)",
-                      f"ANALYZE {tracks}", f"ANALYZE {artists}"):
+                      f"ANALYZE {tracks}", f"ANALYZE {artists}", f"ANALYZE {listings}"):
         connection.execute(statement)
     meta = dict(source.execute("SELECT key, value FROM meta"))
     with connection.transaction():
@@ -259,7 +286,7 @@ def _publish(connection, source, shown, log):
                            (generation, old[0] if old else None, meta["model_version"], json.dumps(meta)))
     keep = {generation, old[0] if old else None}
     for (name,) in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                                      "AND tablename ~ '^valence_(tracks|artists)_g[0-9a-f]+$'").fetchall():
+                                      "AND tablename ~ '^valence_(tracks|artists|listings)_g[0-9a-f]+$'").fetchall():
         if name.split("_", 2)[2] not in keep:
             connection.execute(f'DROP TABLE IF EXISTS "{name}"')
     connection.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))

@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .store import ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, TRACK_COLUMNS
+from .config import FEATURE_COLUMNS
+from .store import (ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS,
+                    TRACK_COLUMNS)
 from .store import CatalogMissing
 
 APP_ID = "valence-catalog"
 RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find close names
+SCORED = ("seq", "track_id", "genre", "artist_name", "track_name", "popularity", "valence", "prediction",
+          "p_sad", "p_neutral", "p_happy", "warnings")  # then the other features, as catalog_build.listing_rows
+OTHER_FEATURES = tuple(c for c in FEATURE_COLUMNS if c not in SCORED)
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tracks (
@@ -25,16 +30,17 @@ CREATE TABLE tracks (
     artist_key TEXT NOT NULL, track_key TEXT NOT NULL, popularity REAL, expected REAL, prediction REAL,
     genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL
 ) WITHOUT ROWID;
-CREATE TEMP TABLE listings (
-    seq INTEGER PRIMARY KEY, track_id TEXT, genre TEXT, artist_name TEXT, track_name TEXT, popularity REAL,
-    valence REAL, prediction REAL, p_sad REAL, p_neutral REAL, p_happy REAL, warnings TEXT
-);
+CREATE TEMP TABLE scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED[1:] + OTHER_FEATURES)});
 """
 INDEXES = f"""
+CREATE TABLE listings ({', '.join(LISTING_COLUMNS)}, PRIMARY KEY (track_id, seq)) WITHOUT ROWID;
+INSERT INTO listings SELECT {', '.join(LISTING_COLUMNS)} FROM scored ORDER BY track_id, seq;
+DROP TABLE scored;
 CREATE INDEX tracks_by_names ON tracks (artist_key, track_key, {BEST_FIRST});
 CREATE INDEX tracks_by_track_name ON tracks (track_key, {BEST_FIRST});
-CREATE TABLE artists (id INTEGER PRIMARY KEY, artist_key TEXT NOT NULL);
-INSERT INTO artists (artist_key) SELECT DISTINCT artist_key FROM tracks ORDER BY artist_key;
+CREATE TABLE artists (id INTEGER PRIMARY KEY, artist_key TEXT NOT NULL UNIQUE, popularity REAL);
+INSERT INTO artists (artist_key, popularity)
+    SELECT artist_key, max(popularity) FROM tracks GROUP BY artist_key ORDER BY artist_key;
 CREATE VIRTUAL TABLE artist_grams USING fts5 (name, content='', detail='none', tokenize='trigram case_sensitive 1');
 INSERT INTO artist_grams (rowid, name) SELECT id, '  ' || artist_key || ' ' FROM artists;
 CREATE VIRTUAL TABLE artist_gram_counts USING fts5vocab (artist_grams, 'row');
@@ -174,6 +180,32 @@ class SqliteStore:
         return [row[0] for row in self._rows(f"SELECT artist_key FROM artists WHERE id IN "
                                              f"({', '.join('?' * len(top))})", top)]
 
+    def search(self, query, limit=store.SEARCH_RESULTS):
+        """Return up to `limit` songs for a partly typed artist or track name, best first."""
+        return store.search(self, query, limit)
+
+    def song_rows(self, track_id):
+        """Return the features of a track's listings (one row per genre) as a frame, or None."""
+        return store.song_frame(self._rows(f"SELECT {', '.join(LISTING_COLUMNS)} FROM listings "
+                                           "WHERE track_id = ? ORDER BY seq", (track_id,)))
+
+    def artists_starting(self, prefix, most):
+        """Return (artist, popularity of its best track) of the artists whose name starts with prefix, by name."""
+        return self._rows("SELECT artist_key, popularity FROM artists WHERE artist_key >= ? AND artist_key < ? "
+                          "ORDER BY artist_key LIMIT ?", (prefix, store.prefix_end(prefix), most))
+
+    def artists_containing(self, text, most):
+        """Return (artist, popularity of its best track) of the artists whose name contains text, by name."""
+        grams = " AND ".join(_phrase(text[i:i + 3]) for i in range(len(text) - 2))
+        return self._rows("SELECT artist_key, popularity FROM artists WHERE id IN (SELECT rowid FROM artist_grams "
+                          "WHERE artist_grams MATCH ?) AND instr(artist_key, ?) > 0 ORDER BY id LIMIT ?",
+                          (grams, text, most))
+
+    def tracks_starting(self, prefix, limit):
+        """Return rows of BRIEF_COLUMNS of the tracks whose name starts with prefix, by name then best first."""
+        return self._rows(f"{self._brief} WHERE track_key >= ? AND track_key < ? ORDER BY track_key, {BEST_FIRST} "
+                          "LIMIT ?", (prefix, store.prefix_end(prefix), limit))
+
     def size(self):
         """Return the number of distinct tracks."""
         return int(self.meta["tracks"])
@@ -208,13 +240,13 @@ class SqliteWriter:
         self.connection.execute("BEGIN")  # one transaction for the bulk inserts
 
     def add_listings(self, rows):
-        """Store listing rows: seq, track_id, genre, artist_name, track_name, popularity, valence,
-        prediction, p_sad, p_neutral, p_happy, warnings."""
-        self.connection.executemany(f"INSERT INTO listings VALUES ({', '.join('?' * 12)})", rows)
+        """Store scored listings: rows of SCORED, then OTHER_FEATURES."""
+        self.connection.executemany(f"INSERT INTO scored VALUES ({', '.join('?' * (len(SCORED) + len(OTHER_FEATURES)))})",
+                                    rows)
 
     def listings_by_track(self):
         """Return a cursor over the listings, grouped by track_id and in file order within a track."""
-        return self.connection.execute("SELECT * FROM listings ORDER BY track_id, seq")
+        return self.connection.execute(f"SELECT {', '.join(SCORED)} FROM scored ORDER BY track_id, seq")
 
     def add_tracks(self, rows):
         """Store tracks as rows of TRACK_COLUMNS."""
@@ -223,7 +255,6 @@ class SqliteWriter:
     def finish(self, meta):
         """Index the tracks, record the meta data and close the file."""
         self.connection.execute("COMMIT")
-        self.connection.execute("DROP TABLE listings")
         self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
         meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), **meta}
         self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
