@@ -101,14 +101,14 @@ class Server:
 
 
 @pytest.fixture
-def serve(trained, catalog_csv, tmp_path):
+def serve(trained, served_catalog, tmp_path):
     """Return a function that starts a Server with extra environment; stop them all afterwards."""
     started = []
 
     def start(**extra):
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("VALENCE_", "PROMETHEUS_"))}
-        env.update(VALENCE_DATA=str(catalog_csv), VALENCE_MODEL_DIR=str(trained[0]), **extra)
+        env.update(VALENCE_CATALOG=str(served_catalog), VALENCE_MODEL_DIR=str(trained[0]), **extra)
         started.append(Server(tmp_path, env))
         return started[-1]
     yield start
