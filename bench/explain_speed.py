@@ -124,7 +124,11 @@ def under_gunicorn(data, model_dir, port, count):
     searches = [f"/search?{urllib.parse.urlencode({'q': name[:n]})}" for name, n in zip(frame["artist_name"].head(count), itertools.cycle((2, 3, 5)))]
     one = json.dumps(frame[list(FEATURE_COLUMNS)].iloc[0].to_dict())
     hundred = json.dumps(frame[list(FEATURE_COLUMNS)].head(100).to_dict("records"))
-    env = {**os.environ, "VALENCE_DATA": str(data), "VALENCE_MODEL_DIR": str(model_dir)}
+    from valence.catalog_build import build_catalog
+
+    catalog = Path(data).with_name("catalog.sqlite")
+    build_catalog(data, model_dir, catalog, log=lambda message: None)  # what the workers look tracks up in
+    env = {**os.environ, "VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir)}
     server, boot = start_server("musical_valence_predictor:create_app()", port, env, "/health")
     try:
         assert request(port, "GET", ids[0])[0] == 200
@@ -142,6 +146,39 @@ def under_gunicorn(data, model_dir, port, count):
     for name, times in results.items():
         print(f"  {name:48s} p50 {statistics.median(times):7.1f} ms   p90 {statistics.quantiles(times, n=10)[8]:7.1f} ms"
               f"   max {max(times):7.1f} ms   ({len(times)} requests)")
+    return catalog
+
+
+def cpu_per_request(catalog, model_dir, frame, count):
+    """Print the CPU time one request costs in process (a test client, one torch thread).
+
+    CPU time is what a worker spends on a request; on a busy machine the wall time of a
+    request also holds the time spent waiting for a core, which CPU time leaves out.
+    """
+    from valence.api import create_app
+    from valence.config import FEATURE_COLUMNS
+
+    app = create_app({"VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
+                      "VALENCE_TORCH_THREADS": 1})
+    client = app.test_client()
+    songs = frame[list(FEATURE_COLUMNS)].to_dict("records")
+    requests = {
+        "GET /predict?track_id= (lookup, for reference)": lambda i: client.get(f"/predict?track_id={frame['track_id'].iloc[i]}"),
+        "GET /explain?track_id=": lambda i: client.get(f"/explain?track_id={frame['track_id'].iloc[i]}"),
+        "POST /explain, one song": lambda i: client.post("/explain", json=songs[i]),
+        "POST /explain, 100 songs": lambda i: client.post("/explain", json=songs[:100]),
+    }
+    print("CPU time per request, in process (test client, one torch thread):")
+    for name, send in requests.items():
+        n = count if "100 songs" not in name else 20
+        assert send(0).status_code == 200, name
+        times = []
+        for i in range(n):
+            started = time.process_time()
+            send(i % len(frame))
+            times.append((time.process_time() - started) * 1000)
+        print(f"  {name:48s} p50 {statistics.median(times):7.1f} ms   p90 {statistics.quantiles(times, n=10)[8]:7.1f} ms"
+              f"   ({n} requests)")
 
 
 def main():
@@ -159,7 +196,8 @@ def main():
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
         in_process(frame, load_bundle_from_dir(model_dir, "regression"), args.exact_songs)
         if not args.no_server:
-            under_gunicorn(data, model_dir, args.port, args.requests)
+            catalog = under_gunicorn(data, model_dir, args.port, args.requests)
+            cpu_per_request(catalog, model_dir, frame, min(args.requests, len(frame)))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -436,7 +436,7 @@ def test_post_refuses_a_key_or_mode_no_csv_cell_could_mean(client, field, value)
 # ---- issue 13: an artist the model never saw ----------------------------------------------------
 
 def test_post_matches_artists_as_typed_and_warns_about_one_the_model_never_saw(app, client):
-    known = sorted(app.extensions["valence"].predictor.regression.encoder.artist_table_)[0]
+    known = sorted(served(app).predictor.regression.encoder.artist_table_)[0]
     answers = client.post("/predict", json=[{**SONG, "artist_name": known}, {**SONG, "artist_name": f"  {known.upper()} "},
                                             {**SONG, "artist_name": "Nobody Heard Of"}, SONG]).json["predictions"]
     assert answers[0]["prediction"] == answers[1]["prediction"] != answers[2]["prediction"]

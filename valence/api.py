@@ -95,9 +95,9 @@ def in_own_words(error, *paths):
 def request_service(pair, settings):
     """Return a request's Service for the pair served now, naming files without the server's folders."""
     model_dir, target = settings["model_dir"], settings["target"]
-    bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
     model_error = pair.model_error
     if model_error is not None:
+        bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
         missing = not bundles[0].exists()
         model_error = f"{bundles[0].name} is not in the model folder" if missing else in_own_words(
             model_error, *bundles)

@@ -117,12 +117,13 @@ class Serving:
         served = self.pair or Pair()
         models, model_error = self._newest_models(served.models)
         store, catalog_error = self._newest_store(served.store)
-        self.notes = [error for error in (model_error, catalog_error) if error]
+        self.notes = []  # what /health tells an operator besides the served pair's own errors
         if models is not None and store is not None and store.model_version == models.version:
             self._serve(Pair(models, store))
         elif served.store is not None:
             # The served pair stays until the new one is complete (or while the database is away).
             self._hold(models, store, served)
+            self.notes = [f"serving the previous pair: {error}" for error in (model_error, catalog_error) if error]
             if models is not None and store is not None:
                 self.notes.append(f"waiting for a matching pair: {mismatch(store, models, self.database)}")
         elif models is None:
