@@ -45,7 +45,11 @@ class Server:
                 [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}", "--log-level",
                  "warning", "musical_valence_predictor:create_app()"],
                 cwd=ROOT, env=env, stderr=log, start_new_session=True)
-        self.wait_for(lambda: self.get("/health/ready")[0] == 200, "the server to be ready")
+        try:
+            self.wait_for(lambda: self.get("/health/ready")[0] == 200, "the server to be ready")
+        except BaseException:
+            self.stop()  # never leave a server behind a failed start
+            raise
 
     def request(self, method, url, body=None, headers=None):
         """Send one request on a new connection; return (status, headers, body bytes)."""
