@@ -471,3 +471,8 @@ def test_scoring_input_without_track_id_still_skips_repeated_header_lines(tmp_pa
     path = write(tmp_path, "\n".join([*lines[:4], lines[0], *lines[4:]]) + "\n")
     (chunk, bad), = iter_feature_chunks(path)
     assert len(chunk) == 12 and bad == [(5, "repeated header line")]
+
+
+def test_load_summary_says_1_row_not_1_rows():
+    assert data.LoadReport(path="x.csv", rows_read=1, rows_kept=1).summary() == "loaded 1 of 1 row from x.csv (skipped: none)"
+    assert data.LoadReport(path="x.csv", rows_read=2, rows_kept=1).summary().startswith("loaded 1 of 2 rows")

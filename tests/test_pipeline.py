@@ -6,7 +6,7 @@ import pytest
 from valence.config import SplitConfig, ValenceError, metrics_path
 from valence.encoding import FeatureEncoder
 from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
-from valence.pipeline import load_splits, new_model, predict_test_split, run_evaluation
+from valence.pipeline import load_splits, new_model, predict_test_split, run_evaluation, run_training
 from valence.trainer import TrainConfig
 from valence.synthetic import generate_dataset, write_csv
 
@@ -107,3 +107,12 @@ def test_too_few_rows_for_the_figures_to_mean_much_gets_a_warning(tmp_path):
 
 def test_a_healthy_file_gets_no_warning(demo_csv):
     assert _load_messages(demo_csv) == []
+
+
+def test_messages_say_1_row_and_1_epoch(tmp_path, demo_csv):
+    write_csv(generate_dataset(1, seed=4), tmp_path / "one.csv")
+    with pytest.raises(ValenceError, match="has only 1 usable row; at least 20"):
+        load_splits(tmp_path / "one.csv", SplitConfig(seed=0), log=lambda message: None)
+    messages = []
+    run_training(quick_options(demo_csv, tmp_path / "models", kinds=("regression",), epochs=1), log=messages.append)
+    assert "training the regression model (at most 1 epoch, device cpu)" in messages

@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from . import pipeline
 from .catalog_build import build_catalog as score_into_catalog
-from .config import MODEL_KINDS, TARGET, ValenceError, bundle_path
+from .config import MODEL_KINDS, TARGET, ValenceError, bundle_path, counted
 from .encoding import FeatureEncoder
 from .explain import Explainer
 from .plots import write_training_figures
@@ -98,7 +98,7 @@ def evaluate_saved_models(options):
 def make_demo(path, n_rows, seed):
     """Write a generated data set in the Kaggle schema."""
     write_csv(generate_dataset(n_rows, seed=seed), path)
-    log(f"wrote {n_rows:,} generated songs (not real data) to {path}")
+    log(f"wrote {counted(n_rows, 'generated song')} (not real data) to {path}")
 
 
 def print_batch(options):
@@ -108,7 +108,7 @@ def print_batch(options):
     arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
     size = min(options.train.batch_size, len(splits.train))
     names = encoder.feature_names()
-    log(f"first training batch: {size} rows; numeric {arrays['numeric'][:size].shape}, "
+    log(f"first training batch: {counted(size, 'row')}; numeric {arrays['numeric'][:size].shape}, "
         f"categorical {arrays['categorical'][:size].shape}")
     log("numeric columns: " + ", ".join(names["numeric"]))
     log("categorical columns: " + ", ".join(names["categorical"]))

@@ -75,6 +75,11 @@ def normalise_name(text):
     return " ".join(text.split()).casefold()
 
 
+def counted(n, noun):
+    """Return "1 row", "2 rows", "1,000 rows": a count and its noun, singular when it is one."""
+    return f"{n:,} {noun if n == 1 else noun + 's'}"
+
+
 class ValenceError(Exception):
     """An error the user caused and can fix; the CLI prints it and exits 2."""
 

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from . import cells
-from .config import FEATURE_COLUMNS, KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, SplitConfig, ValenceError
+from .config import (FEATURE_COLUMNS, KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, TARGET, SplitConfig, ValenceError,
+                     counted)
 from .csvread import Framer, ReadStats, header_fields, parse_fields, utf8_pieces
 from .rows import build_clean_frame
 
@@ -50,7 +51,7 @@ class LoadReport:
         details = [f"skipped: {', '.join(parts) if parts else 'none'}"]
         if self.repaired_time_signatures:
             details.append(f"repaired {self.repaired_time_signatures:,} time signatures")
-        return (f"loaded {self.rows_kept:,} of {self.rows_read:,} rows from {self.path} "
+        return (f"loaded {self.rows_kept:,} of {counted(self.rows_read, 'row')} from {self.path} "
                 f"({'; '.join(details)})")
 
     def _add(self, bad, counts):

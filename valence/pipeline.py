@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
-from .config import (DEFAULT_DATA, MODELS_DIR, TARGET, SplitConfig, ValenceError, bundle_path, metrics_path,
+from .config import (DEFAULT_DATA, MODELS_DIR, TARGET, SplitConfig, ValenceError, bundle_path, counted, metrics_path,
                      normalise_name)
 from .data import data_warnings, load_dataset, split_by_track
 from .encoding import FeatureEncoder
@@ -79,7 +79,7 @@ def load_splits(data_path, split, log=print):
     for note in report.notes:
         log(f"note: {note}")
     if len(frame) < 20:
-        raise ValenceError(f"{data_path} has only {len(frame)} usable rows; at least 20 are needed to train and test")
+        raise ValenceError(f"{data_path} has only {counted(len(frame), 'usable row')}; at least 20 are needed to train and test")
     train, val, test = split_by_track(frame, split)
     splits = Splits(report=report, train=train, val=val, test=test)
     counts = splits.counts()
@@ -192,7 +192,7 @@ def run_training(options, log=print, on_epoch=None):
 
 def train_test_and_save(kind, splits, options, log, on_epoch):
     """Train one model kind, compute its test-split metrics and save its bundle and metrics file."""
-    log(f"training the {kind} model (at most {options.train.epochs} epochs, device {options.train.device})")
+    log(f"training the {kind} model (at most {counted(options.train.epochs, 'epoch')}, device {options.train.device})")
     started = time.perf_counter()
     model, model_args, encoder, history = train_kind(kind, splits, options.train, on_epoch=on_epoch,
                                                      stop_on_interrupt=options.save_on_interrupt)
