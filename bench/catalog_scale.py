@@ -79,7 +79,8 @@ def sample(path, n=2000):
     """Return n (track_id, artist_name, track_name) of a CSV's rows, at random."""
     import pandas as pd
 
-    frame = pd.read_csv(path, usecols=["track_id", "artist_name", "track_name"], keep_default_na=False)
+    columns = ["track_id", "artist_name", "track_name"]
+    frame = pd.read_csv(path, usecols=columns, keep_default_na=False)[columns]  # usecols keeps the file's order
     return frame.sample(n, random_state=0).values.tolist()
 
 
