@@ -57,20 +57,24 @@ class FeatureEncoder:
         self._lookup = None  # _ArtistLookup of the fitted statistics, built on first use
 
     # ---- fitting -------------------------------------------------------------
-    def fit(self, frame, y):
-        """Learn quantiles, vocabularies and artist statistics from the training rows."""
-        self._fit(frame, y)
+    def fit(self, frame, y, schema=None):
+        """Learn quantiles, vocabularies and artist statistics from the training rows.
+
+        `schema`, a fitted encoder, lends its quantiles and vocabularies instead (they hold no
+        valence), so that models fitted on parts of one data set share one input layout.
+        """
+        self._fit(frame, y, schema)
         return self
 
-    def fit_transform(self, frame, y):
-        """Fit, then encode the training rows with out-of-fold artist statistics."""
-        self._fit(frame, y)
+    def fit_transform(self, frame, y, schema=None):
+        """Fit (see fit), then encode the training rows with out-of-fold artist statistics."""
+        self._fit(frame, y, schema)
         out = self._encode(frame, with_artist_block=False)
         if self.artist_stats:
             out["numeric"][:, self._n_plain:] = self._oof_artist_block(frame, y, out["numeric"])
         return out
 
-    def _fit(self, frame, y):
+    def _fit(self, frame, y, schema=None):
         self._lookup = None
         y = np.asarray(y, dtype=np.float64)
         if len(frame) != len(y):
@@ -78,6 +82,23 @@ class FeatureEncoder:
         if len(frame) == 0:
             raise config.ValenceError("encoder: cannot fit on an empty frame")
         _check_columns(frame)
+        if schema is not None:
+            self.normal_scores_ = list(schema.normal_scores_)
+            self.quantiles_ = {c: list(q) for c, q in schema.quantiles_.items()}
+            self.vocab_ = {c: dict(v) for c, v in schema.vocab_.items()}
+        else:
+            self._fit_schema(frame)
+        self.prior_ = float(y.mean())
+        self.artist_table_ = {}
+        if self.artist_stats:
+            plain = self._plain_numeric(frame)
+            self.artist_table_ = {a: [float(v) for v in row] for a, row in self._artist_sums(frame, y, plain).iterrows()}
+        self.reference_ = {}
+        if self.artist_stats and self.knn_bandwidth > 0:
+            self.reference_ = self._reference(frame, y, self._plain_numeric(frame))
+
+    def _fit_schema(self, frame):
+        """Quantiles of each numeric and the vocabulary of each categorical."""
         # Quantile-normal scores by hand, not sklearn's QuantileTransformer: the fitted state must be plain
         # lists and floats so a bundle loads with torch.load(weights_only=True) (parity: tests/test_encoding.py).
         levels = np.linspace(0.0, 1.0, self.n_quantiles)
@@ -92,14 +113,6 @@ class FeatureEncoder:
         for col in config.CATEGORICAL_FEATURES:
             # Sorted so that the same training data gives the same indices on any machine.
             self.vocab_[col] = {v: i + 1 for i, v in enumerate(sorted(set(frame[col].astype(str))))}
-        self.prior_ = float(y.mean())
-        self.artist_table_ = {}
-        if self.artist_stats:
-            plain = self._plain_numeric(frame)
-            self.artist_table_ = {a: [float(v) for v in row] for a, row in self._artist_sums(frame, y, plain).iterrows()}
-        self.reference_ = {}
-        if self.artist_stats and self.knn_bandwidth > 0:
-            self.reference_ = self._reference(frame, y, self._plain_numeric(frame))
 
     def _artist_sums(self, frame, y, plain):
         """Per artist: count of distinct tracks, sum of valence, sums of encoded features (a track listed twice counts once)."""

@@ -1,0 +1,97 @@
+"""Cross-fitting: folds by track, honest out-of-fold predictions, one served ensemble."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from valence.config import TARGET, ValenceError
+from valence.crossfit import (FoldPlan, cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
+                              track_folds)
+from valence.models import as_tensors, predict_arrays
+from valence.synthetic import generate_dataset
+from valence.trainer import TrainConfig
+
+QUICK = dataclasses.replace(TrainConfig(), epochs=3, members=1)
+PLAN = FoldPlan(folds=3)
+
+
+@pytest.fixture(scope="module")
+def songs():
+    return generate_dataset(900, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fitted(songs):
+    return cross_fit("regression", songs, QUICK, PLAN)
+
+
+def test_every_listing_of_a_track_shares_its_fold(songs):
+    doubled = songs.iloc[:50].copy()
+    doubled["genre"] = "Other"
+    both = songs._append(doubled, ignore_index=True)
+    fold = track_folds(both, 5, seed=0)
+    assert set(fold.tolist()) == {0, 1, 2, 3, 4}
+    assert (fold[:50] == fold[len(songs):]).all()
+    assert not (track_folds(both, 5, seed=1) == fold).all()  # the seed moves tracks between folds
+
+
+def test_every_row_gets_a_prediction_from_the_model_that_never_saw_its_track(songs, fitted):
+    assert fitted.predictions.shape == (len(songs),)
+    assert ((fitted.predictions > 0) & (fitted.predictions < 1)).all()
+    # Change the valence of every fold-0 track: fold model 0 never learned from them, so their predictions
+    # stay exactly as they were, while the other folds' models (which learned from them) change theirs.
+    changed = songs.copy()
+    inside = fitted.fold == 0
+    changed.loc[inside, TARGET] = 1.0 - changed.loc[inside, TARGET]
+    again = cross_fit("regression", changed, QUICK, PLAN)
+    assert np.array_equal(again.predictions[inside], fitted.predictions[inside])
+    assert not np.allclose(again.predictions[~inside], fitted.predictions[~inside])
+
+
+def test_the_served_model_is_the_mean_of_the_fold_models(songs, fitted):
+    numeric, categorical = as_tensors(fitted.encoder.transform(songs.iloc[:40]), "cpu")
+    state = fitted.model.state_dict()
+    folds = [fold_model("regression", fitted.model_args, state, j, 1) for j in range(PLAN.folds)]
+    with torch.no_grad():
+        mean = torch.stack([m(numeric, categorical) for m in folds]).mean(dim=0)
+        assert torch.allclose(fitted.model(numeric, categorical), mean, atol=1e-6)
+    assert len(fitted.model.members) == PLAN.folds and len(fitted.histories) == PLAN.folds
+
+
+def test_out_of_fold_reproduces_the_training_runs_predictions(songs, fitted):
+    again, fold = out_of_fold("regression", fitted.model, fitted.model_args, fitted.encoder, songs, PLAN, 1)
+    assert np.array_equal(fold, fitted.fold)
+    assert np.allclose(again, fitted.predictions, atol=1e-6)
+
+
+def test_merge_states_renumbers_members():
+    states = [{"members.0.w": torch.zeros(1), "members.1.w": torch.ones(1)}, {"members.0.w": torch.full((1,), 2.0),
+                                                                              "members.1.w": torch.full((1,), 3.0)}]
+    merged = merge_states(states, 2)
+    assert [float(merged[f"members.{i}.w"]) for i in range(4)] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_metrics_are_out_of_fold_with_an_out_of_fold_baseline(songs, fitted):
+    metrics = out_of_fold_metrics("regression", songs, fitted.predictions, fitted.fold, fitted.seen)
+    y = songs[TARGET].to_numpy()
+    assert metrics["test_mae"] == pytest.approx(np.abs(fitted.predictions - y).mean())
+    assert metrics["test_mae"] < metrics["baseline_mae"]
+    baseline = np.array([y[fitted.fold != f].mean() for f in fitted.fold])
+    assert metrics["baseline_mae"] == pytest.approx(np.abs(baseline - y).mean())
+    assert metrics["test_rows_seen_artist"] + metrics["test_rows_unseen_artist"] == len(songs)
+
+
+def test_classification_cross_fit_gives_probabilities(songs):
+    fitted = cross_fit("classification", songs, QUICK, FoldPlan(folds=2))
+    assert fitted.predictions.shape == (len(songs), 3)
+    assert np.allclose(fitted.predictions.sum(axis=1), 1.0, atol=1e-5)
+    served = predict_arrays(fitted.model, fitted.encoder.transform(songs.iloc[:10]))
+    assert served.shape == (10, 3)
+    metrics = out_of_fold_metrics("classification", songs, fitted.predictions, fitted.fold, fitted.seen)
+    assert sum(map(sum, metrics["test_confusion_matrix"])) == len(songs)
+
+
+def test_too_few_tracks_for_the_folds_is_a_clear_error(songs):
+    with pytest.raises(ValenceError, match="fold .* empty; use fewer folds"):
+        cross_fit("regression", songs.iloc[:3], QUICK, FoldPlan(folds=5))

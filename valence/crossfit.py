@@ -1,0 +1,189 @@
+"""Cross-fitting: k fold models by track, out-of-fold predictions for every labelled row, one served ensemble.
+
+Every labelled track falls in one of k folds (a hash of its track_id). Fold model j
+learns from the tracks of the other folds, less a share it keeps for early stopping,
+with artist statistics from its own training rows only; it predicts fold j, so every
+row gets a prediction from a model that never saw its track. The served model is all
+fold models' networks averaged, reading an encoder fitted on every labelled row.
+"""
+import dataclasses
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import CLASS_NAMES, TARGET, ValenceError
+from .data import split_by_track
+from .encoding import FeatureEncoder
+from .metrics import classification_metrics, regression_metrics, to_classes
+from .models import build_model, default_members, model_config_for, predict_arrays
+from .trainer import fit_model
+
+
+@dataclass
+class FoldPlan:
+    """How labelled rows are cross-fitted: the folds, and each fold model's early-stopping share."""
+
+    folds: int = 5
+    val_fraction: float = 0.1  # of each fold model's tracks, for early stopping only
+    seed: int = 0
+
+
+@dataclass
+class CrossFit:
+    """The served model and encoder, the out-of-fold predictions and each fold model's history."""
+
+    model: object
+    model_args: dict
+    encoder: FeatureEncoder
+    predictions: np.ndarray  # row i: from the fold model that never saw row i's track
+    fold: np.ndarray  # fold of each row
+    seen: np.ndarray  # whether row i's artist had tracks among its fold model's training rows
+    histories: list = field(default_factory=list)
+
+
+def track_folds(frame, folds, seed=0):
+    """Fold index of each row: a hash of its track_id, so every listing of a track shares a fold."""
+    ids = frame["track_id"].astype(str)
+    return np.fromiter((zlib.crc32(f"fold:{seed}:{t}".encode()) % folds for t in ids), dtype=np.int64, count=len(ids))
+
+
+def targets(kind, frame, joint=False):
+    """The training target of a model kind: valence, or its class index (valence for a joint network)."""
+    valence = frame[TARGET].to_numpy(dtype=np.float32)
+    return valence if kind == "regression" or joint else to_classes(valence)
+
+
+def members_per_fold(config, plan, n_rows):
+    """Networks in each fold model: config.members, else the default for the data size spread over the folds."""
+    if config.members:
+        return config.members
+    return max(1, round(default_members(n_rows) / plan.folds))
+
+
+def fold_encoder(frame, fold, j, plan, schema):
+    """The training and validation rows of fold model j, and its encoder fitted on the training rows."""
+    rows = frame[fold != j].reset_index(drop=True)
+    if rows["track_id"].nunique() < 2:
+        raise ValenceError(f"fold {j + 1} of {plan.folds} leaves fewer than 2 tracks to train on; use fewer folds")
+    train, val, _ = split_by_track(rows, seed=plan.seed * plan.folds + j, val_fraction=plan.val_fraction,
+                                   test_fraction=0.0)
+    encoder = FeatureEncoder()
+    arrays = encoder.fit_transform(train, train[TARGET].to_numpy(), schema=schema)
+    return train, val, encoder, arrays
+
+
+def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False, **model_overrides):
+    """Train plan.folds fold models on `frame`; return the CrossFit (served ensemble, out-of-fold predictions)."""
+    fold = track_folds(frame, plan.folds, plan.seed)
+    empty = sorted(set(range(plan.folds)) - set(fold.tolist()))
+    if empty:
+        raise ValenceError(f"{frame['track_id'].nunique()} tracks leave fold {empty[0] + 1} of {plan.folds} "
+                           f"empty; use fewer folds")
+    schema = FeatureEncoder().fit(frame, frame[TARGET].to_numpy())  # the served encoder: every labelled row
+    members = members_per_fold(config, plan, len(frame))
+    states, histories, predictions = [], [], None
+    seen = np.zeros(len(frame), dtype=bool)
+    for j in range(plan.folds):
+        train, val, encoder, arrays = fold_encoder(frame, fold, j, plan, schema)
+        fold_config = dataclasses.replace(config, seed=config.seed * plan.folds + j)
+        torch.manual_seed(fold_config.seed)  # the initial weights too: the same data gives the same model
+        model = build_model(kind, dataclasses.asdict(model_config_for(kind, schema, n_members=members,
+                                                                      **model_overrides)))
+        joint = model.config.joint
+        history = fit_model(model, kind, arrays, targets(kind, train, joint), encoder.transform(val),
+                            targets(kind, val, joint), fold_config,
+                            on_epoch=None if on_epoch is None else on_epoch(j),
+                            stop_on_interrupt=stop_on_interrupt)
+        histories.append(history)
+        held_out = fold == j
+        seen[held_out] = frame.loc[held_out, "artist_name"].isin(set(train["artist_name"])).to_numpy()
+        out = predict_arrays(model, encoder.transform(frame[held_out]))
+        if predictions is None:
+            predictions = np.zeros((len(frame),) + out.shape[1:], dtype=np.float32)
+        predictions[held_out] = out
+        states.append(model.state_dict())
+        if history.interrupted:
+            break
+    model_args = dataclasses.asdict(model_config_for(kind, schema, n_members=members * len(states),
+                                                     **model_overrides))
+    served = build_model(kind, model_args)
+    served.load_state_dict(merge_states(states, members))
+    served.eval()
+    return CrossFit(model=served, model_args=model_args, encoder=schema, predictions=predictions, fold=fold,
+                    seen=seen, histories=histories)
+
+
+def merge_states(states, members):
+    """One ensemble's state dict from fold models' state dicts of `members` networks each."""
+    merged = {}
+    for j, state in enumerate(states):
+        for key, value in state.items():
+            if key.startswith("members."):
+                _, index, rest = key.split(".", 2)
+                key = f"members.{j * members + int(index)}.{rest}"
+            merged[key] = value
+    return merged
+
+
+def fold_model(kind, model_args, state, j, members):
+    """Fold model j of a served ensemble: its `members` networks, rebuilt on their own."""
+    args = dict(model_args, n_members=members)
+    model = build_model(kind, args)
+    lo = j * members
+    picked = {}
+    for key, value in state.items():
+        if key.startswith("members."):
+            _, index, rest = key.split(".", 2)
+            if not lo <= int(index) < lo + members:
+                continue
+            key = f"members.{int(index) - lo}.{rest}"
+        picked[key] = value
+    model.load_state_dict(picked)
+    model.eval()
+    return model
+
+
+def out_of_fold(kind, model, model_args, schema, frame, plan, members):
+    """Predict every row of `frame` with the fold model that never saw its track; the fold encoders are
+    refitted as training fitted them, with the saved encoder's quantiles and vocabularies."""
+    fold = track_folds(frame, plan.folds, plan.seed)
+    state = model.state_dict()
+    predictions = None
+    for j in range(plan.folds):
+        held_out = fold == j
+        if not held_out.any():
+            continue
+        _, _, encoder, _ = fold_encoder(frame, fold, j, plan, schema)
+        out = predict_arrays(fold_model(kind, model_args, state, j, members), encoder.transform(frame[held_out]))
+        if predictions is None:
+            predictions = np.zeros((len(frame),) + out.shape[1:], dtype=np.float32)
+        predictions[held_out] = out
+    return predictions, fold
+
+
+def out_of_fold_metrics(kind, frame, predictions, fold, seen):
+    """Figures of out-of-fold predictions over every row, beside a baseline that is out-of-fold too
+    (the mean valence, or the majority class, of the other folds)."""
+    y = frame[TARGET].to_numpy(dtype=np.float64)
+    baseline = np.zeros(len(y))
+    for j in np.unique(fold):
+        baseline[fold == j] = y[fold != j].mean() if (fold != j).any() else y.mean()
+    if kind == "classification":
+        truth = to_classes(y)
+        model = classification_metrics(truth, np.argmax(predictions, axis=1))
+        majority = np.zeros(len(y), dtype=np.int64)
+        for j in np.unique(fold):
+            others = truth[fold != j] if (fold != j).any() else truth
+            majority[fold == j] = np.bincount(others, minlength=len(CLASS_NAMES)).argmax()
+        base = classification_metrics(truth, majority)
+        metrics = {**{f"test_{k}": v for k, v in model.items()}, **{f"baseline_{k}": v for k, v in base.items()}}
+        metrics["baseline_class"] = CLASS_NAMES[int(np.bincount(majority).argmax())]
+        return metrics
+    model, base = regression_metrics(y, predictions), regression_metrics(y, baseline)
+    metrics = {**{f"test_{k}": v for k, v in model.items()}, **{f"baseline_{k}": v for k, v in base.items()}}
+    for name, mask in (("seen", seen), ("unseen", ~seen)):  # songs of artists the fold model knew are easier
+        metrics[f"test_rows_{name}_artist"] = int(mask.sum())
+        metrics[f"test_mae_{name}_artist"] = float(np.mean(np.abs(predictions[mask] - y[mask]))) if mask.any() else None
+    return metrics
