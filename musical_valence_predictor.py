@@ -14,11 +14,11 @@ import torch
 
 from valence import commands
 from valence.api import create_app  # noqa: F401  found here by `flask run` and gunicorn
-from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR, SplitConfig,
+from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR,
                             ValenceError, bundle_path, metrics_path)
 from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.models import ENSEMBLE_BELOW_ROWS, ENSEMBLE_MEMBERS
+from valence.crossfit import LARGE_ROWS, SMALL_ROWS, FoldPlan
 from valence.pipeline import RunOptions, TrainingInterrupted
 from valence.store import CATALOG_FILE, is_postgres
 from valence.trainer import TrainConfig
@@ -48,25 +48,29 @@ def build_parser():
     parser.add_argument("--epochs", type=int, metavar="N", default=TRAIN_DEFAULTS.epochs,
                         help=f"maximum training epochs; early stopping may end sooner (default: {TRAIN_DEFAULTS.epochs})")
     parser.add_argument("--batch-size", type=int, metavar="N", default=TRAIN_DEFAULTS.batch_size,
-                        help=f"training batch size (default: {TRAIN_DEFAULTS.batch_size})")
+                        help="training batch size; 0 picks 1024, or less on small data so that an epoch has "
+                             f"at least 8 steps (default: {TRAIN_DEFAULTS.batch_size})")
     parser.add_argument("--members", type=int, metavar="N", default=TRAIN_DEFAULTS.members,
-                        help="networks in the model, trained side by side and averaged; 0 picks "
-                             f"{ENSEMBLE_MEMBERS} below {ENSEMBLE_BELOW_ROWS:,} training rows and 1 above "
+                        help="networks in each fold model, trained side by side and averaged; 0 means 1 "
                              f"(default: {TRAIN_DEFAULTS.members})")
     parser.add_argument("--lr", type=float, metavar="RATE", default=TRAIN_DEFAULTS.lr,
                         help=f"learning rate (default: {TRAIN_DEFAULTS.lr})")
     parser.add_argument("--patience", type=int, metavar="N", default=TRAIN_DEFAULTS.patience,
                         help=f"epochs without validation improvement before stopping (default: {TRAIN_DEFAULTS.patience})")
-    parser.add_argument("--seed", type=int, metavar="N", default=SplitConfig.seed,
-                        help=f"random seed for the split and training; runs are reproducible (default: {SplitConfig.seed})")
-    parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=SplitConfig.val_fraction,
-                        help=f"share of tracks for validation (early stopping) (default: {SplitConfig.val_fraction})")
-    parser.add_argument("--test-fraction", type=float, metavar="SHARE", default=SplitConfig.test_fraction,
-                        help=f"share of tracks held out for the test figures (default: {SplitConfig.test_fraction})")
+    parser.add_argument("--seed", type=int, metavar="N", default=FoldPlan.seed,
+                        help=f"random seed for the folds and training; runs are reproducible (default: {FoldPlan.seed})")
+    parser.add_argument("--folds", type=int, metavar="K", default=FoldPlan.folds,
+                        help="fold models: each learns from the other folds' tracks and predicts its own fold for "
+                             f"the test figures; the saved model averages them. 0 picks 10 below {SMALL_ROWS:,} "
+                             f"rows, 5 below {LARGE_ROWS:,} and 3 above (default: {FoldPlan.folds})")
+    parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=FoldPlan.val_fraction,
+                        help="share of each fold model's tracks kept for early stopping "
+                             f"(default: {FoldPlan.val_fraction})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to train: auto picks cuda when available (default: auto)")
     parser.add_argument("--skip-training", action="store_true",
-                        help="load the saved model and evaluate it instead of training (default: off)")
+                        help="load the saved model and compute its out-of-fold figures on --data instead of "
+                             "training (default: off)")
     parser.add_argument("--print-batch", action="store_true",
                         help="print the first encoded training batch and exit without training (default: off)")
     parser.add_argument("--predict", type=Path, metavar="IN.csv",
@@ -125,18 +129,21 @@ def rel(path):
 
 def check_ranges(parser, args):
     """Refuse option values that cannot work, with argparse's usual message and exit status 2."""
-    for name in ("epochs", "batch_size", "patience", "demo_rows"):
+    for name in ("epochs", "patience", "demo_rows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.batch_size < 0:
+        parser.error("--batch-size must be 0 (automatic) or more")
+    if args.folds == 1 or not 0 <= args.folds <= 50:
+        parser.error("--folds must be 0 (automatic) or from 2 to 50")
     if not 0 <= args.seed < 2 ** 32:
         parser.error(f"--seed must be from 0 to {2 ** 32 - 1}")
     if args.members < 0:
         parser.error("--members must be 0 (automatic) or more")
     if not args.lr > 0:
         parser.error("--lr must be positive")
-    for name in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(args, name) < 0.5:
-            parser.error(f"--{name.replace('_', '-')} must be between 0 and 0.5")
+    if not 0 < args.val_fraction < 0.5:
+        parser.error("--val-fraction must be between 0 and 0.5")
     if args.demo and args.data:
         parser.error("--demo writes and uses its own generated data; leave out --data")
     if args.output and not args.predict:
@@ -150,14 +157,14 @@ TRAINING_ONLY = {"epochs", "members", "lr", "patience", "device", "save_on_inter
 DOWNLOAD_USES = {"download", "data", "force"}  # every other option does nothing with --download
 IGNORED_BY = {
     "predict": ("scores IN.csv with the saved models", TRAINING_ONLY | {
-        "data", "batch_size", "seed", "val_fraction", "test_fraction", "skip_training", "print_batch",
+        "data", "batch_size", "seed", "val_fraction", "folds", "skip_training", "print_batch",
         "demo", "demo_rows", "build_catalog", "catalog"}),
     "print_batch": ("trains nothing", TRAINING_ONLY | {"skip_training", "build_catalog", "catalog"}),
     "skip_training": ("evaluates the saved models on their own split",
-                      TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "test_fraction", "build_catalog",
+                      TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "folds", "build_catalog",
                                        "catalog"}),
     "build_catalog": ("scores --data with the saved models into the catalog",
-                      TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "test_fraction"}),
+                      TRAINING_ONLY | {"batch_size", "seed", "val_fraction", "folds"}),
 }
 
 
@@ -236,7 +243,7 @@ def build_options(args):
         data=args.data or (DEMO_DATA if args.demo else DEFAULT_DATA),
         model_dir=args.model_dir or default_dir,
         kinds=kinds, train=train,
-        split=SplitConfig(seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction),
+        split=FoldPlan(folds=args.folds, seed=args.seed, val_fraction=args.val_fraction),
         plots_dir=(args.plots_dir or FIGURES_DIR) if args.plots else None,
         quiet=args.quiet, save_on_interrupt=args.save_on_interrupt)
 

@@ -1,19 +1,20 @@
 """Model quality on honest splits: our default models against the baselines, over several split seeds.
 
     pip install -r bench/requirements.txt
-    python bench/quality.py [--data FILE] [--seeds 5] [--quick] [--threads 1]
+    python bench/quality.py [--data FILE] [--seeds 5] [--rows N] [--quick] [--only TEXT] [--threads 1]
 
-Every model sees the same splits by track_id (test 20 %; our networks carve
-their early-stopping validation, 10 % of tracks, out of the other 80 %; the
-baselines, which do not early-stop, train on the whole 80 %). Prints mean ± std
+Every model sees the same splits by track_id: test 20 %, and every model
+learns from the other 80 % (ours as the tool trains: 5 fold models, each
+keeping 10 % of its tracks for early stopping, averaged to predict). Prints mean ± std
 over the seeds of test MAE, RMSE, R², accuracy and macro-F1 of the three mood
-classes, and seconds; then test MAE for songs whose artist the training rows
-did / did not contain. Regression models are scored as classifiers through
-their predicted valence cut at config.CLASS_EDGES; rows named "classifier"
-are trained on the classes directly.
+classes, and seconds; on how many seeds our defaults beat the best baseline on
+each figure; then test MAE for songs whose artist the training rows did / did
+not contain. Regression models are scored as classifiers through their
+predicted valence cut at config.CLASS_EDGES; rows named "classifier" are
+trained on the classes directly. With --rows N each seed first draws N random
+rows of the file (a small user file), then splits them.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,9 +30,9 @@ from valence import config  # noqa: E402
 from valence.data import load_dataset, split_by_track  # noqa: E402
 from valence.encoding import FeatureEncoder  # noqa: E402
 from valence.metrics import classification_metrics, regression_metrics, to_classes  # noqa: E402
+from valence.crossfit import FoldPlan, cross_fit  # noqa: E402
 from valence.models import predict_arrays  # noqa: E402
-from valence.pipeline import new_model  # noqa: E402
-from valence.trainer import TrainConfig, fit_model  # noqa: E402
+from valence.trainer import TrainConfig  # noqa: E402
 
 REAL_SLICE = config.PROJ_ROOT.parent / "shared" / "data" / "spotify_features_partial.csv"
 NUMERIC, CATEGORICAL = list(config.NUMERIC_FEATURES), list(config.CATEGORICAL_FEATURES)
@@ -41,13 +42,11 @@ OLD_BATCH = 512
 
 
 def ours(kind, train, val, test):
-    """Our default recipe: the package's encoder, network and trainer with default settings."""
-    encoder = FeatureEncoder()
-    arrays = encoder.fit_transform(train, train[config.TARGET].to_numpy())
-    model, _ = new_model(kind, encoder, TrainConfig(), len(train))
-    target = (lambda f: f[config.TARGET].to_numpy()) if kind == "regression" else (lambda f: to_classes(f[config.TARGET]))
-    fit_model(model, kind, arrays, target(train), encoder.transform(val), target(val), TrainConfig())
-    return predict_arrays(model, encoder.transform(test))
+    """Our default recipe as the tool trains it: fold models cross-fitted on every labelled row (here the
+    split's train + validation rows), their average predicting the test rows."""
+    labelled = pd.concat([train, val], ignore_index=True)
+    fitted = cross_fit(kind, labelled, TrainConfig(), FoldPlan())
+    return predict_arrays(fitted.model, fitted.encoder.transform(test))
 
 
 def one_hot(frame, columns):
@@ -97,7 +96,7 @@ def old_network(fit, test, epochs, seed):
         return net(x_test).squeeze(1).clamp(0, 1).numpy()
 
 
-def lightgbm(kind, fit, test, trees, artist):
+def lightgbm(kind, fit, test, trees, artist, threads=1):
     """LightGBM, 2,000 trees, L1 objective (multiclass for classes); optionally with the
     out-of-fold artist mean valence and track count from our encoder (fitted on training rows)."""
     import lightgbm as lgb
@@ -115,12 +114,29 @@ def lightgbm(kind, fit, test, trees, artist):
         extra_fit = encoder.fit_transform(fit, fit[config.TARGET].to_numpy())["numeric"][:, len(NUMERIC):]
         extra_test = encoder.transform(test)["numeric"][:, len(NUMERIC):]
     x_fit, x_test = design(fit, extra_fit), design(test, extra_test)
-    threads = os.cpu_count()
     if kind == "regression":
         model = lgb.LGBMRegressor(n_estimators=trees, objective="l1", n_jobs=threads, verbose=-1)
         return model.fit(x_fit, fit[config.TARGET]).predict(x_test).clip(0, 1)
     model = lgb.LGBMClassifier(n_estimators=trees, objective="multiclass", n_jobs=threads, verbose=-1)
     return model.fit(x_fit, to_classes(fit[config.TARGET])).predict_proba(x_test)
+
+
+def catboost(kind, fit, test, iterations, seed, threads=1):
+    """CatBoost with `artist_name` as a categorical feature (ordered target statistics) beside the
+    numerics and the other categoricals: MAE loss for valence, MultiClass for the classes; every
+    other setting is CatBoost's default (its learning rate is picked from the data size)."""
+    from catboost import CatBoostClassifier, CatBoostRegressor
+    categorical = CATEGORICAL + ["artist_name"]
+
+    def design(frame):
+        return frame[NUMERIC].assign(**{c: frame[c].astype(str) for c in categorical})
+    settings = dict(iterations=iterations, cat_features=categorical, random_seed=seed,
+                    thread_count=threads, verbose=False, allow_writing_files=False)
+    if kind == "regression":
+        model = CatBoostRegressor(loss_function="MAE", **settings)
+        return model.fit(design(fit), fit[config.TARGET]).predict(design(test)).clip(0, 1)
+    model = CatBoostClassifier(loss_function="MultiClass", **settings)
+    return model.fit(design(fit), to_classes(fit[config.TARGET])).predict_proba(design(test))
 
 
 def score(prediction, test, seen):
@@ -154,7 +170,14 @@ def models(args):
     for artist, label in ((False, ""), (True, " + OOF artist mean")):
         for kind, suffix in (("regression", "L1"), ("classification", "multiclass classifier")):
             table.append((f"LightGBM {args.trees} trees {suffix}{label}",
-                          lambda tr, va, te, s, k=kind, a=artist: lightgbm(k, fit_rows(tr, va), te, args.trees, a)))
+                          lambda tr, va, te, s, k=kind, a=artist: lightgbm(k, fit_rows(tr, va), te, args.trees, a, args.threads)))
+    for kind, iterations, suffix in (("regression", args.cb_iterations, "MAE"),
+                                     ("classification", args.cb_class_iterations, "classifier")):
+        table.append((f"CatBoost {iterations} iterations {suffix}, artist as a category",
+                      lambda tr, va, te, s, k=kind, i=iterations: catboost(k, fit_rows(tr, va), te, i, s, args.threads)))
+    if args.only:
+        wanted = [w.strip().lower() for w in args.only.split(",")]
+        table = [(n, f) for n, f in table if any(w in n.lower() for w in wanted)]
     return table
 
 
@@ -170,24 +193,41 @@ def main():
     default = REAL_SLICE if REAL_SLICE.exists() else config.DEFAULT_DATA
     parser.add_argument("--data", type=Path, default=default, help=f"Kaggle-format CSV (default: {default})")
     parser.add_argument("--seeds", type=int, default=5, help="split seeds 0..N-1 (default: 5)")
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 300 trees, no 30-epoch old net (default: off)")
+    parser.add_argument("--seed-list", default="", help="comma-separated split seeds instead of 0..N-1 (default: off)")
+    parser.add_argument("--rows", type=int, default=0,
+                        help="draw this many random rows of the file per seed before splitting; 0: all (default: 0)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 seeds, 300 trees and CatBoost iterations, no 30-epoch old net (default: off)")
+    parser.add_argument("--only", default="",
+                        help="run only the models whose name contains one of these comma-separated texts (default: all)")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="keep the baselines' test predictions in DIR and reuse them on later runs with the "
+                             "same data, --rows, seed and settings (ours always trains) (default: off)")
     parser.add_argument("--trees", type=int, default=2000, help="LightGBM trees (default: 2000)")
+    parser.add_argument("--cb-iterations", type=int, default=3000, help="CatBoost regression iterations (default: 3000)")
+    parser.add_argument("--cb-class-iterations", type=int, default=2000,
+                        help="CatBoost classifier iterations (default: 2000)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; 1 is steadier on a shared 2-core machine (default: 1)")
+                        help="threads of every model (torch, LightGBM, CatBoost); 1 is steadier on a shared "
+                             "2-core machine, where waiting OpenMP threads slow LightGBM down many times (default: 1)")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.trees = min(args.seeds, 2), min(args.trees, 300)
+        args.cb_iterations, args.cb_class_iterations = min(args.cb_iterations, 300), min(args.cb_class_iterations, 300)
     torch.set_num_threads(args.threads)
     frame, report = load_dataset(args.data)
     print(f"{args.data}: {report.summary()}")
     results = {}
-    for seed in range(args.seeds):
-        train, val, test = split_by_track(frame, config.SplitConfig(seed=seed))
+    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    args.seeds = len(seeds)
+    for seed in seeds:
+        rows = frame
+        if args.rows:
+            rows = frame.sample(n=min(args.rows, len(frame)), random_state=seed).reset_index(drop=True)
+        train, val, test = split_by_track(rows, config.SplitConfig(seed=seed))
         seen = test["artist_name"].isin(set(train["artist_name"]) | set(val["artist_name"])).to_numpy()
         for name, function in models(args):
-            started = time.perf_counter()
-            prediction = function(train, val, test, seed)
-            seconds = time.perf_counter() - started
+            prediction, seconds = predict_cached(args, report.sha256, seed, name, function, (train, val, test, seed))
             parts = prediction if isinstance(prediction, tuple) else (prediction,)
             figures = {}
             for part in parts:
@@ -195,7 +235,28 @@ def main():
             figures["seconds"] = seconds
             results.setdefault(name, []).append(figures)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()), flush=True)
-    print_table(results, args, len(frame))
+    print_table(results, args, min(args.rows or len(frame), len(frame)))
+
+
+def predict_cached(args, sha256, seed, name, function, inputs):
+    """(prediction, seconds) of one model on one split; with --cache, a baseline's are kept in and read
+    from that folder, keyed by the data file, --rows, the seed and the model's name (ours always trains)."""
+    path = None
+    if args.cache and not name.startswith("ours"):
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+        path = Path(args.cache) / f"{sha256[:16]}-rows{args.rows}-seed{seed}-{slug}.npz"
+        if path.exists():
+            with np.load(path) as saved:
+                parts = tuple(saved[f"part{i}"] for i in range(len(saved.files) - 1))
+                return (parts if len(parts) > 1 else parts[0]), float(saved["seconds"])
+    started = time.perf_counter()
+    prediction = function(*inputs)
+    seconds = time.perf_counter() - started
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parts = prediction if isinstance(prediction, tuple) else (prediction,)
+        np.savez(path, seconds=seconds, **{f"part{i}": p for i, p in enumerate(parts)})
+    return prediction, seconds
 
 
 def print_table(results, args, n_rows):
@@ -205,7 +266,8 @@ def print_table(results, args, n_rows):
         if np.isnan(values).all():
             return "–"
         return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
-    print(f"\n{n_rows:,} rows, {args.seeds} split seeds by track_id (test 20 %), mean ± std over seeds\n")
+    drawn = " drawn at random per seed" if args.rows else ""
+    print(f"\n{n_rows:,} rows{drawn}, {args.seeds} split seeds by track_id (test 20 %), mean ± std over seeds\n")
     print("| model | MAE | RMSE | R² | accuracy | macro-F1 | seconds |")
     print("|---|---|---|---|---|---|---|")
     for name, rows in results.items():
@@ -219,16 +281,28 @@ def print_table(results, args, n_rows):
             print(f"| {name} | {cell(rows, 'mae_seen')} | {cell(rows, 'mae_unseen')} |")
 
 
+# Which of our models answers each figure, and whether a larger figure is better.
+FIGURES = (("mae", "ours: regression", False), ("r2", "ours: regression", True),
+           ("accuracy", "ours: classifier", True), ("macro_f1", "ours: classifier", True))
+
+
 def print_wins(results):
-    """Print on how many split seeds our models beat each LightGBM on its own figure."""
-    print()
-    for ours_name, key, better in (("ours: regression", "mae", np.less), ("ours: classifier", "accuracy", np.greater),
-                                   ("ours: classifier", "macro_f1", np.greater)):
+    """Print, per figure, on how many seeds our default model beats the best baseline on that seed."""
+    baselines = {n: rows for n, rows in results.items() if n.startswith(("LightGBM", "CatBoost"))}
+    if not baselines:
+        return
+    print("\n| figure | ours | best baseline on each seed (mean) | seeds ours is better |")
+    print("|---|---|---|---|")
+    for key, ours_name, larger in FIGURES:
+        if ours_name not in results:
+            continue
         mine = np.array([r[key] for r in results[ours_name]])
-        for name, rows in results.items():
-            if name.startswith("LightGBM") and key in rows[0]:
-                wins = int(better(mine, np.array([r[key] for r in rows])).sum())
-                print(f"{ours_name} beats {name} on {key} on {wins} of {len(mine)} split seeds")
+        theirs = np.array([[r.get(key, np.nan) for r in rows] for rows in baselines.values()])
+        if np.isnan(theirs).all():
+            continue
+        best = np.nanmax(theirs, axis=0) if larger else np.nanmin(theirs, axis=0)
+        wins = int((mine > best).sum() if larger else (mine < best).sum())
+        print(f"| {key} ({ours_name}) | {mine.mean():.4f} | {best.mean():.4f} | {wins} of {len(mine)} |")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from valence.config import TARGET  # noqa: E402
 from valence.data import load_dataset, split_by_track  # noqa: E402
 from valence.encoding import FeatureEncoder  # noqa: E402
 from valence.models import build_model, model_config_for  # noqa: E402
-from valence.pipeline import RunOptions, run_training, targets  # noqa: E402
+from valence.crossfit import targets  # noqa: E402
+from valence.pipeline import RunOptions, run_training  # noqa: E402
 from valence.synthetic import generate_dataset, write_csv  # noqa: E402
 from valence.trainer import TrainConfig, fit_model  # noqa: E402
 
@@ -67,9 +68,9 @@ def main():
         options = RunOptions(data=path, model_dir=Path(folder) / "models", kinds=("regression",))
         run, seconds = timed(run_training, options, log=lambda message: None)
         metrics = run.models["regression"].metrics_record
-        print(f"default end-to-end run (load, train, evaluate, save): {seconds:.1f} s, "
-              f"{metrics['epochs_run']} epochs (best {metrics['best_epoch']}), test MAE {metrics['test_mae']:.4f} "
-              f"vs mean baseline {metrics['baseline_mae']:.4f}")
+        print(f"default end-to-end run (load, cross-fit {metrics['split']['folds']} fold models, test out-of-fold, "
+              f"save): {seconds:.1f} s, epochs {metrics['epochs_run']} (best {metrics['best_epoch']}), "
+              f"out-of-fold MAE {metrics['test_mae']:.4f} vs baseline {metrics['baseline_mae']:.4f}")
 
 
 if __name__ == "__main__":

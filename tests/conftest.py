@@ -9,7 +9,7 @@ import torch
 from valence.api import create_app, service
 from valence.catalog import load_catalog
 from valence.catalog_build import build_catalog
-from valence.config import SplitConfig
+from valence.crossfit import FoldPlan
 from valence.observability import flush_log
 from valence.pipeline import RunOptions, run_training
 from valence.predict import Predictor
@@ -39,7 +39,7 @@ def quick_options(data, model_dir, kinds=("regression", "classification"), epoch
     """Return run options for a fast training run."""
     return RunOptions(data=data, model_dir=model_dir, kinds=kinds,
                       train=dataclasses.replace(TrainConfig(), epochs=epochs),
-                      split=SplitConfig(seed=0))
+                      split=FoldPlan(folds=3, seed=0))
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from valence import commands, pipeline
-from valence.config import SplitConfig, ValenceError
-from valence.data import load_dataset, split_by_track
+from valence.config import ValenceError
+from valence.crossfit import FoldPlan, fold_rows, track_folds
+from valence.data import load_dataset
 from valence.pipeline import RunOptions, TrainedModel, TrainingRun
 from valence.synthetic import generate_dataset, write_csv
 from valence.trainer import TrainConfig
@@ -34,7 +35,7 @@ class FakePredictor:
 
 def options(tmp_path, **changes):
     return dataclasses.replace(RunOptions(data=tmp_path / "songs.csv", model_dir=tmp_path / "models",
-                                          train=TrainConfig(epochs=4), split=SplitConfig(seed=0)), **changes)
+                                          train=TrainConfig(epochs=4), split=FoldPlan(folds=3, seed=0)), **changes)
 
 
 def test_epoch_reporter_without_a_terminal_prints_one_line_per_epoch_with_the_float_metrics(capsys):
@@ -43,6 +44,8 @@ def test_epoch_reporter_without_a_terminal_prints_one_line_per_epoch_with_the_fl
     on_epoch = reporter("regression")
     on_epoch(2, {"train_loss": 0.123456, "val_mae": 0.5, "epoch": 2, "note": "x"})
     assert capsys.readouterr().out == "regression epoch 2/5: train_loss 0.1235, val_mae 0.5000\n"
+    on_epoch(3, {"train_loss": 0.5, "fold": "2/3"})
+    assert capsys.readouterr().out == "regression fold 2/3 epoch 3/5: train_loss 0.5000\n"
     reporter.close()
 
 
@@ -75,13 +78,14 @@ def test_train_returns_0_and_writes_figures_only_when_asked(tmp_path, monkeypatc
 
 
 def test_an_interrupted_training_returns_130_and_says_what_was_kept(tmp_path, monkeypatch, capsys):
-    record = {"best_epoch": 3, "interrupted_at_epoch": 5}
+    record = {"best_epoch": [4, 3], "interrupted_fold": 2, "interrupted_at_epoch": 5}
     run = TrainingRun(None, {"classification": TrainedModel("classification", None, None, None, record, None)},
                       interrupted="classification")
     monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: run)
     assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 130
     err = capsys.readouterr().err
-    assert "saved the best classification model so far (epoch 3, interrupted during epoch 5)" in err
+    assert ("saved the classification model's fold models so far (2; the last at its best epoch, 3, "
+            "interrupted during epoch 5)") in err
     assert not (tmp_path / "figs").exists()
 
 
@@ -96,15 +100,17 @@ def test_make_demo_writes_the_generated_rows(tmp_path, capsys):
 
 def test_print_batch_shows_the_first_batch_and_its_columns(tmp_path, capsys):
     path = write_csv(generate_dataset(200, seed=1), tmp_path / "songs.csv")
-    train, _, _ = split_by_track(load_dataset(path)[0], SplitConfig(seed=0))
+    frame = load_dataset(path)[0]
+    plan = FoldPlan(folds=3, seed=0)
+    train, _ = fold_rows(frame, track_folds(frame, 3, seed=0), 0, plan)
     assert commands.print_batch(options(tmp_path, train=TrainConfig(batch_size=16))) == 0
     out = capsys.readouterr().out
-    assert "first training batch: 16 rows; numeric (16, " in out and "categorical (16, " in out
+    assert "first training batch of fold model 1 of 3: 16 rows; numeric (16, " in out and "categorical (16, " in out
     assert "numeric columns: " in out and "danceability" in out
     assert f"valence[:5] = {train['valence'].to_numpy()[:5]}" in out
     # A batch larger than the training split shows the whole split.
     commands.print_batch(options(tmp_path, train=TrainConfig(batch_size=10_000)))
-    assert f"first training batch: {len(train)} rows" in capsys.readouterr().out
+    assert f"first training batch of fold model 1 of 3: {len(train)} rows" in capsys.readouterr().out
 
 
 def scoring_file(tmp_path, n_bad):

@@ -21,7 +21,7 @@ import pytest
 from valence.bundle import load_bundle, load_bundle_from_dir
 from valence.config import PROJ_ROOT, bundle_path, metrics_path
 from valence.fileio import STALE_SECONDS, atomic_path, remove_stale_temporaries, write_text_atomic
-from valence.config import SplitConfig
+from valence.crossfit import FoldPlan, fold_encoder
 from valence.pipeline import load_splits
 from valence.predict import Predictor
 from valence.synthetic import generate_dataset, write_csv
@@ -30,7 +30,7 @@ from valence.models import predict_arrays
 from cli_runner import shared_server, wait_until
 
 ROWS = 300
-EPOCH_LINE = re.compile(r"^regression epoch (\d+)/\d+: .* mae ([0-9.]+),", re.M)
+EPOCH_LINE = re.compile(r"^regression fold 1/\d+ epoch (\d+)/\d+: .* mae ([0-9.]+),", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def interrupt_at_epoch(process, epoch):
     seen = []
     for line in process.stdout:
         seen.append(line)
-        if line.startswith(f"regression epoch {epoch}/"):
+        if line.startswith("regression fold 1/") and f" epoch {epoch}/" in line:
             process.send_signal(signal.SIGINT)
             break
     # Read on from the same buffered streams (communicate() would skip what they hold).
@@ -188,22 +188,23 @@ def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     assert code == 130 and "Traceback" not in err
     record = json.loads(metrics_path(folder, "regression").read_text())
     assert record["interrupted"] is True and record["train_seconds"] > 0
-    ran = record["epochs_run"]
-    assert ran >= 5 and record["interrupted_at_epoch"] == ran + 1
+    ran = record["epochs_run"][-1]
+    assert record["interrupted_fold"] == 1 and ran >= 5 and record["interrupted_at_epoch"] == ran + 1
     logged = {int(epoch): float(mae) for epoch, mae in EPOCH_LINE.findall(out)}
     assert set(logged) >= set(range(1, ran)) and max(logged) <= ran
-    best = record["best_epoch"]
+    best = record["best_epoch"][-1]
     assert logged[best] == min(logged.values())
-    assert err.strip() == (f"interrupted: saved the best regression model so far (epoch {best}, "
-                           f"interrupted during epoch {ran + 1}); nothing else was trained")
+    assert err.strip() == (f"interrupted: saved the regression model's fold models so far (1; the last at its best "
+                           f"epoch, {best}, interrupted during epoch {ran + 1}); nothing else was trained")
     assert listing(folder) == ["regression.metrics.json", "regression.pt"]
     # The saved weights are the best epoch's: they give its validation MAE again.
     bundle = load_bundle_from_dir(folder, "regression")
     assert bundle.meta["metrics"]["interrupted_at_epoch"] == ran + 1
     assert bundle.meta["train_config"]["seed"] == 1
-    splits = load_splits(songs, SplitConfig(seed=1), log=lambda message: None)
-    predicted = predict_arrays(bundle.model, bundle.encoder.transform(splits.val))
-    mae = float(np.mean(np.abs(predicted - splits.val["valence"].to_numpy())))
+    splits = load_splits(songs, FoldPlan(seed=1), log=lambda message: None)
+    _, val, encoder, _ = fold_encoder(splits.frame, splits.fold, 0, splits.plan, bundle.encoder)
+    predicted = predict_arrays(bundle.model, encoder.transform(val))  # the saved model is fold model 1 alone
+    mae = float(np.mean(np.abs(predicted - val["valence"].to_numpy())))
     assert mae == pytest.approx(logged[best], abs=1e-4)
 
 

@@ -36,12 +36,12 @@ def test_training_saves_bundles_and_metrics(cli_models, demo_csv):
         assert bundle_path(model_dir, kind).stat().st_size > 0
     metrics = json.loads(metrics_path(model_dir, "regression").read_text())
     assert metrics["test_mae"] < metrics["baseline_mae"]
-    assert metrics["train_rows"] + metrics["val_rows"] + metrics["test_rows"] == 3000
+    assert metrics["rows"] == metrics["test_rows"] == 3000  # every row is a test row of one fold model
     assert len(metrics["data_sha256"]) == 64
     classification = json.loads(metrics_path(model_dir, "classification").read_text())
     assert 0 <= classification["test_macro_f1"] <= 1
     assert sum(map(sum, classification["test_confusion_matrix"])) == classification["test_rows"]
-    assert "regression epoch 1/3" in done.stdout  # one line per epoch when not on a terminal
+    assert "regression fold 1/10 epoch 1/3" in done.stdout  # one line per epoch when not on a terminal
 
 
 @pytest.mark.slow
@@ -141,7 +141,7 @@ def test_every_option_documents_its_default(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--test-fraction", "0.9"], "--test-fraction must be between"),
+    (["--folds", "1"], "--folds must be 0 (automatic) or from 2 to 50"),
     (["--output", "x.csv"], "--output needs --predict"),
     (["--explain"], "--explain needs --predict"),
     (["--demo", "--data", "x.csv"], "leave out --data"),

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from . import pipeline
 from .catalog_build import build_catalog as score_into_catalog
 from .config import MODEL_KINDS, TARGET, ValenceError, bundle_path, counted
+from .crossfit import fold_encoder
 from .encoding import FeatureEncoder
 from .explain import Explainer
 from .plots import write_training_figures
@@ -15,6 +16,7 @@ from .predict import Predictor
 from .scoring import score_csv
 from .store import shown_target
 from .synthetic import generate_dataset, write_csv
+from .trainer import batch_size_for
 
 BAD_ROWS_SHOWN = 20
 # Values a model never saw in training, as --predict's summary counts them (the API warns per song).
@@ -45,11 +47,15 @@ class EpochReporter:
 
         def on_epoch(epoch, record):
             text = ", ".join(f"{name} {value:.4f}" for name, value in record.items() if isinstance(value, float))
+            model = f"{kind} fold {record['fold']}" if "fold" in record else kind
             if self.bar is not None:
+                if epoch == 1:  # a new fold model: the bar starts again
+                    self.bar.reset()
+                    self.bar.set_description(model)
                 self.bar.update(1)
                 self.bar.set_postfix_str(text)
             else:
-                log(f"{kind} epoch {epoch}/{self.max_epochs}: {text}")
+                log(f"{model} epoch {epoch}/{self.max_epochs}: {text}")
 
         return on_epoch
 
@@ -70,9 +76,9 @@ def train(options, catalog=None):
     if run.interrupted:
         kind = run.interrupted
         record = run.models[kind].metrics_record
-        print(f"interrupted: saved the best {kind} model so far (epoch {record['best_epoch']}, "
-              f"interrupted during epoch {record['interrupted_at_epoch']}); nothing else was trained",
-              file=sys.stderr, flush=True)
+        print(f"interrupted: saved the {kind} model's fold models so far ({record['interrupted_fold']}; the last at "
+              f"its best epoch, {record['best_epoch'][-1]}, interrupted during epoch "
+              f"{record['interrupted_at_epoch']}); nothing else was trained", file=sys.stderr, flush=True)
         return 130
     if options.plots_dir is not None:
         for path in write_training_figures(run, options.plots_dir):
@@ -102,20 +108,21 @@ def make_demo(path, n_rows, seed):
 
 
 def print_batch(options):
-    """Print the first training batch as the model sees it, without training."""
+    """Print the first training batch of the first fold model as it sees it, without training."""
     splits = pipeline.load_splits(options.data, options.split, log)
-    encoder = FeatureEncoder()
-    arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
-    size = min(options.train.batch_size, len(splits.train))
+    schema = FeatureEncoder().fit(splits.frame, splits.frame[TARGET].to_numpy())
+    train, _, encoder, arrays = fold_encoder(splits.frame, splits.fold, 0, splits.plan, schema)
+    size = min(batch_size_for(options.train, len(train)), len(train))
     names = encoder.feature_names()
-    log(f"first training batch: {counted(size, 'row')}; numeric {arrays['numeric'][:size].shape}, "
+    log(f"first training batch of fold model 1 of {splits.plan.folds}: {counted(size, 'row')}; "
+        f"numeric {arrays['numeric'][:size].shape}, "
         f"categorical {arrays['categorical'][:size].shape}")
     log("numeric columns: " + ", ".join(names["numeric"]))
     log("categorical columns: " + ", ".join(names["categorical"]))
     with np.printoptions(precision=3, suppress=True, linewidth=160, threshold=2000):
         log(f"numeric[:5] =\n{arrays['numeric'][:5]}")
         log(f"categorical[:5] =\n{arrays['categorical'][:5]}")
-        log(f"valence[:5] = {splits.train[TARGET].to_numpy()[:5]}")
+        log(f"valence[:5] = {train[TARGET].to_numpy()[:5]}")
     return 0
 
 

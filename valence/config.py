@@ -63,7 +63,7 @@ class SplitConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
-BUNDLE_FORMAT = 2  # bump when a saved bundle's layout changes
+BUNDLE_FORMAT = 3  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan)
 
 
 def normalise_name(text):

@@ -289,5 +289,5 @@ def data_warnings(frame, val, test):
              for name, part in (("validation", val), ("test", test)) if len(part) < MIN_SPLIT_ROWS]
     if small:
         warnings.append(f"only {' and '.join(small)}: too few for early stopping and the test figures to mean "
-                        f"much (at least {MIN_SPLIT_ROWS} each); use more data or larger --val-fraction/--test-fraction")
+                        f"much (at least {MIN_SPLIT_ROWS} each); use more data or a larger --val-fraction")
     return warnings

@@ -142,21 +142,6 @@ def build_model(kind, model_args):
     raise ValueError(f"unknown model kind {kind!r}; expected 'regression' or 'classification'")
 
 
-# Below this many training rows a default model is an ensemble of ENSEMBLE_MEMBERS networks. On the
-# real 19,828-row slice (5 split seeds, batch 1024) test MAE was 0.1266 with one network, 0.1258 with
-# 3 and 0.1254 with 5 independently trained members (0.1263 with 5 trained jointly on their mean),
-# accuracy 0.623 -> 0.624; training the slice takes about 7 s. Above the threshold one network keeps
-# an epoch of the full 232,725-row data set near 0.4 s, and the variance an ensemble removes shrinks
-# as the data grows.
-ENSEMBLE_BELOW_ROWS = 100_000
-ENSEMBLE_MEMBERS = 5
-
-
-def default_members(n_train_rows):
-    """Networks in a default model trained on n_train_rows rows."""
-    return ENSEMBLE_MEMBERS if n_train_rows < ENSEMBLE_BELOW_ROWS else 1
-
-
 def model_config_for(kind, encoder, **overrides):
     """ModelConfig for a kind, its input widths taken from a fitted encoder."""
     n_outputs = 1 if kind == "regression" else N_CLASSES

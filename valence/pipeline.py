@@ -1,4 +1,9 @@
-"""The command-line tool's jobs as plain functions: train, test and save models; evaluate saved ones."""
+"""The command-line tool's jobs as plain functions: cross-fit, test and save models; evaluate saved ones.
+
+Every labelled row is a test row of exactly one fold model (see crossfit.py): the figures are
+out-of-fold over all rows, and the saved model, all fold models averaged, learned from every row
+except the shares its fold models kept for early stopping.
+"""
 import dataclasses
 import json
 import time
@@ -9,15 +14,15 @@ import numpy as np
 import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
-from .config import (DEFAULT_DATA, MODELS_DIR, TARGET, SplitConfig, ValenceError, bundle_path, counted, metrics_path,
-                     normalise_name)
-from .data import data_warnings, load_dataset, split_by_track
+from .config import DEFAULT_DATA, MODELS_DIR, ValenceError, bundle_path, counted, metrics_path
+from .crossfit import FoldPlan, cross_fit, fold_rows, members_per_fold, out_of_fold, out_of_fold_metrics, track_folds
+from .crossfit import seen_artists as crossfit_seen
+from .data import data_warnings, load_dataset
 from .encoding import FeatureEncoder
 from .explain import typical_song
 from .fileio import write_text_atomic
-from .metrics import classification_test_metrics, format_metrics, regression_test_metrics, to_classes
-from .models import build_model, default_members, model_config_for, predict_arrays
-from .trainer import History, TrainConfig, fit_model
+from .metrics import format_metrics
+from .trainer import History, TrainConfig
 
 
 @dataclass
@@ -28,7 +33,7 @@ class RunOptions:
     model_dir: Path = MODELS_DIR
     kinds: tuple = ("regression",)
     train: TrainConfig = field(default_factory=TrainConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    split: FoldPlan = field(default_factory=FoldPlan)
     plots_dir: Path | None = None
     quiet: bool = False
     save_on_interrupt: bool = False  # Ctrl-C keeps the best epoch so far (saved normally) instead of nothing
@@ -36,19 +41,28 @@ class RunOptions:
 
 @dataclass
 class Splits:
-    """The loaded data, split by track, with the loader's report."""
+    """The loaded labelled rows with the loader's report and each row's fold; every row is a test row
+    of the one fold model that did not learn from it, and a training row of the others."""
 
+    plan: FoldPlan  # with the fold count made concrete
     report: object
-    train: object
-    val: object
-    test: object
+    frame: object
+    fold: np.ndarray
+
+    @property
+    def train(self):
+        """Every labelled row (the saved model learned from all of them)."""
+        return self.frame
+
+    @property
+    def test(self):
+        """Every labelled row (each predicted by the fold model that never saw its track)."""
+        return self.frame
 
     def counts(self):
-        """Return rows and tracks per split."""
-        parts = {"train": self.train, "val": self.val, "test": self.test}
-        counts = {f"{name}_rows": int(len(part)) for name, part in parts.items()}
-        counts.update({f"{name}_tracks": int(part["track_id"].nunique()) for name, part in parts.items()})
-        return counts
+        """Return rows and tracks, and the rows of each fold."""
+        return {"rows": int(len(self.frame)), "tracks": int(self.frame["track_id"].nunique()),
+                "test_rows": int(len(self.frame)), "fold_rows": np.bincount(self.fold).tolist()}
 
 
 @dataclass
@@ -60,7 +74,8 @@ class TrainedModel:
     encoder: FeatureEncoder
     history: History
     metrics_record: dict  # what <kind>.metrics.json holds
-    test_predictions: np.ndarray  # valence (regression) or class probabilities (classification), row for row
+    test_predictions: np.ndarray  # out-of-fold valence or class probabilities, row for row of splits.test
+    histories: list = field(default_factory=list)  # one per fold model; `history` is the first's
 
 
 @dataclass
@@ -72,48 +87,29 @@ class TrainingRun:
     interrupted: str | None = None  # the kind Ctrl-C stopped and --save-on-interrupt saved
 
 
-def load_splits(data_path, split, log=print):
-    """Load the data set, report what was kept and repaired, and split it by track."""
+def load_splits(data_path, plan, log=print):
+    """Load the data set, report what was kept and repaired, and assign every row's track a fold
+    (plan.folds 0: the automatic count for the data size)."""
     frame, report = load_dataset(data_path)
     log(report.summary())
     for note in report.notes:
         log(f"note: {note}")
     if len(frame) < 20:
         raise ValenceError(f"{data_path} has only {counted(len(frame), 'usable row')}; at least 20 are needed to train and test")
-    train, val, test = split_by_track(frame, split)
-    splits = Splits(report=report, train=train, val=val, test=test)
-    counts = splits.counts()
-    log(f"split by track_id (seed {split.seed}): train {counts['train_rows']:,} rows, "
-        f"validation {counts['val_rows']:,}, test {counts['test_rows']:,}")
-    for warning in data_warnings(frame, val, test):
+    plan = plan.resolved(len(frame))
+    splits = Splits(plan=plan, report=report, frame=frame, fold=track_folds(frame, plan.folds, plan.seed))
+    early_stopping = fold_rows(frame, splits.fold, 0, plan)[1]  # each fold model keeps about this many
+    for warning in data_warnings(frame, early_stopping, frame):
         log(f"warning: {warning}")
+    log(f"cross-fitting {plan.folds} folds by track_id (seed {plan.seed}): {len(frame):,} rows; each fold model "
+        f"learns from the other folds less {plan.val_fraction:.0%} of their tracks for early stopping, and predicts "
+        f"its own fold for the test figures")
     return splits
 
 
-def targets(kind, frame):
-    """Return the training target of a model kind: valence, or its class index."""
-    valence = frame[TARGET].to_numpy(dtype=np.float32)
-    return valence if kind == "regression" else to_classes(valence)
-
-
-def predict_test_split(model, encoder, splits):
-    """Return a model's predictions for the test split's rows."""
-    return predict_arrays(model, encoder.transform(splits.test))
-
-
-def test_split_metrics(kind, predicted, splits):
-    """Return the test-split metrics of a model's predictions beside its baseline."""
-    y_train, y_test = splits.train[TARGET].to_numpy(), splits.test[TARGET].to_numpy()
-    if kind == "classification":
-        return classification_test_metrics(y_train, y_test, predicted)
-    metrics = regression_test_metrics(y_train, y_test, predicted)
-    # Songs by artists the model saw in training are easier; report both groups.
-    trained_on = set(splits.train["artist_name"].map(normalise_name))
-    seen = splits.test["artist_name"].map(normalise_name).isin(trained_on).to_numpy()
-    for name, mask in (("seen", seen), ("unseen", ~seen)):
-        metrics[f"test_rows_{name}_artist"] = int(mask.sum())
-        metrics[f"test_mae_{name}_artist"] = float(np.mean(np.abs(predicted[mask] - y_test[mask]))) if mask.any() else None
-    return metrics
+FIGURES_FROM = ("out-of-fold: every labelled row, each predicted by the fold model that never learned from its "
+                "track (artist statistics from that model's training rows only); the saved model averages all "
+                "fold models")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -125,39 +121,20 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.saved = saved
 
 
-def new_model(kind, encoder, config, n_train_rows):
-    """A fresh network for a fitted encoder, with config.members members (0: the default for the data size)."""
-    members = config.members or default_members(n_train_rows)
-    model_args = dataclasses.asdict(model_config_for(kind, encoder, n_members=members))
-    return build_model(kind, model_args), model_args
-
-
-def train_kind(kind, splits, config, on_epoch=None, stop_on_interrupt=False):
-    """Fit the encoder on the training split, train a model, return (model, encoder, history)."""
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    encoder = FeatureEncoder()
-    train_arrays = encoder.fit_transform(splits.train, splits.train[TARGET].to_numpy())
-    model, model_args = new_model(kind, encoder, config, len(splits.train))
-    history = fit_model(model, kind, train_arrays, targets(kind, splits.train),
-                        encoder.transform(splits.val), targets(kind, splits.val), config, on_epoch=on_epoch,
-                        stop_on_interrupt=stop_on_interrupt)
-    return model, model_args, encoder, history
-
-
 def metrics_record(kind, metrics, splits, options, seconds=None, history=None):
     """Return the metrics file's content: figures, counts, provenance."""
-    record = {"model": kind, **metrics, **splits.counts(),
+    record = {"model": kind, "figures_from": FIGURES_FROM, **metrics, **splits.counts(),
               "rows_read": splits.report.rows_read, "rows_kept": splits.report.rows_kept,
               "rows_skipped": dict(splits.report.skipped),
               "repaired_time_signatures": splits.report.repaired_time_signatures,
               "data_path": str(options.data), "data_sha256": splits.report.sha256,
-              "split": dataclasses.asdict(options.split)}
-    if history is not None:
-        record.update(best_epoch=history.best_epoch, epochs_run=len(history.train_loss),
+              "split": dataclasses.asdict(splits.plan)}
+    if history is not None:  # a list: one History per fold model trained
+        record.update(best_epoch=[h.best_epoch for h in history], epochs_run=[len(h.train_loss) for h in history],
                       train_seconds=round(seconds, 2))
-        if history.interrupted:
-            record.update(interrupted=True, interrupted_at_epoch=len(history.train_loss) + 1)
+        if history[-1].interrupted:
+            record.update(interrupted=True, interrupted_fold=len(history),
+                          interrupted_at_epoch=len(history[-1].train_loss) + 1)
     return record
 
 
@@ -191,45 +168,71 @@ def run_training(options, log=print, on_epoch=None):
 
 
 def train_test_and_save(kind, splits, options, log, on_epoch):
-    """Train one model kind, compute its test-split metrics and save its bundle and metrics file."""
-    log(f"training the {kind} model (at most {counted(options.train.epochs, 'epoch')}, device {options.train.device})")
+    """Cross-fit one model kind, compute its out-of-fold figures and save its bundle and metrics file."""
+    plan = splits.plan
+    log(f"training the {kind} model: {plan.folds} fold models (at most {counted(options.train.epochs, 'epoch')} "
+        f"each, device {options.train.device})")
     started = time.perf_counter()
-    model, model_args, encoder, history = train_kind(kind, splits, options.train, on_epoch=on_epoch,
-                                                     stop_on_interrupt=options.save_on_interrupt)
+    fitted = cross_fit(kind, splits.frame, options.train, plan, on_epoch=on_epoch,
+                       stop_on_interrupt=options.save_on_interrupt)
     seconds = time.perf_counter() - started
-    if history.interrupted:
-        log(f"{kind}: interrupted during epoch {len(history.train_loss) + 1}; testing and saving "
-            f"the best epoch so far ({history.best_epoch}), as --save-on-interrupt asks")
-    predicted = predict_test_split(model, encoder, splits)
-    metrics = test_split_metrics(kind, predicted, splits)
-    log(f"{kind}: best epoch {history.best_epoch} of {len(history.train_loss)}, trained in {seconds:.1f} s")
+    histories = fitted.histories
+    if histories[-1].interrupted:
+        log(f"{kind}: interrupted in fold {len(histories)} during epoch {len(histories[-1].train_loss) + 1}; "
+            f"testing and saving the {len(histories)} fold models so far (the last at its best epoch, "
+            f"{histories[-1].best_epoch}), as --save-on-interrupt asks")
+    covered = splits.fold < len(histories)  # every row, unless Ctrl-C stopped before the last fold
+    metrics = out_of_fold_metrics(kind, splits.frame[covered], fitted.predictions[covered], splits.fold[covered],
+                                  fitted.seen[covered])
+    log(f"{kind}: best epochs {', '.join(str(h.best_epoch) for h in histories)} of the {len(histories)} fold "
+        f"models, trained in {seconds:.1f} s")
     log(format_metrics(kind, metrics))
-    record = metrics_record(kind, metrics, splits, options, seconds, history)
-    save_bundle(bundle_path(options.model_dir, kind), kind, model, model_args, encoder,
+    record = metrics_record(kind, metrics, splits, options, seconds, histories)
+    save_bundle(bundle_path(options.model_dir, kind), kind, fitted.model, fitted.model_args, fitted.encoder,
                 metrics=record, train_config=dataclasses.asdict(options.train),
                 data={"path": str(options.data), "sha256": splits.report.sha256,
                       "rows": splits.report.rows_kept},
-                split=dataclasses.asdict(options.split),
+                split={**dataclasses.asdict(plan), "folds_trained": len(histories),
+                       "members_per_fold": members_per_fold(options.train)},
                 background=typical_song(splits.train) if kind == "regression" else None)
     log(f"saved {bundle_path(options.model_dir, kind)}")
     write_metrics(options.model_dir, kind, record, log)
-    return TrainedModel(kind=kind, model=model, encoder=encoder, history=history, metrics_record=record,
-                        test_predictions=predicted)
+    predictions = fitted.predictions.astype(np.float64)
+    predictions[~covered] = np.nan
+    return TrainedModel(kind=kind, model=fitted.model, encoder=fitted.encoder, history=histories[0],
+                        metrics_record=record, test_predictions=predictions, histories=histories)
 
 
 def run_evaluation(options, log=print):
-    """Evaluate saved models on the test split of the data they were trained with; return records by kind."""
+    """Figures of saved models on a data file, out-of-fold as training computed them: each row is predicted
+    by the fold model that never learned from its track. Return the metrics records by kind."""
     bundles = {kind: load_bundle_from_dir(options.model_dir, kind) for kind in options.kinds}
     results = {}
     for kind, bundle in bundles.items():
-        split = SplitConfig(**bundle.meta.get("split", {}))
-        splits = load_splits(options.data, split, log)
+        saved = dict(bundle.meta.get("split", {}))
+        trained, members = int(saved.pop("folds_trained")), int(saved.pop("members_per_fold"))
+        plan = FoldPlan(**saved)
+        splits = load_splits(options.data, plan, log)
         if bundle.meta.get("data", {}).get("sha256") != splits.report.sha256:
-            log(f"warning: {options.data} is not the file this {kind} model was trained on "
-                f"(sha256 differs); its test split may overlap the model's training data")
-        metrics = test_split_metrics(kind, predict_test_split(bundle.model, bundle.encoder, splits), splits)
+            log(f"note: {options.data} is not the file this {kind} model was trained on (sha256 differs); rows of "
+                f"tracks it learned from are still predicted only by the fold model that did not")
+        covered = splits.fold < trained
+        frame = splits.frame[covered].reset_index(drop=True)
+        predicted, fold = out_of_fold(kind, bundle.model, bundle.meta["model_args"], bundle.encoder, frame,
+                                      plan, members)
+        seen = seen_artists(frame, fold, plan)
+        metrics = out_of_fold_metrics(kind, frame, predicted, fold, seen)
         log(f"{kind} model saved {bundle.meta.get('created_at')}, evaluated on {options.data}")
         log(format_metrics(kind, metrics))
         # Printed, not written: the metrics file keeps the figures of the run that trained the model.
-        results[kind] = metrics_record(kind, metrics, splits, dataclasses.replace(options, split=split))
+        results[kind] = metrics_record(kind, metrics, splits, options)
     return results
+
+
+def seen_artists(frame, fold, plan):
+    """Whether each row's artist has tracks among its fold model's training rows."""
+    seen = np.zeros(len(frame), dtype=bool)
+    for j in np.unique(fold):
+        train, _ = fold_rows(frame, fold, j, plan)
+        seen[fold == j] = crossfit_seen(frame, fold == j, train)
+    return seen
