@@ -57,6 +57,8 @@ def test_epoch_reporter_on_a_terminal_draws_one_bar_per_kind(monkeypatch, capsys
     on_epoch(1, {"val_mae": 0.25})
     first = reporter.bar
     assert first.n == 1 and first.total == 3 and first.desc == "regression"
+    on_epoch(1, {"val_mae": 0.2, "fold": "2/3"})  # the next fold model starts the bar again
+    assert first.n == 1 and first.desc == "regression fold 2/3"
     reporter("classification")  # a new kind closes the old bar
     assert reporter.bar is not first and reporter.bar.n == 0
     reporter.close()

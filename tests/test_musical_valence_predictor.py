@@ -125,7 +125,7 @@ def test_print_batch_prints_encoded_rows_and_trains_nothing(demo_csv, tmp_path, 
     assert cli.main(["--data", str(demo_csv), "--model-dir", str(tmp_path), "--print-batch",
                      "--batch-size", "300"]) == 0
     out = capsys.readouterr().out
-    assert "first training batch: 300 rows" in out and "danceability" in out
+    assert "first training batch of fold model 1 of 10: 300 rows" in out and "danceability" in out
     assert list(tmp_path.iterdir()) == []
 
 

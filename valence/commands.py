@@ -51,7 +51,7 @@ class EpochReporter:
             if self.bar is not None:
                 if epoch == 1:  # a new fold model: the bar starts again
                     self.bar.reset()
-                    self.bar.set_description(model)
+                    self.bar.set_description_str(model)
                 self.bar.update(1)
                 self.bar.set_postfix_str(text)
             else:
