@@ -40,7 +40,7 @@ def parse_args():
 
 def prepare(work, rows, model_dir):
     """Write generated songs and, unless given bundles, train a quick model; return both paths."""
-    from valence.config import SplitConfig
+    from valence.crossfit import FoldPlan
     from valence.pipeline import RunOptions, run_training
     from valence.synthetic import generate_dataset, write_csv
     from valence.trainer import TrainConfig
@@ -51,7 +51,7 @@ def prepare(work, rows, model_dir):
         model_dir = work / "models"
         started = time.perf_counter()
         run_training(RunOptions(data=data, model_dir=model_dir, kinds=("regression", "classification"),
-                                train=dataclasses.replace(TrainConfig(), epochs=3), split=SplitConfig()),
+                                train=dataclasses.replace(TrainConfig(), epochs=3), split=FoldPlan()),
                      log=lambda message: None)
         print(f"trained 3-epoch models on {rows:,} rows in {time.perf_counter() - started:.0f} s")
     return data, model_dir
