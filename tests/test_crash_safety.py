@@ -41,7 +41,7 @@ def songs(tmp_path_factory):
 
 
 def train_args(data, model_dir, *extra, epochs=40, seed=0):
-    return ["--data", data, "--model-dir", model_dir, "--epochs", epochs, "--patience", 1000,
+    return ["--data", data, "--model-dir", model_dir, "--epochs", epochs, "--patience", 1000, "--folds", 2,
             "--seed", seed, "--quiet", *extra]
 
 
@@ -104,7 +104,7 @@ def test_sigkill_at_random_moments_of_training_leaves_a_loadable_bundle(songs, p
     """Kill runs a random moment after their start, after loading, while encoding, after random epochs."""
     server, rng = shared_server(), np.random.default_rng(5)
     moments = [("start", rng.uniform(0.0, 0.02)), ("loaded ", 0.0), ("training the regression model", 0.0)]
-    moments += [(f"regression epoch {epoch}/", delay) for epoch, delay in
+    moments += [(f"regression fold 1/2 epoch {epoch}/", delay) for epoch, delay in
                 zip(rng.integers(1, 250, 4), rng.uniform(0.0, 0.01, 4))]
     for i, (event, delay) in enumerate(moments):
         folder = killed_copy(previous, tmp_path, f"kill-{i}")
@@ -201,7 +201,7 @@ def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     bundle = load_bundle_from_dir(folder, "regression")
     assert bundle.meta["metrics"]["interrupted_at_epoch"] == ran + 1
     assert bundle.meta["train_config"]["seed"] == 1
-    splits = load_splits(songs, FoldPlan(seed=1), log=lambda message: None)
+    splits = load_splits(songs, FoldPlan(folds=2, seed=1), log=lambda message: None)
     _, val, encoder, _ = fold_encoder(splits.frame, splits.fold, 0, splits.plan, bundle.encoder)
     predicted = predict_arrays(bundle.model, encoder.transform(val))  # the saved model is fold model 1 alone
     mae = float(np.mean(np.abs(predicted - val["valence"].to_numpy())))
@@ -227,7 +227,7 @@ def test_ctrl_c_during_the_save_leaves_the_previous_bundle_whole(songs, previous
 def test_ctrl_c_in_the_second_model_names_the_first_as_saved(songs, tmp_path):
     server = shared_server()
     child = server.start(train_args(songs, tmp_path / "models", "--model", "both", epochs=200), tmp_path / "run")
-    wait_until(lambda: "classification epoch 2/" in child.output(), timeout=60)
+    wait_until(lambda: "classification fold 1/2 epoch 2/" in child.output(), timeout=60)
     os.kill(child.pid, signal.SIGINT)
     done = server.wait(child)
     assert done.returncode == 130 and "Traceback" not in done.stderr
