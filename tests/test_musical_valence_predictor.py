@@ -346,7 +346,7 @@ def test_predict_summary_counts_bad_rows_and_songs_of_an_unseen_genre_or_artist(
 
 def test_messages_say_1_row_and_1_song(demo_csv, tmp_path, capsys, monkeypatch):
     assert cli.main(["--data", str(demo_csv), "--print-batch", "--batch-size", "1"]) == 0
-    assert "first training batch: 1 row; numeric (1, " in capsys.readouterr().out
+    assert "first training batch of fold model 1 of 10: 1 row; numeric (1, " in capsys.readouterr().out
     from valence import commands
     commands.make_demo(tmp_path / "demo.csv", 1, seed=0)
     assert capsys.readouterr().out == f"wrote 1 generated song (not real data) to {tmp_path / 'demo.csv'}\n"
