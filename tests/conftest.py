@@ -99,7 +99,9 @@ def make_app(trained, served_catalog):
     return make
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+# The whole API suite runs on both backends; the PostgreSQL half is in the slow run, which CI runs
+# too, to keep the default run under a minute (the store's own tests cover both backends in both runs).
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def app(request, make_app, trained, catalog_csv):
     """Return the app serving the trained models and the small catalog, from each backend (shared: do not change it)."""
     if request.param == "sqlite":

@@ -178,7 +178,7 @@ def test_ctrl_c_without_the_flag_saves_nothing_and_exits_130(interrupted, previo
     assert err.strip() == ("interrupted: stopped the regression model without saving it; its saved model, "
                            "if any, is as it was (--save-on-interrupt keeps the best epoch so far)")
     assert bundle_path(folder, "regression").read_bytes() == previous[1]
-    assert listing(folder) == ["regression.metrics.json", "regression.pt"]
+    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # the previous run's files
     assert "saved " not in out
 
 
@@ -196,7 +196,7 @@ def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     assert logged[best] == min(logged.values())
     assert err.strip() == (f"interrupted: saved the regression model's fold models so far (1; the last at its best "
                            f"epoch, {best}, interrupted during epoch {ran + 1}); nothing else was trained")
-    assert listing(folder) == ["regression.metrics.json", "regression.pt"]
+    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # the previous run's files
     # The saved weights are the best epoch's: they give its validation MAE again.
     bundle = load_bundle_from_dir(folder, "regression")
     assert bundle.meta["metrics"]["interrupted_at_epoch"] == ran + 1
@@ -220,7 +220,7 @@ def test_ctrl_c_during_the_save_leaves_the_previous_bundle_whole(songs, previous
     assert done.returncode == 130 and "Traceback" not in done.stderr
     assert done.stderr.startswith("interrupted: stopped the regression model without saving it")
     assert bundle_path(folder, "regression").read_bytes() == previous[1]
-    assert listing(folder) == ["regression.metrics.json", "regression.pt"]  # the temporary was removed
+    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # as before; the temporary was removed
 
 
 @pytest.mark.slow
