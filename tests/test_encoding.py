@@ -187,17 +187,6 @@ def test_one_artist_spelt_two_ways_in_training_is_one_artist(frames):
     assert encoder.artist_table_["artist 7"][0] == rows.sum()  # every track of both spellings
 
 
-def test_a_saved_state_with_names_as_typed_is_read_with_one_artist_per_name(fitted):
-    state = fitted.to_state()
-    table = dict(state["artist_table"])
-    first, second = table.pop("artist 1"), table.pop("artist 2")
-    table["Artist 1"], table["ARTIST 1 "] = first, second  # an older bundle: names kept as typed
-    state["artist_table"] = table
-    restored = FeatureEncoder.from_state(state)
-    assert restored.artist_table_["artist 1"] == [a + b for a, b in zip(first, second)]
-    assert "Artist 1" not in restored.artist_table_
-
-
 def test_unknown_artists_marks_rows_whose_named_artist_has_no_statistics(fitted):
     frame = __import__("pandas").DataFrame({"artist_name": ["artist 3", " Artist 3", "Nobody", "", "  "]})
     assert fitted.unknown_artists(frame).tolist() == [False, False, True, False, False]

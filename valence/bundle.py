@@ -137,8 +137,13 @@ def _failed_checksum(path):
         return "the zip directory"
 
 
-def load_bundle(path, kind=None):
-    """Load and rebuild the model in a bundle file; raise ValenceError with the reason if it cannot."""
+def load_bundle(path, kind=None, encoders=None):
+    """Load and rebuild the model in a bundle file; raise ValenceError with the reason if it cannot.
+
+    encoders: a list of (saved state, FeatureEncoder) of bundles loaded before; a bundle whose
+    encoder state equals one of them shares that encoder (a training run fits both kinds' encoders
+    on the same rows), and its own is appended otherwise.
+    """
     try:
         payload = read_bundle(path)
     except FileNotFoundError:
@@ -152,14 +157,19 @@ def load_bundle(path, kind=None):
     try:
         model = build_model(payload["kind"], payload["model_args"])
         model.load_state_dict(payload["state_dict"])
-        encoder = FeatureEncoder.from_state(payload["encoder"])
+        state = payload["encoder"]
+        encoder = next((known for saved, known in encoders or () if saved == state), None)
+        if encoder is None:
+            encoder = FeatureEncoder.from_state(state)
+            if encoders is not None:
+                encoders.append((state, encoder))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ValenceError(f"{path} does not match this version's model: {str(error).splitlines()[0][:200]}") from None
     model.eval()
-    meta = {key: value for key, value in payload.items() if key != "state_dict"}
+    meta = {key: value for key, value in payload.items() if key not in ("state_dict", "encoder")}
     return Bundle(kind=payload["kind"], model=model, encoder=encoder, meta=meta)
 
 
-def load_bundle_from_dir(model_dir, kind):
-    """Load the bundle of a model kind from a model directory."""
-    return load_bundle(bundle_path(model_dir, kind), kind)
+def load_bundle_from_dir(model_dir, kind, encoders=None):
+    """Load the bundle of a model kind from a model directory (encoders: see load_bundle)."""
+    return load_bundle(bundle_path(model_dir, kind), kind, encoders)

@@ -63,7 +63,8 @@ class SplitConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
-BUNDLE_FORMAT = 3  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan)
+BUNDLE_FORMAT = 4  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
+# 4: the encoder's artist table and reference songs packed into a few strings, loading in milliseconds)
 
 
 def normalise_name(text):

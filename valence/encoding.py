@@ -1,6 +1,8 @@
 """Feature encoder: clean frame -> numeric and categorical arrays, fitted on training rows only."""
 import base64
+import json
 import zlib
+from collections.abc import Mapping
 from statistics import NormalDist
 
 import numpy as np
@@ -24,13 +26,38 @@ def _interp_ties(x, xp, fp):
     return 0.5 * (np.interp(x, xp, fp) - np.interp(-x, -xp[::-1], -fp[::-1]))
 
 
+class ArtistTable(Mapping):
+    """Per-artist sums (tracks, valence, encoded features), one row per normalised name, indexed once.
+
+    A mapping of name -> row (as a list), backed by one float64 array: a fitted encoder of the
+    full data set holds tens of thousands of artists, which as Python lists of floats would cost
+    tens of MiB per loaded bundle and seconds to unpickle.
+    """
+
+    def __init__(self, names, rows, width):
+        self.names = [str(name) for name in names]
+        self.rows = np.asarray(rows, dtype=np.float64).reshape(len(self.names), width)
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def __getitem__(self, name):
+        return self.rows[self.index[name]].tolist()
+
+    def __contains__(self, name):
+        return name in self.index
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self):
+        return len(self.names)
+
+
 class _ArtistLookup:
     """An artist table and its reference songs, indexed once for per-row lookups (the fitted
     encoder keeps one, so a request does not re-index tens of thousands of artists)."""
 
-    def __init__(self, table, reference, width):
-        self.index = {a: i for i, a in enumerate(table)}
-        self.rows = np.asarray(list(table.values()), dtype=np.float64).reshape(len(table), width)
+    def __init__(self, table, reference):
+        self.index, self.rows = table.index, table.rows
         artists = reference["artist"] if reference else ()
         self.ref_groups = pd.Series(np.arange(len(artists))).groupby(artists).indices if len(artists) else {}
         if self.ref_groups:
@@ -89,10 +116,9 @@ class FeatureEncoder:
         else:
             self._fit_schema(frame)
         self.prior_ = float(y.mean())
-        self.artist_table_ = {}
+        self.artist_table_ = ArtistTable((), (), self._table_width)
         if self.artist_stats:
-            plain = self._plain_numeric(frame)
-            self.artist_table_ = {a: [float(v) for v in row] for a, row in self._artist_sums(frame, y, plain).iterrows()}
+            self.artist_table_ = self._table(self._artist_sums(frame, y, self._plain_numeric(frame)))
         self.reference_ = {}
         if self.artist_stats and self.knn_bandwidth > 0:
             self.reference_ = self._reference(frame, y, self._plain_numeric(frame))
@@ -139,8 +165,16 @@ class FeatureEncoder:
         parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:] / (n + m)[:, None]]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    @property
+    def _table_width(self):
+        return 2 + (self._n_plain if self.artist_feature_means else 0)
+
+    def _table(self, sums):
+        """Return the ArtistTable of _artist_sums' frame."""
+        return ArtistTable(sums.index, sums.to_numpy(dtype=np.float64), self._table_width)
+
     def _make_lookup(self, table, reference):
-        return _ArtistLookup(table, reference, 2 + (self._n_plain if self.artist_feature_means else 0))
+        return _ArtistLookup(table, reference)
 
     def _fitted_lookup(self):
         if self._lookup is None:
@@ -189,7 +223,7 @@ class FeatureEncoder:
         for k in range(self.n_folds):
             inside = fold == k
             sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside])
-            table = {a: row.tolist() for a, row in sums.iterrows()}
+            table = self._table(sums)
             prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
             reference = self._reference(frame[~inside], y[~inside], plain[~inside]) if self.knn_bandwidth > 0 else {}
             lookup = self._make_lookup(table, reference)
@@ -269,6 +303,12 @@ class FeatureEncoder:
                 artist += ["artist_similar_valence", "artist_similar_log_weight"]
         return {"numeric": [*config.NUMERIC_FEATURES, *artist], "categorical": list(config.CATEGORICAL_FEATURES)}
 
+    def _reference_codes(self):
+        """Return each reference song's artist as its row in the artist table (every one has a row)."""
+        index = self.artist_table_.index
+        return np.fromiter((index[a] for a in self.reference_["artist"]), dtype=np.int64,
+                           count=len(self.reference_["artist"]))
+
     def to_state(self):
         """Return the settings and fitted state as plain Python types (JSON- and weights_only-safe)."""
         if not hasattr(self, "quantiles_"):
@@ -283,11 +323,12 @@ class FeatureEncoder:
             "quantiles": {c: list(q) for c, q in self.quantiles_.items()},
             "vocab": {c: dict(v) for c, v in self.vocab_.items()},
             "prior": self.prior_,
-            "artist_table": {a: list(v) for a, v in self.artist_table_.items()},
-            # Tens of thousands of rows: float32 bytes in base64 text, a plain str that loads fast.
-            "reference": {"artist": self.reference_["artist"].tolist(),
-                          "values": base64.b64encode(self.reference_["values"].tobytes()).decode("ascii")}
-            if self.reference_ else {},
+            # Tens of thousands of artists and songs: names as one JSON text, numbers as base64 bytes,
+            # so the state is a few plain strings that unpickle in milliseconds.
+            "artist_table": {"names": json.dumps(self.artist_table_.names),
+                             "rows": _packed(self.artist_table_.rows, np.float64)},
+            "reference": {"artist_codes": _packed(self._reference_codes(), np.int32),
+                          "values": _packed(self.reference_["values"], np.float32)} if self.reference_ else {},
         }
 
     @classmethod
@@ -298,13 +339,15 @@ class FeatureEncoder:
         enc.quantiles_ = {c: [float(v) for v in q] for c, q in state["quantiles"].items()}
         enc.vocab_ = {c: {str(k): int(i) for k, i in v.items()} for c, v in state["vocab"].items()}
         enc.prior_ = float(state["prior"])
-        # States saved before names were normalised keep them as typed: merged here, they match as new ones do.
-        enc.artist_table_ = _merged_by_name(state["artist_table"])
+        width = enc._table_width
+        table = state["artist_table"]
+        enc.artist_table_ = ArtistTable(json.loads(table["names"]), _unpacked(table["rows"], np.float64), width)
         enc.reference_ = {}
         if state.get("reference"):
-            artists = np.asarray([config.normalise_name(str(a)) for a in state["reference"]["artist"]], dtype=object)
-            values = np.frombuffer(base64.b64decode(state["reference"]["values"]), dtype=np.float32)
-            enc.reference_ = {"artist": artists, "values": values.reshape(len(artists), -1).copy()}
+            codes = _unpacked(state["reference"]["artist_codes"], np.int32)
+            names = np.asarray(enc.artist_table_.names, dtype=object)  # one string per artist, shared by its songs
+            values = _unpacked(state["reference"]["values"], np.float32)
+            enc.reference_ = {"artist": names[codes], "values": values.reshape(len(codes), -1)}
         return enc
 
 
@@ -322,10 +365,11 @@ def _artists(frame):
     return names.map({name: config.normalise_name(name) for name in names.unique()}).to_numpy(dtype=object)
 
 
-def _merged_by_name(table):
-    """Re-key an artist table by normalised name, adding up the sums of names that become one."""
-    merged = {}
-    for artist, row in table.items():
-        name, row = config.normalise_name(str(artist)), [float(x) for x in row]
-        merged[name] = [a + b for a, b in zip(merged[name], row)] if name in merged else row
-    return merged
+def _packed(array, dtype):
+    """Return an array's values as base64 text of `dtype` bytes (a plain str: JSON- and weights_only-safe)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unpacked(text, dtype):
+    """Return the flat array that _packed wrote (a writable copy)."""
+    return np.frombuffer(base64.b64decode(text), dtype=dtype).copy()

@@ -31,7 +31,8 @@ class Predictor:
     @classmethod
     def from_model_dir(cls, model_dir, required=("regression",), optional=("classification",)):
         """Load the bundles of the `required` kinds, and of the `optional` kinds that are saved in `model_dir`."""
-        bundles = {kind: load_bundle_from_dir(model_dir, kind) for kind in MODEL_KINDS
+        encoders = []  # the kinds' encoders, shared when equal
+        bundles = {kind: load_bundle_from_dir(model_dir, kind, encoders) for kind in MODEL_KINDS
                    if kind in required or (kind in optional and bundle_path(model_dir, kind).exists())}
         if not bundles:
             looked = " or ".join(str(bundle_path(model_dir, kind)) for kind in optional)
