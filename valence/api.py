@@ -1,6 +1,7 @@
 """The JSON API: app factory, one blueprint, JSON errors and security headers."""
 import functools
 import os
+from urllib.parse import parse_qsl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def create_app(test_config=None):
     app.after_request(add_model_version)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, internal_error)
-    app.wsgi_app = SecurityHeaders(app.wsgi_app)
+    app.wsgi_app = SecurityHeaders(LookupFastPath(app, app.wsgi_app))
     observability.init_app(app)  # last: its middleware wraps every answer
     return app
 
@@ -184,9 +185,18 @@ def create_app(test_config=None):
 def service():
     """Return this request's Service: the pair served when the request began, for all of it."""
     if "valence" not in g:
-        g.valence = request_service(current_app.extensions["valence"].current(),
-                                    current_app.extensions["valence_settings"])
+        g.valence = served_service(current_app)
     return g.valence
+
+
+def served_service(app):
+    """Return the Service of the pair `app` serves now (made once per pair, not per request)."""
+    extensions = app.extensions
+    pair, settings = extensions["valence"].current(), extensions["valence_settings"]
+    made = settings.get("service")  # (pair, its Service)
+    if made is None or made[0] is not pair:
+        made = settings["service"] = (pair, request_service(pair, settings))
+    return made[1]
 
 
 def add_model_version(response):
@@ -255,11 +265,19 @@ class SecurityHeaders:
         return self.wsgi_app(environ, start)
 
 
-def lookup_parameters():
-    """Return track_id, artist_name and track_name from the query string (None when absent)."""
-    if len(request.query_string) > MAX_QUERY_BYTES:
+def query_args(query_string):
+    """Return the parameters of a raw query string as {name: [values]}, parsed as werkzeug's request.args does."""
+    args = {}
+    for name, value in parse_qsl(query_string.decode(), keep_blank_values=True, errors="werkzeug.url_quote"):
+        args.setdefault(name, []).append(value)
+    return args
+
+
+def lookup_parameters(query_string):
+    """Return track_id, artist_name and track_name of a raw query string (None when absent)."""
+    if len(query_string) > MAX_QUERY_BYTES:
         raise ApiError(414, f"query string is longer than {MAX_QUERY_BYTES:,} bytes")
-    args = request.args.to_dict(flat=False)  # a plain dict: MultiDict.get raises and catches per missing key
+    args = query_args(query_string)
     values = []
     for name in ("track_id", "artist_name", "track_name"):
         given = args.get(name)
@@ -283,6 +301,8 @@ def lookup_parameters():
 
 def wants_page():
     """Return whether the client is a browser asking for HTML rather than an API client (curl: */*)."""
+    if "html" not in request.environ.get("HTTP_ACCEPT", ""):  # API clients: no parsing of the header
+        return False
     return request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html"
 
 
@@ -295,13 +315,16 @@ def lookup():
     return find_track()
 
 
-def find_track():
-    """Return the catalog answer for the track the query names, or raise the 400, 404 or 503."""
-    track_id, artist, track = lookup_parameters()
+def find_track(query_string=None, state=None):
+    """Return the catalog answer for the track a query names, or raise the 400, 404 or 503.
+
+    query_string and state default to the Flask request's raw query string and Service.
+    """
+    track_id, artist, track = lookup_parameters(request.query_string if query_string is None else query_string)
     if track_id is not None:
         if artist is not None or track is not None:
             raise ApiError(400, "give either track_id or artist_name and track_name, not both")
-        answer = service().require_catalog().by_track_id(track_id)
+        answer = (state or service()).require_catalog().by_track_id(track_id)
         if answer is None:
             raise ApiError(404, f"no track with track_id {track_id!r} in the catalog", suggestions=[])
         return answer
@@ -309,12 +332,51 @@ def find_track():
     if missing:
         raise ApiError(400, f"missing query parameter(s): {', '.join(missing)} "
                             "(or give track_id)", missing=missing)
-    catalog = service().require_catalog()
+    catalog = (state or service()).require_catalog()
     answer = catalog.by_names(artist, track)
     if answer is None:
         raise ApiError(404, f"no track {track!r} by {artist!r} in the catalog",
                        suggestions=catalog.suggest(artist, track))
     return answer
+
+
+class LookupFastPath:
+    """WSGI middleware: a catalog lookup that finds its track is answered here, below Flask.
+
+    GET /predict is the route a load balancer sends most traffic to, and Flask's contexts,
+    routing and response objects cost about as much as the lookup itself. This answers it
+    with the same functions as the Flask route (find_track, the served pair, the app's JSON
+    provider) and the same bytes and headers (tests/test_api.py compares the two); every
+    other request, and any lookup that is not a 200 (a 4xx or 503, a browser asking for the
+    page, a server in debug mode), goes on to Flask, which answers it as it always has.
+    """
+
+    def __init__(self, app, wsgi_app):
+        self.app, self.wsgi_app = app, wsgi_app
+
+    def __call__(self, environ, start_response):
+        """Answer a found lookup here; pass everything else on."""
+        if (environ.get("PATH_INFO") == "/predict" and environ.get("REQUEST_METHOD") == "GET"
+                and "html" not in environ.get("HTTP_ACCEPT", "") and self.compact()):
+            try:
+                state = served_service(self.app)
+                answer = find_track(environ.get("QUERY_STRING", "").encode("latin-1"), state)
+            except Exception:  # noqa: BLE001 - Flask answers it again, with its error handlers
+                answer = None
+            if answer is not None:
+                data = self.app.json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+                headers = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(data)))]
+                if state.version is not None:
+                    headers.append(("X-Model-Version", state.version))
+                environ[observability.ROUTE] = "/predict"  # the route label of the metrics and the log
+                start_response("200 OK", headers)
+                return [data]
+        return self.wsgi_app(environ, start_response)
+
+    def compact(self):
+        """Return whether Flask writes JSON answers compact (else, as in debug mode, Flask answers)."""
+        json = self.app.json
+        return json.compact is not False and (json.compact is not None or not self.app.debug)
 
 
 def request_body():
