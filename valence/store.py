@@ -68,6 +68,83 @@ class CatalogStore(Protocol):
         """Release what the store holds."""
 
 
+class SqlStore:
+    """The lookups both databases answer alike: SQL over a catalog's tracks, artists and listings tables.
+
+    A subclass sets PARAM (its driver's placeholder) and implements _rows(query, params), the
+    trigram searches (artist_candidates, artists_containing) and close().
+    """
+
+    PARAM = "?"
+    owns_database = False
+
+    def __init__(self, database, meta, signature, tables):
+        self.database, self.meta, self.signature = database, meta, signature
+        self.model_version = meta["model_version"]
+        self.tracks, self.artists, self.listings = tables
+        self._answer = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM {self.tracks}"
+        self._brief = f"SELECT {', '.join(BRIEF_COLUMNS)} FROM {self.tracks}"
+
+    def by_track_id(self, track_id):
+        """Return the answer for a track_id, or None."""
+        rows = self._rows(f"{self._answer} WHERE track_id = {self.PARAM}", (track_id,))
+        return answer_from_row(rows[0]) if rows else None
+
+    def by_names(self, artist_name, track_name):
+        """Return the answer for the best-matching track with its other_matches, or None."""
+        p = self.PARAM
+        rows = self._rows(f"{self._answer} WHERE artist_key = {p} AND track_key = {p} ORDER BY {BEST_FIRST}",
+                          (normalise(artist_name), normalise(track_name)))
+        return names_answer(rows)
+
+    def suggest(self, artist_name, track_name):
+        """Return up to SUGGESTIONS known tracks whose names are close to the ones asked for."""
+        return suggest(self, artist_name, track_name)
+
+    def search(self, query, limit=SEARCH_RESULTS):
+        """Return up to `limit` songs for a partly typed artist or track name, best first."""
+        return search(self, query, limit)
+
+    def same_track_name(self, track_key, limit):
+        """Return rows of BRIEF_COLUMNS of the tracks with this name, best first."""
+        p = self.PARAM
+        return self._rows(f"{self._brief} WHERE track_key = {p} ORDER BY {BEST_FIRST} LIMIT {p}", (track_key, limit))
+
+    def artist_tracks(self, artist_key, limit):
+        """Return rows of BRIEF_COLUMNS of an artist's tracks, best first."""
+        p = self.PARAM
+        return self._rows(f"{self._brief} WHERE artist_key = {p} ORDER BY {BEST_FIRST} LIMIT {p}", (artist_key, limit))
+
+    def has_artist(self, artist_key):
+        """Return whether the catalog has a track by this (normalised) artist."""
+        return bool(self._rows(f"SELECT 1 FROM {self.artists} WHERE artist_key = {self.PARAM}", (artist_key,)))
+
+    def song_rows(self, track_id):
+        """Return the features of a track's listings (one row per genre) as a frame, or None."""
+        return song_frame(self._rows(f"SELECT {', '.join(LISTING_COLUMNS)} FROM {self.listings} "
+                                     f"WHERE track_id = {self.PARAM} ORDER BY seq", (track_id,)))
+
+    def artists_starting(self, prefix, most):
+        """Return (artist, popularity of its best track) of the artists whose name starts with prefix, by name."""
+        p = self.PARAM
+        return self._rows(f"SELECT artist_key, popularity FROM {self.artists} WHERE artist_key >= {p} "
+                          f"AND artist_key < {p} ORDER BY artist_key LIMIT {p}", (prefix, prefix_end(prefix), most))
+
+    def tracks_starting(self, prefix, limit):
+        """Return rows of BRIEF_COLUMNS of the tracks whose name starts with prefix, by name then best first."""
+        p = self.PARAM
+        return self._rows(f"{self._brief} WHERE track_key >= {p} AND track_key < {p} "
+                          f"ORDER BY track_key, {BEST_FIRST} LIMIT {p}", (prefix, prefix_end(prefix), limit))
+
+    def size(self):
+        """Return the number of distinct tracks."""
+        return int(self.meta["tracks"])
+
+    def is_current(self):
+        """Return whether the target still holds this catalog (False once another was swapped in)."""
+        return self.database.signature() == self.signature
+
+
 def is_postgres(target):
     """Return whether a catalog target is a PostgreSQL URL (else it is a file path)."""
     return str(target).startswith(("postgresql://", "postgres://"))

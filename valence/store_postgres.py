@@ -17,8 +17,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import store
 from .config import NUMERIC_FEATURES, ValenceError
-from .store import (ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS,
-                    TRACK_COLUMNS)
+from .store import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
 from .store import CatalogMissing, CatalogUnavailable
 from .store import shown_target as safe_url
 
@@ -130,18 +129,15 @@ class PostgresDatabase:
         self.pool = None
 
 
-class PostgresStore:
+class PostgresStore(store.SqlStore):
     """One generation of the catalog in PostgreSQL; lookups are indexed queries on its tables."""
 
-    owns_database = False
+    PARAM = "%s"
 
     def __init__(self, database, generation, meta):
-        self.database, self.generation, self.meta = database, generation, meta
-        self.signature = generation  # what database.signature() says while this generation is served
-        self.model_version = meta["model_version"]
-        self.tracks, self.artists, self.listings = tables(generation)
-        self._answer = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM {self.tracks}"
-        self._brief = f"SELECT {', '.join(BRIEF_COLUMNS)} FROM {self.tracks}"
+        # The signature is what database.signature() says while this generation is served.
+        super().__init__(database, meta, generation, tables(generation))
+        self.generation = generation
 
     def _rows(self, query, params=()):
         """Run a query on this generation's tables and return its rows."""
@@ -151,33 +147,6 @@ class PostgresStore:
             raise CatalogUnavailable(f"the catalog in {self.database.shown} was replaced twice in a moment; "
                                      "reloading") from None
 
-    def by_track_id(self, track_id):
-        """Return the answer for a track_id, or None."""
-        rows = self._rows(f"{self._answer} WHERE track_id = %s", (track_id,))
-        return store.answer_from_row(rows[0]) if rows else None
-
-    def by_names(self, artist_name, track_name):
-        """Return the answer for the best-matching track with its other_matches, or None."""
-        rows = self._rows(f"{self._answer} WHERE artist_key = %s AND track_key = %s ORDER BY {BEST_FIRST}",
-                          (store.normalise(artist_name), store.normalise(track_name)))
-        return store.names_answer(rows)
-
-    def suggest(self, artist_name, track_name):
-        """Return up to a few known tracks whose names are close to the ones asked for."""
-        return store.suggest(self, artist_name, track_name)
-
-    def same_track_name(self, track_key, limit):
-        """Return rows of BRIEF_COLUMNS of the tracks with this name, best first."""
-        return self._rows(f"{self._brief} WHERE track_key = %s ORDER BY {BEST_FIRST} LIMIT %s", (track_key, limit))
-
-    def artist_tracks(self, artist_key, limit):
-        """Return rows of BRIEF_COLUMNS of an artist's tracks, best first."""
-        return self._rows(f"{self._brief} WHERE artist_key = %s ORDER BY {BEST_FIRST} LIMIT %s", (artist_key, limit))
-
-    def has_artist(self, artist_key):
-        """Return whether the catalog has a track by this (normalised) artist."""
-        return bool(self._rows(f"SELECT 1 FROM {self.artists} WHERE artist_key = %s", (artist_key,)))
-
     def artist_candidates(self, artist_key):
         """Return the artist names pg_trgm finds most similar to `artist_key` (a shortlist)."""
         rows = self._rows(f"SELECT artist_key FROM {self.artists} WHERE artist_key %% %s "
@@ -185,38 +154,11 @@ class PostgresStore:
                           (artist_key, artist_key, store.ARTIST_CANDIDATES))
         return [row[0] for row in rows]
 
-    def search(self, query, limit=store.SEARCH_RESULTS):
-        """Return up to `limit` songs for a partly typed artist or track name, best first."""
-        return store.search(self, query, limit)
-
-    def song_rows(self, track_id):
-        """Return the features of a track's listings (one row per genre) as a frame, or None."""
-        return store.song_frame(self._rows(f"SELECT {', '.join(LISTING_COLUMNS)} FROM {self.listings} "
-                                           "WHERE track_id = %s ORDER BY seq", (track_id,)))
-
-    def artists_starting(self, prefix, most):
-        """Return (artist, popularity of its best track) of the artists whose name starts with prefix, by name."""
-        return self._rows(f"SELECT artist_key, popularity FROM {self.artists} WHERE artist_key >= %s "
-                          "AND artist_key < %s ORDER BY artist_key LIMIT %s", (prefix, store.prefix_end(prefix), most))
-
     def artists_containing(self, text, most):
         """Return (artist, popularity of its best track) of the artists whose name contains text, by name."""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return self._rows(f"SELECT artist_key, popularity FROM {self.artists} WHERE artist_key LIKE %s "
                           "ORDER BY artist_key LIMIT %s", (pattern, most))
-
-    def tracks_starting(self, prefix, limit):
-        """Return rows of BRIEF_COLUMNS of the tracks whose name starts with prefix, by name then best first."""
-        return self._rows(f"{self._brief} WHERE track_key >= %s AND track_key < %s "
-                          f"ORDER BY track_key, {BEST_FIRST} LIMIT %s", (prefix, store.prefix_end(prefix), limit))
-
-    def size(self):
-        """Return the number of distinct tracks."""
-        return int(self.meta["tracks"])
-
-    def is_current(self):
-        """Return whether the database still serves this generation."""
-        return self.database.signature() == self.generation
 
     def close(self):
         """Release nothing of the shared pool, unless this store owns its database."""

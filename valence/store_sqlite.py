@@ -14,8 +14,7 @@ import numpy as np
 
 from . import store
 from .config import FEATURE_COLUMNS
-from .store import (ANSWER_COLUMNS, BEST_FIRST, BRIEF_COLUMNS, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS,
-                    TRACK_COLUMNS)
+from .store import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
 from .store import CatalogMissing
 
 APP_ID = "valence-catalog"
@@ -117,17 +116,13 @@ def read_meta(connection, path, size, hint):
     return meta
 
 
-class SqliteStore:
+class SqliteStore(store.SqlStore):
     """A catalog file opened read-only: lookups are indexed queries, suggestions use its trigram index."""
 
-    owns_database = False
-
     def __init__(self, database, connection, meta, signature):
-        self.database, self.connection, self.meta, self.signature = database, connection, meta, signature
-        self.model_version = meta["model_version"]
+        super().__init__(database, meta, signature, ("tracks", "artists", "listings"))
+        self.connection = connection
         self.lock = threading.Lock()  # one connection, shared by the threads of a threaded worker
-        self._answer = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM tracks"
-        self._brief = f"SELECT {', '.join(BRIEF_COLUMNS)} FROM tracks"
 
     def _rows(self, sql, params=()):
         """Run a query and return its rows; a damaged file is a CatalogMissing."""
@@ -137,33 +132,6 @@ class SqliteStore:
             except sqlite3.Error as error:
                 raise CatalogMissing(f"the catalog {self.database.path} cannot be read ({error}); "
                                      f"rebuild it with: {BUILD_HINT}") from None
-
-    def by_track_id(self, track_id):
-        """Return the answer for a track_id, or None."""
-        rows = self._rows(f"{self._answer} WHERE track_id = ?", (track_id,))
-        return store.answer_from_row(rows[0]) if rows else None
-
-    def by_names(self, artist_name, track_name):
-        """Return the answer for the best-matching track with its other_matches, or None."""
-        rows = self._rows(f"{self._answer} WHERE artist_key = ? AND track_key = ? ORDER BY {BEST_FIRST}",
-                          (store.normalise(artist_name), store.normalise(track_name)))
-        return store.names_answer(rows)
-
-    def suggest(self, artist_name, track_name):
-        """Return up to a few known tracks whose names are close to the ones asked for."""
-        return store.suggest(self, artist_name, track_name)
-
-    def same_track_name(self, track_key, limit):
-        """Return rows of BRIEF_COLUMNS of the tracks with this name, best first."""
-        return self._rows(f"{self._brief} WHERE track_key = ? ORDER BY {BEST_FIRST} LIMIT ?", (track_key, limit))
-
-    def artist_tracks(self, artist_key, limit):
-        """Return rows of BRIEF_COLUMNS of an artist's tracks, best first."""
-        return self._rows(f"{self._brief} WHERE artist_key = ? ORDER BY {BEST_FIRST} LIMIT ?", (artist_key, limit))
-
-    def has_artist(self, artist_key):
-        """Return whether the catalog has a track by this (normalised) artist."""
-        return bool(self._rows("SELECT 1 FROM tracks WHERE artist_key = ? LIMIT 1", (artist_key,)))
 
     def artist_candidates(self, artist_key):
         """Return the artist names that share the most of the rarest trigrams of `artist_key` (a shortlist)."""
@@ -180,39 +148,12 @@ class SqliteStore:
         return [row[0] for row in self._rows(f"SELECT artist_key FROM artists WHERE id IN "
                                              f"({', '.join('?' * len(top))})", top)]
 
-    def search(self, query, limit=store.SEARCH_RESULTS):
-        """Return up to `limit` songs for a partly typed artist or track name, best first."""
-        return store.search(self, query, limit)
-
-    def song_rows(self, track_id):
-        """Return the features of a track's listings (one row per genre) as a frame, or None."""
-        return store.song_frame(self._rows(f"SELECT {', '.join(LISTING_COLUMNS)} FROM listings "
-                                           "WHERE track_id = ? ORDER BY seq", (track_id,)))
-
-    def artists_starting(self, prefix, most):
-        """Return (artist, popularity of its best track) of the artists whose name starts with prefix, by name."""
-        return self._rows("SELECT artist_key, popularity FROM artists WHERE artist_key >= ? AND artist_key < ? "
-                          "ORDER BY artist_key LIMIT ?", (prefix, store.prefix_end(prefix), most))
-
     def artists_containing(self, text, most):
         """Return (artist, popularity of its best track) of the artists whose name contains text, by name."""
         grams = " AND ".join(_phrase(text[i:i + 3]) for i in range(len(text) - 2))
         return self._rows("SELECT artist_key, popularity FROM artists WHERE id IN (SELECT rowid FROM artist_grams "
                           "WHERE artist_grams MATCH ?) AND instr(artist_key, ?) > 0 ORDER BY id LIMIT ?",
                           (grams, text, most))
-
-    def tracks_starting(self, prefix, limit):
-        """Return rows of BRIEF_COLUMNS of the tracks whose name starts with prefix, by name then best first."""
-        return self._rows(f"{self._brief} WHERE track_key >= ? AND track_key < ? ORDER BY track_key, {BEST_FIRST} "
-                          "LIMIT ?", (prefix, store.prefix_end(prefix), limit))
-
-    def size(self):
-        """Return the number of distinct tracks."""
-        return int(self.meta["tracks"])
-
-    def is_current(self):
-        """Return whether the file at the path is still the one this store reads."""
-        return self.database.signature() == self.signature
 
     def close(self):
         """Close the connection."""
