@@ -1,6 +1,7 @@
 """Shared fixtures: generated data in the Kaggle schema and models trained on it."""
 import dataclasses
 import itertools
+import shutil
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ import torch
 from valence.api import create_app, service
 from valence.catalog import load_catalog
 from valence.catalog_build import build_catalog
+from valence.config import bundle_path
 from valence.crossfit import FoldPlan
 from valence.observability import flush_log
 from valence.pipeline import RunOptions, run_training
@@ -97,6 +99,21 @@ def make_app(trained, served_catalog):
         return create_app({"TESTING": True, "VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
                            "VALENCE_DATA": data and str(data), "VALENCE_TORCH_THREADS": None, **settings})
     return make
+
+
+@pytest.fixture(scope="session")
+def mood_only(trained, tmp_path_factory):
+    """Return a model folder holding only the classification model, as `--model classification` leaves one."""
+    folder = tmp_path_factory.mktemp("mood_only")
+    shutil.copy(bundle_path(trained[0], "classification"), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mood_app(make_app, mood_only, catalog_csv):
+    """Return the app serving the classification-only folder and the small catalog scored with it."""
+    build_catalog(catalog_csv, mood_only, log=lambda message: None)
+    return make_app(catalog=mood_only / "catalog.sqlite", model_dir=mood_only)
 
 
 # The whole API suite runs on both backends; the PostgreSQL half is in the slow run, which CI runs

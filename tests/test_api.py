@@ -283,6 +283,37 @@ def test_regression_only_answers_have_no_mood(make_app, trained, tmp_path):
     assert client.get("/health").json["model"]["classification"] is False
 
 
+def test_classification_only_answers_have_moods_and_no_valence(mood_app, make_app):
+    client, both = mood_app.test_client(), make_app().test_client()  # both: the same classifier with a regressor
+    health = client.get("/health").json
+    assert health["status"] == "ok" and health["catalog"]["loaded"] is True
+    assert health["model"] == {"loaded": True, "regression": False, "classification": True,
+                               "version": health["catalog"]["model_version"], "error": None}
+    assert client.get("/health/ready").status_code == 200
+    answer, reference = client.post("/predict", json=SONG).json, both.post("/predict", json=SONG).json
+    assert answer["prediction"] is None and answer["warnings"] == reference["warnings"]
+    assert answer["mood"] == reference["mood"]
+    assert answer["mood_probabilities"] == pytest.approx(reference["mood_probabilities"])
+    listed = client.post("/predict", json=[SONG, dict(SONG, genre="Polka")]).json["predictions"]
+    assert [one["prediction"] for one in listed] == [None, None]
+    assert listed[1]["warnings"] == ["unknown genre 'Polka': predicted as an unseen genre"]
+    track = client.get("/predict?artist_name=duo act&track_name=shared song").json
+    expected = both.get("/predict?track_id=DUPLICATE0000000000001").json
+    assert track["prediction"] is None and track["genre_predictions"] == {"Pop": None, "Rock": None}
+    assert track["mood"] == expected["mood"] and track["expected"] == expected["expected"]
+    assert track["mood_probabilities"] == pytest.approx(expected["mood_probabilities"])
+    assert set(client.get("/model").json) == {"classification"}
+
+
+def test_classification_only_answers_match_the_openapi_document(mood_app):
+    client = mood_app.test_client()
+    document = client.get("/openapi.json").json
+    for method, url, body in SAMPLES:
+        response = client.open(url, method=method, json=body)
+        assert response.status_code != 500, (method, url, response.json)
+        assert response_errors(document, url.split("?")[0], method, response) == []
+
+
 def test_config_comes_from_environment_then_test_config(monkeypatch, trained, served_catalog, tmp_path):
     from musical_valence_predictor import create_app
 

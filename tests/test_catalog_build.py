@@ -10,7 +10,8 @@ import pytest
 
 import musical_valence_predictor as cli
 from conftest import empty_target
-from valence.config import PROJ_ROOT
+from valence.config import CLASS_NAMES, PROJ_ROOT
+from valence.predict import Predictor
 from valence.serving import model_version
 from valence.store import connect, open_store
 from valence.synthetic import generate_dataset, write_csv
@@ -47,6 +48,41 @@ def test_a_training_run_ends_by_scoring_its_data_into_the_catalog(demo_csv, tmp_
     store.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_build_catalog_with_only_a_classifier_stores_moods_and_no_valence(kind, mood_only, catalog_csv, tmp_path,
+                                                                           request, capsys):
+    target = empty_target(kind, tmp_path, request)
+    assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(mood_only),
+                     "--catalog", str(target)]) == 0
+    out = capsys.readouterr().out
+    store = open_store(target)
+    assert f"catalog: {store.size():,} tracks from 306 rows (skipped 0)" in out
+    assert store.size() == catalog_tracks(catalog_csv)
+    assert store.model_version == model_version(mood_only) and store.meta["moods"] == "yes"
+    track = store.by_track_id("DUPLICATE0000000000001")
+    assert track["prediction"] is None and track["genre_predictions"] == {"Pop": None, "Rock": None}
+    # A track under two genres: the mean of its listings' mood probabilities, as with a regression model.
+    rows = pd.read_csv(catalog_csv, keep_default_na=False).query("track_id == 'DUPLICATE0000000000001'")
+    probabilities = Predictor.from_model_dir(mood_only).predict(rows).mood_probabilities.mean(axis=0)
+    assert list(track["mood_probabilities"].values()) == pytest.approx(probabilities.tolist())
+    assert track["mood"] == CLASS_NAMES[probabilities.argmax()]
+    store.close()
+
+
+def test_a_classification_only_training_run_ends_by_scoring_moods_into_the_catalog(tmp_path, capsys):
+    data = write_csv(generate_dataset(200, seed=3), tmp_path / "songs.csv")
+    model_dir = tmp_path / "models"
+    assert cli.main(["--data", str(data), "--model-dir", str(model_dir), "--model", "classification",
+                     "--epochs", "1", "--folds", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    store = open_store(model_dir / "catalog.sqlite")
+    assert f"catalog: {store.size():,} tracks from 200 rows" in out and store.size() == catalog_tracks(data)
+    assert store.model_version == model_version(model_dir) and store.meta["moods"] == "yes"
+    track = store.by_track_id(pd.read_csv(data)["track_id"][0])
+    assert track["prediction"] is None and track["mood"] in CLASS_NAMES
+    store.close()
+
+
 def test_build_catalog_writes_beside_the_models_by_default(trained, catalog_csv, tmp_path, capsys):
     model_dir = tmp_path / "models"
     model_dir.mkdir()
@@ -72,7 +108,7 @@ def test_build_catalog_refuses_options_that_do_not_go_with_it(arguments, message
 
 def test_build_catalog_without_models_or_with_an_unreachable_database_says_why(catalog_csv, tmp_path, capsys):
     assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(tmp_path)]) == 2
-    assert "no saved regression model" in capsys.readouterr().err
+    assert "no saved model in" in capsys.readouterr().err
     url = "postgresql://someone:secret@127.0.0.1:1/catalog"
     assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(tmp_path),
                      "--catalog", url]) == 2

@@ -70,12 +70,12 @@ def test_train_returns_0_and_writes_figures_only_when_asked(tmp_path, monkeypatc
     seen = []
     monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: seen.append(opts) or TrainingRun(None))
     monkeypatch.setattr(commands, "write_training_figures", lambda run, folder: [folder / "a.png", folder / "b.png"])
-    no_catalog = "no catalog written: a catalog is scored with a regression model; train one with --model regression\n"
-    assert commands.train(options(tmp_path)) == 0  # no bundle was saved (the run is a stand-in)
-    assert capsys.readouterr().out == no_catalog
+    monkeypatch.setattr(commands, "build_catalog", lambda opts, target: print("catalog") or 0)
+    assert commands.train(options(tmp_path)) == 0
+    assert capsys.readouterr().out == "catalog\n"  # a run ends by scoring its data into the catalog
     assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 0
     assert capsys.readouterr().out == (f"wrote {tmp_path / 'figs' / 'a.png'}\nwrote {tmp_path / 'figs' / 'b.png'}\n"
-                                       + no_catalog)
+                                       "catalog\n")
     assert len(seen) == 2
 
 

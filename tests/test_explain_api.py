@@ -114,3 +114,15 @@ def test_without_a_model_or_catalog_the_routes_say_why(make_app, tmp_path):
     assert no_catalog.get("/explain?track_id=X").status_code == 503
     assert no_catalog.post("/explain", json=SONG).status_code == 200
 
+
+
+def test_without_a_regression_model_explanations_say_so(mood_app):
+    client = mood_app.test_client()
+    for answer in (client.get("/explain?track_id=DUPLICATE0000000000001"), client.post("/explain", json=SONG),
+                   client.post("/explain", json=[SONG, SONG])):
+        assert answer.status_code == 503
+        assert answer.get_json()["message"].startswith(
+            "no regression model is loaded (regression.pt is not in the model folder, which serves moods only): "
+            "explanations are of the predicted valence; train one with: python musical_valence_predictor.py")
+    assert client.get("/explain?track_id=NOSUCHTRACK").status_code == 404  # the lookup rules still come first
+    assert client.get("/search?q=twin").status_code == 200

@@ -122,8 +122,11 @@ def test_sample_answers_match_the_response_schemas(document):
              "errors": [{"index": None, "field": "tempo", "message": "is required"}]}
     assert schema_errors(error, ref("Error"), document) == []
     assert schema_errors({"status": 400}, ref("Error"), document) != []
-    health = {"status": "degraded", "model": {"loaded": False, "classification": False, "version": None,
-                                              "error": "why"},
+    # A folder of moods only: the prediction is null, and still there.
+    assert schema_errors(dict(prediction, prediction=None), ref("SongPrediction"), document) == []
+    assert schema_errors({"mood": "sad", "warnings": []}, ref("SongPrediction"), document) != []
+    health = {"status": "degraded", "model": {"loaded": False, "regression": False, "classification": False,
+                                              "version": None, "error": "why"},
               "catalog": {"loaded": False, "backend": "sqlite", "tracks": 0, "rows": 0, "model_version": None,
                           "built_at": None, "error": None},
               "notes": []}

@@ -79,6 +79,15 @@ def test_without_a_model_the_page_says_why_and_how_to_train(make_app, tmp_path):
     assert 'data-ready="false"' in html
 
 
+def test_with_only_a_classifier_the_page_says_it_needs_a_regression_model(mood_app):
+    page = mood_app.test_client().get("/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-ready="false"' in html
+    assert ("No regression model is loaded (regression.pt is not in the model folder), and this page shows "
+            "predicted valence and its reasons") in html
+    assert "python musical_valence_predictor.py --model regression" in html
+
+
 def test_without_a_catalog_the_search_is_off_but_your_own_song_works(make_app, tmp_path):
     html = make_app(catalog=tmp_path / "absent.sqlite").test_client().get("/").get_data(as_text=True)
     assert 'data-ready="true" data-catalog="false"' in html

@@ -61,10 +61,12 @@ def test_with_only_a_classifier_there_is_no_valence(trained, tmp_path, songs):
     assert set(predictor.metadata()) == {"classification"}
 
 
-def test_by_default_a_regression_bundle_is_required(trained, tmp_path):
+def test_by_default_every_saved_kind_is_loaded_and_one_is_enough(trained, tmp_path):
     shutil.copy(trained[0] / "classification.pt", tmp_path / "classification.pt")
-    with pytest.raises(ValenceError, match="no saved regression model at .*regression.pt"):
-        Predictor.from_model_dir(tmp_path)
+    predictor = Predictor.from_model_dir(tmp_path)  # as a folder trained with --model classification is served
+    assert predictor.regression is None and predictor.classification.kind == "classification"
+    with pytest.raises(ValenceError, match=r"no saved model in .*regression\.pt or .*classification\.pt"):
+        Predictor.from_model_dir(tmp_path / "empty")
 
 
 def test_only_the_required_kinds_are_loaded_when_nothing_is_optional(trained):

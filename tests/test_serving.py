@@ -105,7 +105,7 @@ def test_without_models_nothing_is_served_and_the_error_says_so(setup, tmp_path)
     _model_dir, target = setup
     serving = Serving(tmp_path / "no-models", target, check_seconds=0)
     pair = serving.current()
-    assert pair.models is None and pair.store is None and "no saved regression model" in pair.model_error
+    assert pair.models is None and pair.store is None and "no saved model in" in pair.model_error
     serving.close()
 
 

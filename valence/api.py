@@ -58,8 +58,10 @@ class Service:
 
     @property
     def explainer(self):
-        """Return the Explainer of the served regression model (made once per model)."""
-        return explainer_for(self.models) if self.models is not None else None
+        """Return the Explainer of the served regression model (made once per model), or None without one."""
+        if self.models is None or self.models.predictor.regression is None:
+            return None
+        return explainer_for(self.models)
 
     def require_predictor(self):
         """Return the predictor, or raise a 503 saying how to train one."""
@@ -414,7 +416,9 @@ def predict_features():
     predictor = service().require_predictor()
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
     observability.note_songs(len(songs))
-    answers = [{"prediction": value} for value in result.valence.tolist()]
+    # A classification-only model folder answers moods, and a null prediction.
+    valence = result.valence.tolist() if result.valence is not None else [None] * len(songs)
+    answers = [{"prediction": value} for value in valence]
     if result.mood is not None:
         for answer, mood, probabilities in zip(answers, result.mood, result.mood_probabilities.tolist()):
             answer["mood"], answer["mood_probabilities"] = mood, dict(zip(config.CLASS_NAMES, probabilities))
@@ -434,6 +438,7 @@ def health():
         "status": "ok" if state.predictor is not None and catalog is not None else "degraded",
         "model": {
             "loaded": state.predictor is not None,
+            "regression": getattr(state.predictor, "regression", None) is not None,
             "classification": getattr(state.predictor, "classification", None) is not None,
             "version": state.version,
             "error": state.model_error and f"{state.model_error}; {state.train_hint}",

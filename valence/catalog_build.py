@@ -155,11 +155,13 @@ def listing_rows(chunk, result, first_seq):
     moods = [[None] * n] * len(CLASS_NAMES)
     if result.mood_probabilities is not None:
         moods = np.asarray(result.mood_probabilities, dtype=np.float64).T.tolist()
+    valence = [None] * n  # a classification-only model: moods and no valence
+    if result.valence is not None:
+        valence = np.asarray(result.valence, dtype=np.float64).tolist()
     warnings = [json.dumps(list(found)) if found else None for found in result.warnings]
     columns = [chunk[name].tolist() for name in SCORED[1:7]]
     others = [chunk[name].tolist() for name in OTHER_FEATURES]
-    return zip(range(first_seq, first_seq + n), *columns,
-               np.asarray(result.valence, dtype=np.float64).tolist(), *moods, warnings, *others)
+    return zip(range(first_seq, first_seq + n), *columns, valence, *moods, warnings, *others)
 
 
 def track_row(listings):
@@ -168,7 +170,8 @@ def track_row(listings):
     A track listed under several genres has the same features and valence in each
     listing, but genre is a model input: its prediction is the mean of its per-genre
     predictions, and so are its mood probabilities; names and popularity are the
-    first listing's. (Sums run in file order, as the in-memory catalog's did.)
+    first listing's. (Sums run in file order, as the in-memory catalog's did.) Without a
+    regression model the predictions are None and the moods are averaged all the same.
     """
     _seq, track_id, _genre, artist, track, popularity = listings[0][:6]
     genres, warnings = {}, set()
@@ -177,16 +180,18 @@ def track_row(listings):
     for listing in listings:
         genres[listing[2]] = listing[7]
         expected += listing[6]
-        prediction += listing[7]
+        if listing[7] is not None:
+            prediction += listing[7]
         if listing[8] is not None:
             sums = [total + p for total, p in zip(sums, listing[8:11])]
         if listing[11]:
             warnings.update(json.loads(listing[11]))
     n = len(listings)
+    prediction = prediction / n if listings[0][7] is not None else None
     mood, means = None, [None] * len(CLASS_NAMES)
     if listings[0][8] is not None:
         mood = CLASS_NAMES[max(range(len(sums)), key=sums.__getitem__)]
         means = [total / n for total in sums]
-    return (track_id, artist, track, normalise(artist), normalise(track), popularity, expected / n, prediction / n,
+    return (track_id, artist, track, normalise(artist), normalise(track), popularity, expected / n, prediction,
             json.dumps(genres, separators=(",", ":")),
             json.dumps(sorted(warnings), separators=(",", ":")) if warnings else None, mood, *means)

@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from . import pipeline
 from .catalog_build import build_catalog as score_into_catalog
-from .config import MODEL_KINDS, TARGET, ValenceError, bundle_path, counted
+from .config import MODEL_KINDS, TARGET, ValenceError, counted
 from .crossfit import fold_encoder
 from .encoding import FeatureEncoder
 from .explain import Explainer
@@ -83,9 +83,6 @@ def train(options, catalog=None):
     if options.plots_dir is not None:
         for path in write_training_figures(run, options.plots_dir):
             log(f"wrote {path}")
-    if not bundle_path(options.model_dir, "regression").exists():
-        log("no catalog written: a catalog is scored with a regression model; train one with --model regression")
-        return 0
     try:
         return build_catalog(options, catalog)
     except ValenceError as error:

@@ -10,10 +10,16 @@ from valence.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TEXT, 
 bp = Blueprint("explain", __name__)
 
 
+NO_REGRESSION = ("no regression model is loaded (regression.pt is not in the model folder, which serves moods "
+                 "only): explanations are of the predicted valence; {train_hint}")
+
+
 def explainer():
-    """Return the loaded Explainer, or raise the 503 of a missing model."""
+    """Return the loaded Explainer, or raise the 503 of a missing model or of one with moods only."""
     state = service()
     state.require_predictor()
+    if state.explainer is None:
+        raise ApiError(503, NO_REGRESSION.format(train_hint=state.train_hint))
     return state.explainer
 
 
@@ -21,8 +27,9 @@ def explainer():
 def explain_track():
     """Answer why a catalog track (found as GET /predict finds it) gets its prediction."""
     track = find_track()
+    explaining = explainer()
     rows = service().require_catalog().song_rows(track["track_id"])
-    explanation = explainer().explain(rows)
+    explanation = explaining.explain(rows)
     # A track listed under several genres is predicted as the mean of its listings, and Shapley
     # values are linear in the prediction: its contributions are the mean of theirs.
     answer = {key: track[key] for key in ("track_id", "artist_name", "track_name", "genres")}

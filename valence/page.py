@@ -61,13 +61,17 @@ def _form(explainer):
 def index():
     """Serve the page; without a model it says why and how to train one."""
     state = service()
-    ready = state.predictor is not None
-    explainer = state.explainer if ready else None
+    explainer = state.explainer  # None without a regression model
+    ready = explainer is not None
     sliders, selects = _form(explainer)
     problem = None
-    if not ready:
+    if state.predictor is None:
         problem = (f"No model is loaded, so nothing can be predicted yet ({state.model_error}). "
                    "Train one with: python musical_valence_predictor.py --model both")
+    elif not ready:
+        problem = ("No regression model is loaded (regression.pt is not in the model folder), and this page shows "
+                   "predicted valence and its reasons; the API still answers moods. "
+                   "Train one with: python musical_valence_predictor.py --model regression")
     html = render_template("index.html", ready=ready, catalog_ready=ready and state.catalog is not None,
                            problem=problem, sliders=sliders, selects=selects)
     return html, 200, {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": PAGE_CSP}

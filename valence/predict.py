@@ -29,8 +29,12 @@ class Predictor:
         self.classification = classification
 
     @classmethod
-    def from_model_dir(cls, model_dir, required=("regression",), optional=("classification",)):
-        """Load the bundles of the `required` kinds, and of the `optional` kinds that are saved in `model_dir`."""
+    def from_model_dir(cls, model_dir, required=(), optional=MODEL_KINDS):
+        """Load the bundles of the `required` kinds, and of the `optional` kinds that are saved in `model_dir`.
+
+        By default every saved kind is loaded, and at least one must be: a folder trained with
+        `--model classification` serves moods without a valence.
+        """
         encoders = []  # the kinds' encoders, shared when equal
         bundles = {kind: load_bundle_from_dir(model_dir, kind, encoders) for kind in MODEL_KINDS
                    if kind in required or (kind in optional and bundle_path(model_dir, kind).exists())}

@@ -93,7 +93,8 @@ class SongPrediction(BaseModel):
     """The answer for one song; mood only with a classification model."""
 
     model_config = STRICT
-    prediction: Probability
+    prediction: Annotated[Probability | None, Field(description="the predicted valence; null without a "
+                                                                "regression model (a folder of moods only)")]
     mood: Mood = None
     mood_probabilities: MoodProbabilities = None
     warnings: list[str]
@@ -121,8 +122,9 @@ class Track(TrackBrief):
 
     popularity: float
     expected: Annotated[Probability, Field(description="the track's valence in the catalog")]
-    prediction: Annotated[Probability, Field(description="mean of the per-genre predictions")]
-    genre_predictions: dict[str, Probability]
+    prediction: Annotated[Probability | None, Field(description="mean of the per-genre predictions; null "
+                                                                "without a regression model")]
+    genre_predictions: dict[str, Probability | None]
     warnings: list[str]
     mood: Mood = None
     mood_probabilities: MoodProbabilities = None
@@ -180,6 +182,7 @@ class ModelState(BaseModel):
 
     model_config = STRICT
     loaded: bool
+    regression: Annotated[bool, Field(description="predicted valence and explanations need it")]
     classification: bool
     version: Annotated[str | None, Field(description="short sha256 of the bundle files; every answer's "
                                                      "X-Model-Version header")]
@@ -214,7 +217,7 @@ class ModelMetadata(BaseModel):
     """Per bundle: kind, created_at, data, split, metrics, train_config, model_args, versions, features."""
 
     model_config = STRICT
-    regression: dict[str, Any]
+    regression: dict[str, Any] = None
     classification: dict[str, Any] = None
 
 
