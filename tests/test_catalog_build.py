@@ -48,7 +48,8 @@ def test_a_training_run_ends_by_scoring_its_data_into_the_catalog(demo_csv, tmp_
     store.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+# Its PostgreSQL half (a new database: 2-3 s) is in the slow run, to keep the default run under a minute.
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_build_catalog_with_only_a_classifier_stores_moods_and_no_valence(kind, mood_only, catalog_csv, tmp_path,
                                                                            request, capsys):
     target = empty_target(kind, tmp_path, request)
