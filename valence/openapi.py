@@ -48,7 +48,7 @@ def _errors(*codes):
     """Return error responses for the given status codes."""
     why = {400: "bad parameters or body", 404: "no such track", 413: "body too large",
            414: f"query string over {MAX_QUERY_BYTES:,} bytes", 415: "body is not JSON, or compressed",
-           503: "no model or no catalog loaded"}
+           503: "no model or no catalog loaded (/explain: no regression model)"}
     return {str(code): _answer(why[code], ref("Error")) for code in codes}
 
 
