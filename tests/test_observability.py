@@ -219,3 +219,15 @@ def test_the_sample_prometheus_configuration_names_metrics_the_app_exposes(clien
     exposed = set(re.findall(r"^# HELP (\S+)", scrape, re.MULTILINE))
     assert len(named) >= 3 and named <= exposed, named - exposed
     assert re.search(r"^\s+metrics_path: /metrics$", text, re.MULTILINE)
+
+
+def test_songs_explained_are_counted_and_logged_as_songs_predicted(fresh, capfd):
+    _, client = fresh
+    log_lines(capfd)
+    assert client.post("/explain", json=[SONG] * 3, headers={"X-Request-ID": "ex-1"}).status_code == 200
+    assert client.post("/explain", json=SONG).status_code == 200
+    assert client.post("/explain", json=[{"genre": "Pop"}]).status_code == 400  # none predicted
+    line = [entry for entry in log_lines(capfd) if entry["request_id"] == "ex-1"][0]
+    assert (line["route"], line["songs"]) == ("/explain", 3)
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert sample(scrape, "valence_songs_predicted_total") == 4

@@ -2,7 +2,7 @@
 import pandas as pd
 from flask import Blueprint, request
 
-from valence import config
+from valence import config, observability
 from valence.api import ApiError, find_track, json_songs, service
 from valence.predict import unknown_category_warnings
 from valence.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
@@ -52,6 +52,7 @@ def explain_features():
     explaining = explainer()
     frame = pd.DataFrame(songs_to_columns(songs))
     explanation = explaining.explain(frame)
+    observability.note_songs(len(songs))
     answers = []
     for i, row_warnings in enumerate(unknown_category_warnings(explaining.encoder, frame)):
         answer = explanation.row(i)

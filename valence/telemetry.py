@@ -182,7 +182,7 @@ class Metrics:
                                 ("route", "method", "status"), **kept)
         self.latency = Histogram("http_request_duration_seconds", "Time to answer a request, by route and method.",
                                  ("route", "method"), buckets=LATENCY_BUCKETS, **kept)
-        self.songs = Counter("songs_predicted", "Songs predicted by POST /predict.", **kept)
+        self.songs = Counter("songs_predicted", "Songs predicted (and explained) by POST /predict and POST /explain.", **kept)
         self.reloads = Counter("reloads", "Successful reloads of the model or the catalog.", ("what",), **kept)
         self.load_failures = Counter("load_failures", "Failed loads of the model or the catalog, at start or on a "
                                                       "reload.", ("what",), **kept)
