@@ -235,7 +235,7 @@ def test_the_hint_names_the_configured_model_folder_and_answers_show_no_server_p
     (tmp_path / "my models").mkdir()
     client = make_app(model_dir="my models", data=tmp_path / "songs" / "absent.csv").test_client()
     error = client.get("/health").json["model"]["error"]
-    assert error.startswith("regression.pt is not in the model folder; train one with: ")
+    assert error.startswith("neither regression.pt nor classification.pt is in the model folder; train one with: ")
     assert error.endswith("--data songs/absent.csv --model-dir my models")
     for response in (client.post("/predict", json=SONG), client.get("/predict?track_id=X"), client.get("/model")):
         assert response.status_code == 503 and "--model-dir my models" in response.json["message"]

@@ -101,9 +101,9 @@ def request_service(pair, settings):
     model_error = pair.model_error
     if model_error is not None:
         bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
-        missing = not bundles[0].exists()
-        model_error = f"{bundles[0].name} is not in the model folder" if missing else in_own_words(
-            model_error, *bundles)
+        missing = not any(bundle.exists() for bundle in bundles)
+        model_error = (f"neither {' nor '.join(bundle.name for bundle in bundles)} is in the model folder"
+                       if missing else in_own_words(model_error, *bundles))
     catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target)
     return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
                    catalog=pair.store, catalog_error=catalog_error, version=pair.version,
