@@ -158,9 +158,12 @@ def as_tensors(arrays, device):
 @torch.no_grad()
 def predict_arrays(model, arrays, batch_size=8192, device="cpu"):
     """Valence in [0, 1] (regression, shape (n,)) or class probabilities (classification, shape (n, 3))."""
-    model.eval()
-    model.to(device)
-    numeric, categorical = as_tensors(arrays, torch.device(device))
+    device = torch.device(device)
+    if model.training:
+        model.eval()
+    if next(model.parameters()).device != device:  # .to() walks every module even when nothing moves
+        model.to(device)
+    numeric, categorical = as_tensors(arrays, device)
     outs = [model(numeric[i:i + batch_size], categorical[i:i + batch_size])
             for i in range(0, len(numeric), batch_size)]
     n_outputs = model.config.n_outputs

@@ -47,10 +47,14 @@ class Predictor:
     def predict(self, frame):
         """Return the predictions for every row of `frame` in one forward pass per model."""
         valence = mood = probabilities = None
+        encoded = {}  # by encoder: the two kinds usually share one (see from_model_dir), so rows are encoded once
+        for bundle in (self.regression, self.classification):
+            if bundle is not None and id(bundle.encoder) not in encoded:
+                encoded[id(bundle.encoder)] = bundle.encoder.transform(frame)
         if self.regression is not None:
-            valence = predict_arrays(self.regression.model, self.regression.encoder.transform(frame))
+            valence = predict_arrays(self.regression.model, encoded[id(self.regression.encoder)])
         if self.classification is not None:
-            probabilities = predict_arrays(self.classification.model, self.classification.encoder.transform(frame))
+            probabilities = predict_arrays(self.classification.model, encoded[id(self.classification.encoder)])
             mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
         encoder = (self.regression or self.classification).encoder
         return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,
