@@ -7,24 +7,7 @@ its most frequent training value, and an artist the model has never seen). A coa
 artist statistic is one group) takes the song's values in S and the background's elsewhere. The
 base value is the prediction for the background; contributions plus base value = prediction.
 
-Why this method, measured on a 5-member demo model with one torch thread on the 2-core dev machine
-(`python bench/explain_speed.py`, with the machine busy: load average 13): exact Shapley values
-need all 2**15 = 32,768 coalitions, 341 ms a song even with the trick below, far over the 30 ms
-target (half a minute for 100 songs); SHAP's exact explainer needs those coalitions too.
-Captum's ShapleyValueSampling gives the same numbers as ours for the same permutations (the tests
-check it to 2e-6) but loops in Python per permutation: 62 ms a song at 32 permutations, against
-8 ms here. So the estimator is Captum's, permutation sampling, written as one batched pass:
-- N_PERMUTATIONS fixed permutations in antithetic pairs (one and its reverse: exact for models
-  whose interactions are at most pairwise, and lower variance otherwise), from a fixed seed, so
-  a song's explanation is the same on every request;
-- additivity holds by construction (each permutation's steps telescope from base to prediction;
-  float rounding leaves about 1e-7), and a group where the song equals the background
-  contributes exactly 0 (the null-player axiom);
-- the model's input encoding is separable by column and its first layer is linear, so a
-  coalition's first-layer activations are the background's plus the sum of its groups' deltas:
-  only the layers after the first run per coalition.
-Against exact values the benchmark measured a mean error of 0.0004 and a largest of 0.007 (valence
-units, 10 generated songs x 15 groups).
+METHOD-AND-FIGURES
 """
 import math
 from dataclasses import dataclass
@@ -38,9 +21,10 @@ from valence import config
 
 GROUPS = config.EXPLANATION_GROUPS
 ARTIST_GROUP = GROUPS[-1]
-N_PERMUTATIONS = 32  # 16 antithetic pairs; 64 cut the mean error only from 0.0005 to 0.0003, at twice the cost
+N_PERMUTATIONS = 16  # 8 antithetic pairs; 32 cut the mean error from 0.0003 to 0.00017 at twice the time (docstring)
 SEED = 0
-CHUNK_SONGS = 64  # songs per batched pass: bounds the (songs x coalitions x hidden) activations
+CHUNK_SONGS = 100  # songs per attribute() call: a request's list (at most 100) in one; bounds the activations
+
 # Bundles saved before the background was stored: the encoder knows the medians but no
 # category frequencies, so these (the most common values of the Kaggle file) stand in.
 FALLBACK_CATEGORIES = {"key": "C", "mode": "Major", "time_signature": "4/4"}
@@ -92,6 +76,20 @@ def antithetic_permutations(n_groups, n_permutations, seed):
     return torch.stack([p for first in pairs for p in (first, first.flip(0))])[:n_permutations]
 
 
+def captum_sampler(forward_func, permutations):
+    """Return Captum's ShapleyValueSampling of forward_func over a fixed list of permutations instead of
+    fresh torch.randperm draws from the global generator: the same answer on every request, and no
+    global RNG state touched (Captum's own ShapleyValues sets permutation_generator the same way)."""
+    # Imported here, not at the top: importing captum imports matplotlib too (0.7 s), and of this
+    # program's commands only explaining needs it.
+    from captum.attr import ShapleyValueSampling
+
+    sampler = ShapleyValueSampling(forward_func)
+    orders = [[int(group) for group in order] for order in permutations]
+    sampler.permutation_generator = lambda n_features, n_samples: iter(orders)
+    return sampler
+
+
 class Explainer:
     """Shapley values of a regression bundle's prediction over GROUPS, against its background song."""
 
@@ -99,7 +97,6 @@ class Explainer:
         if bundle.kind != "regression":
             raise config.ValenceError(f"explanations need a regression model, not a {bundle.kind} model")
         self.model, self.encoder = bundle.model, bundle.encoder
-        assert all(isinstance(m[0], nn.Linear) for m in self.model.members), "first layer must be linear"
         self.background = dict(bundle.meta.get("background") or fallback_song(self.encoder))
         self.background_is_stored = bool(bundle.meta.get("background"))
         names = self.encoder.feature_names()
@@ -114,15 +111,21 @@ class Explainer:
         self.base_numeric = torch.as_tensor(base["numeric"])
         self.base_categorical = torch.as_tensor(base["categorical"])
         self.permutations = antithetic_permutations(len(GROUPS), n_permutations, seed)
-        # Coalition t of permutation k holds its first t groups. t = 0 (the background) and t = G (the
-        # song) are the same for every permutation: one row each, first and last.
-        rank = torch.argsort(self.permutations, dim=1)
-        steps = torch.arange(1, len(GROUPS))
-        inner = (rank[:, None, :] < steps[None, :, None]).float().reshape(-1, len(GROUPS))
-        self.coalitions = torch.cat([torch.zeros(1, len(GROUPS)), inner, torch.ones(1, len(GROUPS))])
+        # Every member's first layer as one: (hidden of all members, inputs); each later layer of all the
+        # members as one batched product (the members share one architecture).
+        members = self.model.members
+        kinds = [[type(layer) for layer in member if not isinstance(layer, nn.Dropout)] for member in members]
+        assert all(k == [nn.Linear, nn.ReLU] * (len(k) // 2) + [nn.Linear] for k in kinds), "Linear, ReLU, ..., Linear"
+        self.first_weight = torch.cat([member[0].weight for member in members]).detach()
+        self.width = members[0][0].out_features
+        later = [[layer for layer in member[1:] if isinstance(layer, nn.Linear)] for member in members]
+        self.later = [(torch.stack([layers[i].weight.T for layers in later]).detach(),
+                       torch.stack([layers[i].bias for layers in later])[:, None, :].detach())
+                      for i in range(len(later[0]))]
         with torch.no_grad():
-            self.base_first = self._first_layers(self.base_numeric, self.base_categorical)
-            self.base_value = float(self._after_first([pre.clone() for pre in self.base_first])[0])
+            self.base_dense = self.model.inputs(self.base_numeric, self.base_categorical)
+            self.base_first = torch.cat([member[0](self.base_dense) for member in self.model.members], dim=1)
+            self.base_value = float(self._after_first(self.base_first)[0])
 
     def explain(self, frame):
         """Return the Explanation of every row of a frame of songs (features, artist_name optional)."""
@@ -144,21 +147,12 @@ class Explainer:
             return Explanation(np.zeros(0, np.float32), self.base_value, np.zeros((0, len(GROUPS)), np.float32))
         return Explanation(torch.cat(predictions).numpy(), self.base_value, torch.cat(contributions).numpy())
 
-    def _first_layers(self, numeric, categorical):
-        """Return each member's first-layer pre-activations, (rows, hidden) per member."""
-        dense = self.model.inputs(numeric, categorical)
-        return [member[0](dense) for member in self.model.members]
+    def group_deltas(self, numeric, categorical):
+        """Return what each group of each song adds to the first layers' pre-activations, (songs, groups,
+        hidden of all members), and the mask of groups where a song equals the background.
 
-    def _after_first(self, first):
-        """Return the served prediction (clamped to [0, 1]) from first-layer pre-activations (overwritten:
-        the members' ReLUs work in place)."""
-        outs = [member[1:](pre) for member, pre in zip(self.model.members, first)]
-        raw = outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
-        return self.model.output(raw).clamp(0.0, 1.0)
-
-    def coalition_values(self, numeric, categorical, coalitions):
-        """Return the prediction of every song (rows) under every coalition (a 0/1 matrix, one row each),
-        and the mask of groups where a song equals the background."""
+        The input encoding is separable by column and the first layer is linear, so a coalition's
+        first-layer pre-activations are the background's plus the sum of its groups' deltas."""
         n, n_groups = len(numeric), len(GROUPS)
         # Single swaps: the background with one group taken from the song, for every song and group.
         alone = torch.eye(n_groups, dtype=torch.bool)
@@ -168,28 +162,39 @@ class Explainer:
         dense = self.model.inputs(swapped_numeric.reshape(n * n_groups, -1),
                                   swapped_categorical.reshape(n * n_groups, -1))
         # Differences first, then the weights: a group equal to the background moves nothing, exactly.
-        change = dense - self.model.inputs(self.base_numeric, self.base_categorical)
-        deltas = [nn.functional.linear(change, member[0].weight).reshape(n, n_groups, -1)
-                  for member in self.model.members]
-        # Every coalition in one pass, so that two coalitions with the same activations give the same value.
-        values = self._after_first([(base + coalitions @ d).reshape(-1, d.shape[-1])
-                                    for base, d in zip(self.base_first, deltas)]).reshape(n, -1)
-        return values, (change.reshape(n, n_groups, -1) == 0).all(dim=2)
+        change = (dense - self.base_dense).reshape(n, n_groups, -1)
+        return nn.functional.linear(change, self.first_weight), (change == 0).all(dim=2)
+
+    def coalition_values(self, switches, deltas):
+        """Return the served prediction of each row of switches: a coalition (1: the song's value of a
+        group, 0: the background's) of song r % n, for the deltas of n songs. Captum's forward function:
+        it stacks its perturbations of the n songs' switches one block of n rows after another."""
+        n, n_groups = deltas.shape[0], deltas.shape[1]
+        blocks = switches.reshape(-1, n, n_groups).transpose(0, 1)  # (songs, perturbations, groups)
+        first = torch.bmm(blocks, deltas).transpose(0, 1).reshape(-1, deltas.shape[2]) + self.base_first
+        return self._after_first(first)
+
+    def _after_first(self, first):
+        """Return the served prediction (clamped to [0, 1]) from all members' first-layer pre-activations,
+        (rows, members x width): the model's later layers, every member's in one batched product."""
+        hidden = first.reshape(len(first), -1, self.width).transpose(0, 1)  # (members, rows, width)
+        for weight, bias in self.later:
+            hidden = torch.baddbmm(bias, hidden.relu(), weight)
+        return self.model.output(hidden.mean(dim=0)).clamp(0.0, 1.0)
 
     def _shapley(self, numeric, categorical):
-        """Return (prediction, contributions) of a chunk of encoded songs."""
-        n, n_groups, k = len(numeric), len(GROUPS), len(self.permutations)
-        values, null = self.coalition_values(numeric, categorical, self.coalitions)
-        background, full = values[:, :1], values[:, -1:]
-        path = torch.cat([background.expand(n, k)[:, :, None], values[:, 1:-1].reshape(n, k, n_groups - 1),
-                          full.expand(n, k)[:, :, None]], dim=2)
-        steps = path[:, :, 1:] - path[:, :, :-1]  # step t adds group permutations[k, t]
-        per_permutation = torch.zeros(n, k, n_groups).scatter_(2, self.permutations.expand(n, k, n_groups), steps)
-        contributions = per_permutation.mean(dim=1)
+        """Return (prediction, contributions) of a chunk of encoded songs, from one Captum call."""
+        n, n_groups = len(numeric), len(GROUPS)
+        deltas, null = self.group_deltas(numeric, categorical)
+        sampler = captum_sampler(lambda switches: self.coalition_values(switches, deltas), self.permutations)
+        # Every song at once (Captum's batch dimension), all 15 steps of a permutation in one forward call.
+        contributions = sampler.attribute(torch.ones(n, n_groups), baselines=0.0, n_samples=len(self.permutations),
+                                          perturbations_per_eval=n_groups)
         # A group whose encoded values are the background's is a null player: its Shapley value is 0.
         # Said explicitly, so that rounding in the batched matrix products leaves no 1e-9 residue.
         contributions[null] = 0.0
-        return full[:, 0], contributions
+        prediction = self.coalition_values(torch.ones(n, n_groups), deltas)
+        return prediction, contributions
 
     def exact(self, numeric, categorical):
         """Return one encoded song's exact Shapley values, from all 2**G coalitions (slow: for checks)."""
@@ -197,9 +202,9 @@ class Explainer:
         codes = torch.arange(2 ** n_groups)
         coalitions = ((codes[:, None] >> torch.arange(n_groups)) & 1).bool()
         with torch.no_grad():
-            values, _ = self.coalition_values(torch.as_tensor(numeric), torch.as_tensor(categorical),
-                                              coalitions.float())
-        values, sizes = values[0].double(), coalitions.sum(dim=1)
+            deltas, _ = self.group_deltas(torch.as_tensor(numeric), torch.as_tensor(categorical))
+            values = self.coalition_values(coalitions.float(), deltas[:1])
+        values, sizes = values.double(), coalitions.sum(dim=1)
         weight = torch.tensor([math.factorial(s) * math.factorial(n_groups - s - 1) / math.factorial(n_groups)
                                for s in range(n_groups)], dtype=torch.float64)
         phi = []
