@@ -7,7 +7,36 @@ its most frequent training value, and an artist the model has never seen). A coa
 artist statistic is one group) takes the song's values in S and the background's elsewhere. The
 base value is the prediction for the background; contributions plus base value = prediction.
 
-METHOD-AND-FIGURES
+How: Captum's ShapleyValueSampling (permutation sampling), one attribute() call per request.
+- Captum sees each song as 15 switches, one per group (1: the song's value; the baseline, 0: the
+  background's), and a forward function that turns a batch of switch vectors into predictions.
+  The model's input encoding is separable by column and its first layer is linear, so the
+  first-layer activations of a coalition are the background's plus the sum of its groups' deltas
+  (computed once per song): only the layers after the first run per coalition.
+- The songs of a request are Captum's batch, and perturbations_per_eval=15 puts a whole permutation
+  in one forward call: N_PERMUTATIONS + 1 forward calls per request, however many songs it holds.
+- Captum draws permutations from the global torch generator; here it is handed a fixed list
+  instead (its permutation_generator, which Captum's own ShapleyValues sets the same way): 16 in
+  antithetic pairs (one and its reverse: exact for models whose interactions are at most
+  pairwise, a lower error otherwise) from a seeded generator of their own. A song's explanation
+  is the same on every request, alone or in a list, and the global RNG is never read or moved.
+- Additivity holds by construction: each permutation's steps telescope from the base value to the
+  prediction (float rounding leaves about 1e-7); a group where the song equals the background
+  contributes exactly 0 (the null-player axiom, set explicitly against rounding).
+
+Why, measured in one run (a /tmp script, p50 of interleaved rounds) with one torch thread on the
+2-core dev machine at load average 2.6, a 5-member 128 x 128 model:
+- exact Shapley values need all 2**15 = 32,768 coalitions: 435 ms a song even with the
+  first-layer shortcut, far over the 30 ms target; SHAP's exact explainer needs them too.
+- Captum's own loop costs about 0.5 ms of Python per permutation whatever the forward function
+  (7.9 ms for 16 permutations, 15.0 ms for 32, with a trivial one), so the permutation count sets
+  the time of one song: 13.4 ms at 16 permutations, 24.2 ms at 32, against 3.6 ms for the former
+  batched reimplementation of the same estimator (equal to Captum's numbers within 1e-7 at 32).
+  100 songs: 134 ms at 16, 243 ms at 32, 236 ms for the former one (in 64-song passes).
+- against exact values (40 generated songs x 15 groups, valence units), 16 antithetic permutations
+  err by 0.00030 on average, 0.0010 at p95, 0.0095 at most; 32 by 0.00017, 0.0006, 0.0058;
+  Captum's own kind, 16 independent random permutations, by 0.00040, 0.0017, 0.0086. So 16:
+  one song leaves room under the 30 ms target for the request around it; 32 would leave little.
 """
 import math
 from dataclasses import dataclass
