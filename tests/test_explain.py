@@ -187,7 +187,7 @@ def test_on_a_tiny_model_the_estimate_is_near_exact_and_nearer_with_more_permuta
         total = estimate.contributions.sum(axis=1) + estimate.base_value
         assert np.abs(total - estimate.prediction).max() < 1e-5
         error = np.abs(estimate.contributions - exact)
-        # Measured: 16 permutations, max 0.0075 and mean 0.0012; 256, max 0.0009 and mean 0.00025 (5 songs).
+        # Measured here: 16 permutations err by 0.0039 at most, 0.00087 on average; 256 by 0.00075 and 0.00017.
         assert error.max() < largest and error.mean() < mean, (n_permutations, error.max(), error.mean())
 
 
