@@ -101,3 +101,13 @@ def test_serving_imports_no_training_or_csv_code():
             "print(first, sorted(m for m in {TRAINING} if m in sys.modules))\n").replace("{TRAINING}", repr(TRAINING))
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJ_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] []"
+
+
+def test_a_served_app_starts_without_captum_or_matplotlib():
+    # A worker's start-up: they cost about 0.7 s to import and only an explanation needs them.
+    code = ("import sys\n"
+            "from musical_valence_predictor import create_app\n"
+            "create_app({'VALENCE_METRICS': False})\n"
+            "print(sorted(m for m in ('captum', 'matplotlib', 'sklearn') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJ_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -109,8 +109,8 @@ def captum_sampler(forward_func, permutations):
     """Return Captum's ShapleyValueSampling of forward_func over a fixed list of permutations instead of
     fresh torch.randperm draws from the global generator: the same answer on every request, and no
     global RNG state touched (Captum's own ShapleyValues sets permutation_generator the same way)."""
-    # Imported here, not at the top: importing captum imports matplotlib too (0.7 s), and of this
-    # program's commands only explaining needs it.
+    # Imported here, not at the top: importing captum imports matplotlib too (0.7 s); a gunicorn
+    # worker pays it on its first explanation, not at start (lookups and start-up don't need it).
     from captum.attr import ShapleyValueSampling
 
     sampler = ShapleyValueSampling(forward_func)

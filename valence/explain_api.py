@@ -1,5 +1,4 @@
 """The explanation and search routes of the JSON API: GET and POST /explain, GET /search."""
-import captum.attr  # noqa: F401  (explain.py imports it lazily; the app loads it, 0.7 s, before its first /explain)
 import pandas as pd
 from flask import Blueprint, request
 
