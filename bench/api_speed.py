@@ -45,7 +45,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def prepare(work, rows, model_dir):
+def prepare(work, rows, model_dir, epochs=1):
     """Write the generated catalog and, unless given one, train a quick model; return both paths."""
     from valence.crossfit import FoldPlan
     from valence.pipeline import RunOptions, run_training
@@ -58,9 +58,9 @@ def prepare(work, rows, model_dir):
         model_dir = work / "models"
         started = time.perf_counter()
         run_training(RunOptions(data=data, model_dir=model_dir, kinds=("regression", "classification"),
-                                train=dataclasses.replace(TrainConfig(), epochs=1), split=FoldPlan()),
+                                train=dataclasses.replace(TrainConfig(), epochs=epochs), split=FoldPlan()),
                      log=lambda message: None)
-        print(f"trained a 1-epoch model on {rows:,} rows in {time.perf_counter() - started:.0f} s")
+        print(f"trained {epochs}-epoch models on {rows:,} rows in {time.perf_counter() - started:.0f} s")
     return data, model_dir
 
 

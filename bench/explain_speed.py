@@ -9,11 +9,11 @@ it, beside Captum through the whole model and exact Shapley values (all 2**15 co
 reasons for the choices valence/explain.py makes.
 """
 import argparse
-import dataclasses
 import itertools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,25 +37,6 @@ def parse_args():
     parser.add_argument("--port", type=int, default=8741, help="port of the gunicorn run (default: 8741)")
     parser.add_argument("--no-server", action="store_true", help="measure in process only")
     return parser.parse_args()
-
-
-def prepare(work, rows, model_dir):
-    """Write generated songs and, unless given bundles, train a quick model; return both paths."""
-    from valence.crossfit import FoldPlan
-    from valence.pipeline import RunOptions, run_training
-    from valence.synthetic import generate_dataset, write_csv
-    from valence.trainer import TrainConfig
-
-    data = work / "songs.csv"
-    write_csv(generate_dataset(rows, seed=0), data)
-    if model_dir is None:
-        model_dir = work / "models"
-        started = time.perf_counter()
-        run_training(RunOptions(data=data, model_dir=model_dir, kinds=("regression", "classification"),
-                                train=dataclasses.replace(TrainConfig(), epochs=3), split=FoldPlan()),
-                     log=lambda message: None)
-        print(f"trained 3-epoch models on {rows:,} rows in {time.perf_counter() - started:.0f} s")
-    return data, model_dir
 
 
 def timed_ms(function, repeat):
@@ -136,7 +117,9 @@ def under_gunicorn(data, model_dir, port, count):
     catalog = Path(data).with_name("catalog.sqlite")
     build_catalog(data, model_dir, catalog, log=lambda message: None)  # what the workers look tracks up in
     env = {**os.environ, "VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir)}
-    server, boot = start_server("musical_valence_predictor:create_app()", port, env, "/health")
+    # The request log goes nowhere: a line per request would bury the figures.
+    server, boot = start_server("musical_valence_predictor:create_app()", port, env, "/health",
+                                stderr=subprocess.DEVNULL)
     try:
         assert request(port, "GET", ids[0])[0] == 200
         latencies_ms(port, "GET", ids, count=50)  # warm both workers
@@ -166,7 +149,7 @@ def cpu_per_request(catalog, model_dir, frame, count):
     from valence.config import FEATURE_COLUMNS
 
     app = create_app({"VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
-                      "VALENCE_TORCH_THREADS": 1})
+                      "VALENCE_TORCH_THREADS": 1, "VALENCE_LOG_REQUESTS": False})
     client = app.test_client()
     songs = frame[list(FEATURE_COLUMNS)].to_dict("records")
     requests = {
@@ -193,12 +176,14 @@ def main():
     import pandas as pd
     import torch
 
+    from api_speed import prepare
+
     from valence.bundle import load_bundle_from_dir
 
     args = parse_args()
     torch.set_num_threads(1)  # what each gunicorn worker uses
     with tempfile.TemporaryDirectory() as tmp:
-        data, model_dir = prepare(Path(tmp), args.rows, args.model_dir)
+        data, model_dir = prepare(Path(tmp), args.rows, args.model_dir, epochs=3)
         frame = pd.read_csv(data, keep_default_na=False).sample(frac=1.0, random_state=1).head(200)
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
         in_process(frame, load_bundle_from_dir(model_dir, "regression"), args.exact_songs)
