@@ -388,7 +388,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=10)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=json_values | st.fixed_dictionaries({name: json_values for name in SONG}))
 def test_any_json_body_is_answered_200_or_400(client, body):
     response = client.post("/predict", data=json.dumps(body), content_type="application/json")

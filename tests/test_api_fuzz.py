@@ -28,7 +28,7 @@ from valence.api import SECURITY_HEADERS
 from valence.config import normalise_name as normalise
 from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
 
-QUICK, LONG = 10, int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "500"))
+QUICK, LONG = 5, int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "500"))
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
           HealthCheck.function_scoped_fixture]
 SENT = collections.Counter()  # (method, path, status) of every request this module sends

@@ -22,7 +22,7 @@ def catalog_tracks(path):
     return pd.read_csv(path)["track_id"].nunique()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_build_catalog_scores_the_data_with_the_saved_models(kind, trained, catalog_csv, tmp_path, request, capsys):
     target = empty_target(kind, tmp_path, request)
     status = cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(trained[0]),
@@ -138,7 +138,7 @@ def kill_when(child, condition, timeout=120):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained, catalog_csv, tmp_path, request):
     target = empty_target(kind, tmp_path, request)
     assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(trained[0]),

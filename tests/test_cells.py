@@ -78,7 +78,7 @@ _SPELLINGS = st.text(alphabet="cCdDeEfFgGaAbBhHjmMiInNoOrR#0159+-. \t", max_size
 
 
 @given(text=_SPELLINGS)
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 def test_key_and_mode_patterns_accept_exactly_what_the_cell_parsers_read(text):
     assert (re.fullmatch(cells.KEY_PATTERN, text) is not None) == (cells.parse_key(text)[0] is not None), text
     assert (re.fullmatch(cells.MODE_PATTERN, text) is not None) == (cells.parse_mode(text)[0] is not None), text

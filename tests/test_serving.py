@@ -10,7 +10,7 @@ from valence.config import MODEL_KINDS, bundle_path
 from valence.fileio import atomic_path
 from valence.serving import Serving, load_models, model_version
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]  # PostgreSQL: the slow run
 
 
 def copy_models(source, target):

@@ -8,6 +8,8 @@ from test_store import build
 from valence import store_postgres
 from valence.store import CatalogUnavailable, connect
 
+pytestmark = pytest.mark.slow  # a server of its own, stopped and started: CI runs it in the slow run
+
 
 @pytest.fixture
 def server():
