@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from valence.api import create_app, service
+from valence.api import create_app
+from valence.service import service
 from valence.catalog import load_catalog
 from valence.catalog_build import build_catalog
 from valence.config import bundle_path

@@ -1,21 +1,19 @@
 """The JSON API: app factory, one blueprint, JSON errors and security headers."""
-import functools
 import os
-from urllib.parse import parse_qsl
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
-from flask import Blueprint, Flask, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config, observability
-from valence.explain import Explainer
+from valence.lookup import LookupFastPath, find_track
 from valence.openapi import openapi_document
-from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, MAX_SONGS, songs_to_columns, text_error, validate_songs
+from valence.schemas import MAX_SONGS, songs_to_columns, validate_songs
 from valence.serving import Serving
+from valence.service import ApiError, in_own_words, service, shown_path
 from valence.store import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres, shown_target
 from valence.strict_json import BodyError, parse_json
 
@@ -30,90 +28,6 @@ SECURITY_HEADERS = (
 )
 
 bp = Blueprint("api", __name__)
-
-
-class ApiError(Exception):
-    """An answer other than 200, turned into a JSON error body by the app."""
-
-    def __init__(self, status, message, **extra):
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
-
-
-@dataclass(frozen=True)
-class Service:
-    """What one request answers with: the models and the catalog scored with them, or why either is missing.
-
-    A request takes the pair served when it begins and keeps it to its end, so a swap
-    between two of its steps cannot mix one model's answer with another's catalog.
-    """
-
-    predictor: object = None
-    model_error: str | None = None
-    catalog: object = None  # a valence.store.CatalogStore scored with `predictor`
-    catalog_error: str | None = None
-    version: str | None = None
-    train_hint: str = ""
-    models: object = None  # the valence.serving.Models of `predictor`
-
-    @property
-    def explainer(self):
-        """Return the Explainer of the served regression model (made once per model), or None without one."""
-        if self.models is None or self.models.predictor.regression is None:
-            return None
-        return explainer_for(self.models)
-
-    def require_predictor(self):
-        """Return the predictor, or raise a 503 saying how to train one."""
-        if self.predictor is None:
-            raise ApiError(503, f"no model is loaded ({self.model_error}); {self.train_hint}")
-        return self.predictor
-
-    def require_catalog(self):
-        """Return the catalog store, or raise a 503 saying why there is none and what to run."""
-        self.require_predictor()
-        if self.catalog is None:
-            raise ApiError(503, f"no catalog is loaded ({self.catalog_error})")
-        return self.catalog
-
-
-def shown_path(path):
-    """Return a path as an answer may show it: relative to the working or project folder, else its name."""
-    path = Path(path).absolute()
-    for base in (Path.cwd(), config.PROJ_ROOT):
-        if path.is_relative_to(base):
-            return str(path.relative_to(base))
-    return path.name
-
-
-def in_own_words(error, *paths):
-    """Return the first line of an error's message, naming files by name: answers show no server folders."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    for path in paths:
-        for spelling in {str(path), str(Path(path)), str(Path(path).absolute())}:
-            message = message.replace(spelling, Path(path).name)
-    return message
-
-
-def request_service(pair, settings):
-    """Return a request's Service for the pair served now, naming files without the server's folders."""
-    model_dir, target = settings["model_dir"], settings["target"]
-    model_error = pair.model_error
-    if model_error is not None:
-        bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
-        missing = not any(bundle.exists() for bundle in bundles)
-        model_error = (f"neither {' nor '.join(bundle.name for bundle in bundles)} is in the model folder"
-                       if missing else in_own_words(model_error, *bundles))
-    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target)
-    return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
-                   catalog=pair.store, catalog_error=catalog_error, version=pair.version,
-                   train_hint=settings["train_hint"], models=pair.models)
-
-
-@functools.lru_cache(maxsize=2)  # the models served, and those served before a swap
-def explainer_for(models):
-    """Return the Explainer of a loaded pair's regression model."""
-    return Explainer(models.predictor.regression)
 
 
 def catalog_target(app_config):
@@ -184,23 +98,6 @@ def create_app(test_config=None):
     return app
 
 
-def service():
-    """Return this request's Service: the pair served when the request began, for all of it."""
-    if "valence" not in g:
-        g.valence = served_service(current_app)
-    return g.valence
-
-
-def served_service(app):
-    """Return the Service of the pair `app` serves now (made once per pair, not per request)."""
-    extensions = app.extensions
-    pair, settings = extensions["valence"].current(), extensions["valence_settings"]
-    made = settings.get("service")  # (pair, its Service)
-    if made is None or made[0] is not pair:
-        made = settings["service"] = (pair, request_service(pair, settings))
-    return made[1]
-
-
 def add_model_version(response):
     """Name the served model's version in every answer (X-Model-Version), when one is loaded."""
     version = service().version
@@ -267,40 +164,6 @@ class SecurityHeaders:
         return self.wsgi_app(environ, start)
 
 
-def query_args(query_string):
-    """Return the parameters of a raw query string as {name: [values]}, parsed as werkzeug's request.args does."""
-    args = {}
-    for name, value in parse_qsl(query_string.decode(), keep_blank_values=True, errors="werkzeug.url_quote"):
-        args.setdefault(name, []).append(value)
-    return args
-
-
-def lookup_parameters(query_string):
-    """Return track_id, artist_name and track_name of a raw query string (None when absent)."""
-    if len(query_string) > MAX_QUERY_BYTES:
-        raise ApiError(414, f"query string is longer than {MAX_QUERY_BYTES:,} bytes")
-    args = query_args(query_string)
-    values = []
-    for name in ("track_id", "artist_name", "track_name"):
-        given = args.get(name)
-        if given is None:
-            values.append(None)
-            continue
-        if len(given) > 1:  # which one would count is anybody's guess: refused, as a key twice in a body is
-            raise ApiError(400, f"query parameter {name} is given more than once")
-        value = given[0]
-        if len(value) > MAX_QUERY_TEXT:
-            raise ApiError(400, f"query parameter {name} is longer than {MAX_QUERY_TEXT} characters")
-        problem = text_error(value)
-        if problem:
-            raise ApiError(400, f"query parameter {name} {problem}")
-        if not value.strip():
-            raise ApiError(400, f"query parameter {name} is empty")
-        # Names are matched with case and spaces folded (config.normalise_name); an id only loses its spaces.
-        values.append(value.strip() if name == "track_id" else value)
-    return values
-
-
 def wants_page():
     """Return whether the client is a browser asking for HTML rather than an API client (curl: */*)."""
     if "html" not in request.environ.get("HTTP_ACCEPT", ""):  # API clients: no parsing of the header
@@ -315,70 +178,6 @@ def lookup():
         query = request.query_string.decode("latin-1")
         return redirect(url_for("page.index") + (f"?{query}" if query else ""), code=303)
     return find_track()
-
-
-def find_track(query_string=None, state=None):
-    """Return the catalog answer for the track a query names, or raise the 400, 404 or 503.
-
-    query_string and state default to the Flask request's raw query string and Service.
-    """
-    track_id, artist, track = lookup_parameters(request.query_string if query_string is None else query_string)
-    if track_id is not None:
-        if artist is not None or track is not None:
-            raise ApiError(400, "give either track_id or artist_name and track_name, not both")
-        answer = (state or service()).require_catalog().by_track_id(track_id)
-        if answer is None:
-            raise ApiError(404, f"no track with track_id {track_id!r} in the catalog", suggestions=[])
-        return answer
-    missing = [name for name, value in (("artist_name", artist), ("track_name", track)) if value is None]
-    if missing:
-        raise ApiError(400, f"missing query parameter(s): {', '.join(missing)} "
-                            "(or give track_id)", missing=missing)
-    catalog = (state or service()).require_catalog()
-    answer = catalog.by_names(artist, track)
-    if answer is None:
-        raise ApiError(404, f"no track {track!r} by {artist!r} in the catalog",
-                       suggestions=catalog.suggest(artist, track))
-    return answer
-
-
-class LookupFastPath:
-    """WSGI middleware: a catalog lookup that finds its track is answered here, below Flask.
-
-    GET /predict is the route a load balancer sends most traffic to, and Flask's contexts,
-    routing and response objects cost about as much as the lookup itself. This answers it
-    with the same functions as the Flask route (find_track, the served pair, the app's JSON
-    provider) and the same bytes and headers (tests/test_api.py compares the two); every
-    other request, and any lookup that is not a 200 (a 4xx or 503, a browser asking for the
-    page, a server in debug mode), goes on to Flask, which answers it as it always has.
-    """
-
-    def __init__(self, app, wsgi_app):
-        self.app, self.wsgi_app = app, wsgi_app
-
-    def __call__(self, environ, start_response):
-        """Answer a found lookup here; pass everything else on."""
-        if (environ.get("PATH_INFO") == "/predict" and environ.get("REQUEST_METHOD") == "GET"
-                and "html" not in environ.get("HTTP_ACCEPT", "") and self.compact()):
-            try:
-                state = served_service(self.app)
-                answer = find_track(environ.get("QUERY_STRING", "").encode("latin-1"), state)
-            except Exception:  # noqa: BLE001 - Flask answers it again, with its error handlers
-                answer = None
-            if answer is not None:
-                data = self.app.json.dumps(answer, separators=(",", ":")).encode() + b"\n"
-                headers = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(data)))]
-                if state.version is not None:
-                    headers.append(("X-Model-Version", state.version))
-                environ[observability.ROUTE] = "/predict"  # the route label of the metrics and the log
-                start_response("200 OK", headers)
-                return [data]
-        return self.wsgi_app(environ, start_response)
-
-    def compact(self):
-        """Return whether Flask writes JSON answers compact (else, as in debug mode, Flask answers)."""
-        json = self.app.json
-        return json.compact is not False and (json.compact is not None or not self.app.debug)
 
 
 def request_body():

@@ -3,7 +3,9 @@ import pandas as pd
 from flask import Blueprint, request
 
 from valence import config, observability
-from valence.api import ApiError, find_track, json_songs, service
+from valence.api import json_songs
+from valence.lookup import find_track
+from valence.service import ApiError, service
 from valence.predict import unknown_category_warnings
 from valence.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from flask import Blueprint, render_template
 
 from valence import config
-from valence.api import service
+from valence.service import service
 
 # The page's scripts, styles and API calls come from this origin only; the icon is a data: URL.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "

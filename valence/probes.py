@@ -1,6 +1,8 @@
 """The operators' routes: /health/live, /health/ready and /metrics, and their OpenAPI paths."""
 from flask import Blueprint, current_app, request
 
+from valence.service import ApiError, service
+
 bp = Blueprint("probes", __name__)
 metrics_bp = Blueprint("metrics", __name__)  # registered only when VALENCE_METRICS is on
 
@@ -12,14 +14,12 @@ def observer():
 
 def service_problems():
     """Return why the app's service cannot answer (no model, no catalog), as its 503s say it; empty when it can."""
-    from valence.api import service  # imported here: api imports this module
-
     served = service()  # what this request is answered with (loaded on a worker's first request)
     problems = []
     for required in (served.require_predictor, served.require_catalog):
         try:
             required()
-        except Exception as error:  # the service's ApiError: its text is the 503's message
+        except ApiError as error:  # its text is the 503's message
             if str(error) not in problems:
                 problems.append(str(error))
     return problems
