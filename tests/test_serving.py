@@ -8,6 +8,7 @@ from conftest import empty_target
 from valence.catalog_build import build_catalog
 from valence.config import MODEL_KINDS, bundle_path
 from valence.fileio import atomic_path
+from valence import serving as serving_module
 from valence.serving import Serving, load_models, model_version
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]  # PostgreSQL: the slow run
@@ -131,4 +132,20 @@ def test_checks_happen_at_most_every_check_seconds(setup, catalog_csv):
     assert serving.current() is first  # not looked at yet
     serving.next_check = 0
     assert serving.current().version == model_version(model_dir)
+    serving.close()
+
+
+def test_a_newly_served_pair_is_moved_out_of_the_cyclic_collectors_reach(setup, catalog_csv, monkeypatch):
+    model_dir, target = setup
+    freezes = []
+    monkeypatch.setattr(serving_module.gc, "freeze", lambda: freezes.append(1))
+    serving = Serving(model_dir, target, check_seconds=0, freeze_heap=True)
+    first = serving.current()
+    assert len(freezes) == 1  # the first pair loaded
+    serving.current()
+    assert len(freezes) == 1  # the same models and catalog checked again: nothing new to freeze
+    for kind in MODEL_KINDS:
+        save_changed(model_dir, kind)
+    build(catalog_csv, model_dir, target)
+    assert serving.current().version != first.version and len(freezes) == 2
     serving.close()

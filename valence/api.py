@@ -60,6 +60,9 @@ def create_app(test_config=None):
         # worker, or their OpenMP threads fight over the cores (10x slower here).
         # None leaves torch's setting alone (the tests do, to leave no trace).
         VALENCE_TORCH_THREADS=1,
+        # Each newly served pair is moved out of the cyclic garbage collector's reach
+        # (serving.freeze_heap): False leaves the collector alone (the tests do, to leave no trace).
+        VALENCE_FREEZE_HEAP=True,
         # OPTIONS would answer an empty text/html 200; without CORS there is
         # nothing to describe, so it gets the JSON 405 with the Allow header.
         PROVIDE_AUTOMATIC_OPTIONS=False,
@@ -75,7 +78,8 @@ def create_app(test_config=None):
     model_dir, target = app.config["VALENCE_MODEL_DIR"], catalog_target(app.config)
     # Nothing is loaded or opened here: each worker loads the models and opens the catalog on
     # its first request, after gunicorn's fork, and looks for new ones every VALENCE_RELOAD_SECONDS.
-    app.extensions["valence"] = Serving(model_dir, target, float(app.config["VALENCE_RELOAD_SECONDS"]))
+    app.extensions["valence"] = Serving(model_dir, target, float(app.config["VALENCE_RELOAD_SECONDS"]),
+                                        freeze_heap=bool(app.config["VALENCE_FREEZE_HEAP"]))
     app.extensions["valence_settings"] = {
         "model_dir": model_dir, "target": target, "note": data_note(app.config, target),
         "train_hint": TRAIN_HINT.format(data=shown_path(app.config["VALENCE_DATA"] or config.DEFAULT_DATA),

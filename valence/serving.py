@@ -1,4 +1,5 @@
 """What a process serves: the models, their version, and the catalog scored with them, swapped as a pair."""
+import gc
 import hashlib
 import os
 import threading
@@ -92,8 +93,8 @@ class Serving:
     keeps the previous generation's tables).
     """
 
-    def __init__(self, model_dir, catalog_target, check_seconds=1.0):
-        self.model_dir, self.check_seconds = model_dir, check_seconds
+    def __init__(self, model_dir, catalog_target, check_seconds=1.0, freeze_heap=False):
+        self.model_dir, self.check_seconds, self.freeze_heap = model_dir, check_seconds, freeze_heap
         self.database = connect(catalog_target)
         self.pair, self.pending, self.waiting, self.retired = None, None, None, []
         self.next_check, self.notes = 0.0, []
@@ -159,6 +160,8 @@ class Serving:
         """Serve a new pair; retire the stores no longer served or waited for."""
         old = self.pair
         self.pair, self.pending, self.waiting = pair, None, None
+        if self.freeze_heap and (old is None or old.models is not pair.models or old.store is not pair.store):
+            freeze_heap()
         if self.on_serve is not None:
             self.on_serve(old, pair)
         if old is not None and old.store is not None and old.store is not pair.store:
@@ -176,6 +179,17 @@ class Serving:
         for store in {id(s): s for s in [*self.retired, self.waiting, self.pair and self.pair.store] if s}.values():
             store.close()
         self.database.close()
+
+
+def freeze_heap():
+    """Move every object alive now (libraries, models, the pair) out of the cyclic collector's reach.
+
+    A worker holds about 220,000 such objects, and a collection of the oldest generation walks
+    them all: a 1,000-song POST that set one off took 48 ms at p50 (max 194 ms) instead of
+    33 ms (max 40 ms). Objects freed by reference counting are freed as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def mismatch(store, models, database):
