@@ -181,18 +181,6 @@ def test_every_operation_answers_as_documented_long_run(case):
     run(case)
 
 
-@no_model_schema.parametrize()
-@examples(QUICK)
-def test_an_app_without_a_model_answers_as_documented(case):
-    run(case, degraded=True)
-
-
-@no_catalog_schema.parametrize()
-@examples(QUICK)
-def test_an_app_without_a_catalog_answers_as_documented(case):
-    run(case, degraded=True)
-
-
 @pytest.mark.slow
 @no_model_schema.parametrize()
 @examples(LONG)

@@ -36,6 +36,7 @@ def test_build_catalog_scores_the_data_with_the_saved_models(kind, trained, cata
     store.close()
 
 
+@pytest.mark.slow  # a whole training run (about 4 s): in the slow run, which CI runs
 def test_a_training_run_ends_by_scoring_its_data_into_the_catalog(demo_csv, tmp_path, capsys):
     model_dir = tmp_path / "models"
     assert cli.main(["--data", str(demo_csv), "--model-dir", str(model_dir), "--model", "both", "--epochs", "1",

@@ -92,6 +92,7 @@ def test_metadata_names_the_training_file_but_not_the_server_folders(predictor, 
     assert meta["metrics"]["data_path"] == "demo.csv"
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch (about 3.5 s): in the slow run, which CI runs
 def test_serving_imports_no_training_or_csv_code_and_starts_without_captum():
     # A fresh interpreter: this test process has imported everything already. Creating the app
     # is a worker's start-up: captum and the matplotlib it pulls in cost about 0.7 s to import,
