@@ -514,6 +514,15 @@ def test_fast_lookups_carry_the_request_id_security_headers_and_model_version(ap
     assert response.headers["X-Model-Version"] == served(app).version
 
 
+def test_a_track_not_found_is_suggested_for_once(app, client, monkeypatch):
+    store, calls = type(served(app).catalog), []
+    original = store.suggest
+    monkeypatch.setattr(store, "suggest", lambda self, *names: calls.append(names) or original(self, *names))
+    response = client.get("/predict?artist_name=Duo Act&track_name=Shred Song")
+    assert response.status_code == 404 and response.json["suggestions"]
+    assert calls == [("Duo Act", "Shred Song")]  # by Flask only: the fast path leaves them out
+
+
 def test_browsers_and_failed_lookups_go_to_flask(app, client):
     page = client.get("/predict?track_id=DUPLICATE0000000000001", headers={"Accept": "text/html"})
     assert page.status_code == 303  # to the page, which the fast path never answers

@@ -42,10 +42,11 @@ def lookup_parameters(query_string):
     return values
 
 
-def find_track(query_string=None, state=None):
+def find_track(query_string=None, state=None, suggest=True):
     """Return the catalog answer for the track a query names, or raise the 400, 404 or 503.
 
-    query_string and state default to the Flask request's raw query string and Service.
+    query_string and state default to the Flask request's raw query string and Service;
+    suggest=False leaves a 404's suggestions out (the fast path, which hands a 404 to Flask).
     """
     track_id, artist, track = lookup_parameters(request.query_string if query_string is None else query_string)
     if track_id is not None:
@@ -63,7 +64,7 @@ def find_track(query_string=None, state=None):
     answer = catalog.by_names(artist, track)
     if answer is None:
         raise ApiError(404, f"no track {track!r} by {artist!r} in the catalog",
-                       suggestions=catalog.suggest(artist, track))
+                       suggestions=catalog.suggest(artist, track) if suggest else [])
     return answer
 
 
@@ -87,7 +88,7 @@ class LookupFastPath:
                 and "html" not in environ.get("HTTP_ACCEPT", "") and self.compact()):
             try:
                 state = served_service(self.app)
-                answer = find_track(environ.get("QUERY_STRING", "").encode("latin-1"), state)
+                answer = find_track(environ.get("QUERY_STRING", "").encode("latin-1"), state, suggest=False)
             except Exception:  # noqa: BLE001 - Flask answers it again, with its error handlers
                 answer = None
             if answer is not None:

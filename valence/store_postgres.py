@@ -137,7 +137,6 @@ class PostgresStore(store.SqlStore):
     def __init__(self, database, generation, meta):
         # The signature is what database.signature() says while this generation is served.
         super().__init__(database, meta, generation, tables(generation))
-        self.generation = generation
 
     def _rows(self, query, params=()):
         """Run a query on this generation's tables and return its rows."""
