@@ -10,18 +10,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import torch
-
-from valence import commands
+# A serving worker imports this module for create_app: nothing imported at the top imports torch
+# (1.6 to 1.9 s of a worker's start-up); run() imports the jobs, which do.
 from valence.api import create_app  # noqa: F401  found here by `flask run` and gunicorn
 from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR,
                             ValenceError, bundle_path, metrics_path)
 from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.crossfit import LARGE_ROWS, SMALL_ROWS, FoldPlan
-from valence.pipeline import RunOptions, TrainingInterrupted
+from valence.settings import LARGE_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig, TrainingInterrupted
 from valence.store import CATALOG_FILE, is_postgres
-from valence.trainer import TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
 
@@ -225,6 +222,9 @@ def options_output(args):
 
 def resolve_device(requested):
     """Return the torch device to train on."""
+    if requested == "cpu":
+        return requested
+    import torch
     if requested == "cuda" and not torch.cuda.is_available():
         raise ValenceError("--device cuda was asked for, but PyTorch sees no CUDA device here; use --device cpu")
     if requested == "auto":
@@ -254,6 +254,7 @@ def run(args, options):
         download_dataset(options.data, force=args.force, log=lambda message: print(message, flush=True))
         return 0
     check_outputs(args, options)
+    from valence import commands
     if args.predict:
         return commands.score(args.predict, options_output(args), options,
                               kinds=options.kinds if args.model else None, explain=args.explain)

@@ -47,10 +47,9 @@ def parse_args():
 
 def prepare(work, rows, model_dir, epochs=1):
     """Write the generated catalog and, unless given one, train a quick model; return both paths."""
-    from valence.crossfit import FoldPlan
-    from valence.pipeline import RunOptions, run_training
+    from valence.pipeline import run_training
+    from valence.settings import FoldPlan, RunOptions, TrainConfig
     from valence.synthetic import generate_dataset, write_csv
-    from valence.trainer import TrainConfig
 
     data = work / "catalog.csv"
     write_csv(generate_dataset(rows, seed=0), data)

@@ -149,7 +149,7 @@ def cpu_per_request(catalog, model_dir, frame, count):
     from valence.config import FEATURE_COLUMNS
 
     app = create_app({"VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
-                      "VALENCE_TORCH_THREADS": 1, "VALENCE_LOG_REQUESTS": False})
+                      "VALENCE_THREADS": 1, "VALENCE_LOG_REQUESTS": False})
     client = app.test_client()
     songs = frame[list(FEATURE_COLUMNS)].to_dict("records")
     requests = {

@@ -30,9 +30,9 @@ from valence import config  # noqa: E402
 from valence.data import load_dataset, split_by_track  # noqa: E402
 from valence.encoding import FeatureEncoder  # noqa: E402
 from valence.metrics import classification_metrics, regression_metrics, to_classes  # noqa: E402
-from valence.crossfit import FoldPlan, cross_fit  # noqa: E402
+from valence.crossfit import cross_fit  # noqa: E402
 from valence.models import predict_arrays  # noqa: E402
-from valence.trainer import TrainConfig  # noqa: E402
+from valence.settings import FoldPlan, TrainConfig  # noqa: E402
 
 REAL_SLICE = config.PROJ_ROOT.parent / "shared" / "data" / "spotify_features_partial.csv"
 NUMERIC, CATEGORICAL = list(config.NUMERIC_FEATURES), list(config.CATEGORICAL_FEATURES)

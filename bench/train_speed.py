@@ -24,9 +24,10 @@ from valence.data import load_dataset, split_by_track  # noqa: E402
 from valence.encoding import FeatureEncoder  # noqa: E402
 from valence.models import build_model, model_config_for  # noqa: E402
 from valence.crossfit import targets  # noqa: E402
-from valence.pipeline import RunOptions, run_training  # noqa: E402
+from valence.pipeline import run_training  # noqa: E402
+from valence.settings import RunOptions, TrainConfig  # noqa: E402
 from valence.synthetic import generate_dataset, write_csv  # noqa: E402
-from valence.trainer import TrainConfig, fit_model  # noqa: E402
+from valence.trainer import fit_model  # noqa: E402
 
 
 def timed(function, *args, **kwargs):

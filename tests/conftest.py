@@ -12,12 +12,11 @@ from valence.service import service
 from valence.catalog import load_catalog
 from valence.catalog_build import build_catalog
 from valence.config import bundle_path
-from valence.crossfit import FoldPlan
 from valence.observability import flush_log
-from valence.pipeline import RunOptions, run_training
+from valence.pipeline import run_training
+from valence.settings import FoldPlan, RunOptions, TrainConfig
 from valence.predict import Predictor
 from valence.synthetic import generate_dataset, write_csv
-from valence.trainer import TrainConfig
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -98,7 +97,7 @@ def make_app(trained, served_catalog):
     """Return a factory of test apps; keyword arguments override the catalog and model paths."""
     def make(catalog=served_catalog, model_dir=trained[0], data=None, **settings):
         return create_app({"TESTING": True, "VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
-                           "VALENCE_DATA": data and str(data), "VALENCE_TORCH_THREADS": None, "VALENCE_FREEZE_HEAP": False,
+                           "VALENCE_DATA": data and str(data), "VALENCE_THREADS": None, "VALENCE_FREEZE_HEAP": False,
                            **settings})
     return make
 

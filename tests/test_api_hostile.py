@@ -218,7 +218,7 @@ def test_default_config_is_not_debug_and_a_500_shows_no_traceback(monkeypatch, t
     monkeypatch.delenv("FLASK_DEBUG", raising=False)
     monkeypatch.setenv("VALENCE_CATALOG", str(served_catalog))
     monkeypatch.setenv("VALENCE_MODEL_DIR", str(trained[0]))
-    app = create_app({"VALENCE_TORCH_THREADS": None})
+    app = create_app({"VALENCE_THREADS": None})
     assert not app.debug and not app.testing and not app.config["PROPAGATE_EXCEPTIONS"]
 
     def boom():

@@ -13,11 +13,11 @@ import pytest
 
 from valence import commands, pipeline
 from valence.config import ValenceError
-from valence.crossfit import FoldPlan, fold_rows, track_folds
+from valence.crossfit import fold_rows, track_folds
 from valence.data import load_dataset
-from valence.pipeline import RunOptions, TrainedModel, TrainingRun
+from valence.pipeline import TrainedModel, TrainingRun
+from valence.settings import FoldPlan, RunOptions, TrainConfig
 from valence.synthetic import generate_dataset, write_csv
-from valence.trainer import TrainConfig
 
 
 class FakePredictor:

@@ -21,8 +21,9 @@ import pytest
 from valence.bundle import load_bundle, load_bundle_from_dir
 from valence.config import PROJ_ROOT, bundle_path, metrics_path
 from valence.fileio import STALE_SECONDS, atomic_path, remove_stale_temporaries, write_text_atomic
-from valence.crossfit import FoldPlan, fold_encoder
+from valence.crossfit import fold_encoder
 from valence.pipeline import load_splits
+from valence.settings import FoldPlan
 from valence.predict import Predictor
 from valence.synthetic import generate_dataset, write_csv
 from valence.models import predict_arrays

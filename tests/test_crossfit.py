@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from valence.config import TARGET, ValenceError
-from valence.crossfit import (FoldPlan, cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
+from valence.crossfit import (cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
                               track_folds)
+from valence.settings import FoldPlan, TrainConfig
 from valence.models import as_tensors, predict_arrays
 from valence.synthetic import generate_dataset
-from valence.trainer import TrainConfig
 
 QUICK = dataclasses.replace(TrainConfig(), epochs=3, members=1)
 PLAN = FoldPlan(folds=3)

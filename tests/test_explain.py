@@ -13,6 +13,7 @@ from valence.bundle import load_bundle_from_dir
 from valence import explain
 from valence.explain import GROUPS, Explainer, antithetic_permutations, fallback_song, typical_song
 from valence.models import build_model, model_config_for, predict_arrays
+from valence.network import Network
 from valence.synthetic import generate_dataset
 
 
@@ -166,7 +167,10 @@ def tiny_bundle(bundle, hidden, scale=0.1):
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
         for member in model.members:
             member[-1].bias.fill_(0.5)
-    return dataclasses.replace(bundle, model=model.eval())
+    weights = {key: value.numpy() for key, value in model.state_dict().items()}
+    model_args = dataclasses.asdict(model.config)
+    return dataclasses.replace(bundle, network=Network("regression", model_args, weights), weights=weights,
+                               meta={**bundle.meta, "model_args": model_args})
 
 
 def exact_for(explainer, arrays, i):

@@ -155,7 +155,7 @@ def test_bad_option_values_exit_2_with_a_usage_message(args, message, capsys):
 
 def test_the_entry_file_builds_the_app_that_flask_and_gunicorn_serve(trained, served_catalog):
     app = cli.create_app({"TESTING": True, "VALENCE_CATALOG": str(served_catalog), "VALENCE_MODEL_DIR": str(trained[0]),
-                          "VALENCE_TORCH_THREADS": None})
+                          "VALENCE_THREADS": None})
     answer = app.test_client().get("/predict", query_string={"track_id": "POLKA00000000000000001"})
     assert answer.status_code == 200 and answer.json["genres"] == ["Polka"]
 

@@ -9,7 +9,8 @@ from songs import make_songs, split
 from valence.encoding import FeatureEncoder
 from valence.metrics import to_classes
 from valence.models import build_model, model_config_for, predict_arrays
-from valence.trainer import TrainConfig, fit_model
+from valence.trainer import fit_model
+from valence.settings import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
+import threadpoolctl
 from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
@@ -56,10 +56,11 @@ def create_app(test_config=None):
         # retrain or a rebuild is served by every worker within this many seconds.
         VALENCE_RELOAD_SECONDS=1.0,
         MAX_CONTENT_LENGTH=1024 * 1024,  # 1,000 songs take about 300 KB
-        # Each gunicorn worker is a process of its own: one intra-op thread per
-        # worker, or their OpenMP threads fight over the cores (10x slower here).
-        # None leaves torch's setting alone (the tests do, to leave no trace).
-        VALENCE_TORCH_THREADS=1,
+        # Each gunicorn worker is a process of its own: one BLAS thread (numpy's
+        # forward pass) and one torch thread (explanations) per worker, or their
+        # threads fight over the cores (10x slower here). None leaves both
+        # settings alone (the tests do, to leave no trace).
+        VALENCE_THREADS=1,
         # Each newly served pair is moved out of the cyclic garbage collector's reach
         # (serving.freeze_heap): False leaves the collector alone (the tests do, to leave no trace).
         VALENCE_FREEZE_HEAP=True,
@@ -73,8 +74,8 @@ def create_app(test_config=None):
     if test_config is not None:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False  # keep answers in the documented order
-    if app.config["VALENCE_TORCH_THREADS"]:
-        torch.set_num_threads(int(app.config["VALENCE_TORCH_THREADS"]))
+    if app.config["VALENCE_THREADS"]:
+        threadpoolctl.threadpool_limits(int(app.config["VALENCE_THREADS"]), user_api="blas")
     model_dir, target = app.config["VALENCE_MODEL_DIR"], catalog_target(app.config)
     # Nothing is loaded or opened here: each worker loads the models and opens the catalog on
     # its first request, after gunicorn's fork, and looks for new ones every VALENCE_RELOAD_SECONDS.
@@ -82,6 +83,7 @@ def create_app(test_config=None):
                                         freeze_heap=bool(app.config["VALENCE_FREEZE_HEAP"]))
     app.extensions["valence_settings"] = {
         "model_dir": model_dir, "target": target, "note": data_note(app.config, target),
+        "threads": app.config["VALENCE_THREADS"],
         "train_hint": TRAIN_HINT.format(data=shown_path(app.config["VALENCE_DATA"] or config.DEFAULT_DATA),
                                         model_dir=shown_path(model_dir))}
     if app.config.get("VALENCE_DATA"):

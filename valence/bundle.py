@@ -4,8 +4,13 @@ A bundle is a plain dict of tensors and plain Python values, so it loads with
 `torch.load(path, weights_only=True)` (no code runs while unpickling) and holds
 everything needed to rebuild the model: architecture arguments, weights, the
 fitted encoder's state, class edges, metrics, settings and provenance.
+
+Loading reads it with torchfile.load (the same refusals, tensors as numpy arrays) and
+predicts with the numpy network: torch is imported only when the torch model is asked
+for (training, explanations), so a serving worker never imports it.
 """
 import datetime
+import functools
 import pickle
 import platform
 import shlex
@@ -15,25 +20,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import __version__
+from . import __version__, torchfile
 from .config import BUNDLE_FORMAT, CLASS_EDGES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
 from .encoding import FeatureEncoder
 from .fileio import atomic_path
-from .models import build_model
+from .network import Network
 
 REQUIRED_KEYS = ("format", "kind", "model_args", "state_dict", "encoder")
 
 
 @dataclass
 class Bundle:
-    """A loaded model, ready to predict, with its metadata."""
+    """A loaded model, ready to predict (network, in numpy), with its metadata."""
 
     kind: str
-    model: torch.nn.Module
+    network: Network
     encoder: FeatureEncoder
     meta: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict, repr=False)  # the state dict as numpy arrays
+
+    @functools.cached_property
+    def model(self):
+        """The network as the torch module it was trained as (imports torch), in eval mode."""
+        import torch
+        from .models import build_model
+        model = build_model(self.kind, self.meta["model_args"])
+        model.load_state_dict({key: torch.from_numpy(value) for key, value in self.weights.items()})
+        return model.eval()
 
 
 def to_plain(value):
@@ -57,6 +71,7 @@ def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config
 
     background: the song explanations are measured against (explain.typical_song of the training split).
     """
+    import torch
     assert kind in MODEL_KINDS, kind
     extra = {"background": background} if background is not None else {}
     payload = to_plain({
@@ -88,20 +103,18 @@ def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config
 def read_bundle(path):
     """Return the raw dict of a bundle file, refusing anything that is not one."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = _load(path)
     except FileNotFoundError:
         raise
     except IsADirectoryError:
         raise ValenceError(f"{path} is a directory, not a model bundle") from None
     except PermissionError as error:
         raise ValenceError(f"cannot read the model bundle {path}: {error.strerror}") from None
-    except Exception as error:  # torch raises many types for a damaged or foreign file
+    except Exception as error:  # a damaged or foreign file fails in many ways
+        _refuse_if_damaged(path)  # a flipped bit is the clearer reason
         raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or unsafe): "
                            f"{_unreadable_reason(error)}; train the model again or restore a copy you trust") from None
-    damaged = _failed_checksum(path)
-    if damaged:
-        raise ValenceError(f"{path} is damaged: {damaged!r} inside it fails its checksum; "
-                           f"train the model again or restore a copy")
+    _refuse_if_damaged(path)
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise ValenceError(f"{path} is not a model bundle of this tool (required keys: {', '.join(REQUIRED_KEYS)})")
     if payload["format"] != BUNDLE_FORMAT:
@@ -111,11 +124,20 @@ def read_bundle(path):
     return payload
 
 
+def _load(path):
+    """The object in a torch.save file: torch's zip format read without torch, other formats by torch.load."""
+    if zipfile.is_zipfile(path):
+        return torchfile.load(path)
+    import torch  # torch's legacy format, or not a torch file at all: torch.load tells which, running no code
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _unreadable_reason(error):
-    """Say in our words why torch.load refused a file; never pass on torch's advice to load it unsafely."""
+    """Say in our words why a file was refused; never pass on torch's advice to load it unsafely."""
     text = str(error)
-    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]{1,80}) ", text)
+    if isinstance(error, torchfile.UnsafeGlobal) or (
+            isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text):
+        found = re.search(r"Unsupported global: (?:GLOBAL )?([\w.]{1,80})", text)
         what = f" ({found.group(1)})" if found else ""
         return (f"it holds a Python object{what} that a model file never holds and that could run code "
                 f"when loaded; nothing in it was run")
@@ -124,6 +146,13 @@ def _unreadable_reason(error):
     if isinstance(error, RuntimeError) and "zip archive" in text:
         return "its zip archive is damaged or truncated"
     return "it is not a file written by torch.save"
+
+
+def _refuse_if_damaged(path):
+    damaged = _failed_checksum(path)
+    if damaged:
+        raise ValenceError(f"{path} is damaged: {damaged!r} inside it fails its checksum; "
+                           f"train the model again or restore a copy") from None
 
 
 def _failed_checksum(path):
@@ -155,8 +184,8 @@ def load_bundle(path, kind=None, encoders=None):
     if kind is not None and payload["kind"] != kind:
         raise ValenceError(f"{path} holds a {payload['kind']} model, expected a {kind} model")
     try:
-        model = build_model(payload["kind"], payload["model_args"])
-        model.load_state_dict(payload["state_dict"])
+        weights = dict(payload["state_dict"])
+        network = Network(payload["kind"], payload["model_args"], weights)
         state = payload["encoder"]
         encoder = next((known for saved, known in encoders or () if saved == state), None)
         if encoder is None:
@@ -165,9 +194,8 @@ def load_bundle(path, kind=None, encoders=None):
                 encoders.append((state, encoder))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ValenceError(f"{path} does not match this version's model: {str(error).splitlines()[0][:200]}") from None
-    model.eval()
     meta = {key: value for key, value in payload.items() if key not in ("state_dict", "encoder")}
-    return Bundle(kind=payload["kind"], model=model, encoder=encoder, meta=meta)
+    return Bundle(kind=payload["kind"], network=network, encoder=encoder, meta=meta, weights=weights)
 
 
 def load_bundle_from_dir(model_dir, kind, encoders=None):

@@ -1,27 +1,9 @@
 """Networks built from a plain-typed ModelConfig, so a saved bundle can rebuild them; their predictions."""
-from dataclasses import dataclass, field
-from statistics import NormalDist
-
 import numpy as np
 import torch
 from torch import nn
 
-N_CLASSES = 3
-
-
-@dataclass
-class ModelConfig:
-    """Architecture settings; n_numeric and category_sizes come from the fitted encoder."""
-    n_numeric: int
-    category_sizes: list
-    hidden: list = field(default_factory=lambda: [128, 128])  # 256 wide measured no better, 2.5x slower
-    dropout: float = 0.0  # 0.1 measured no better, and it cost 30 % of an epoch's time
-    n_outputs: int = 1
-    n_members: int = 1  # networks trained side by side with a loss each, averaged to predict
-    # Piecewise-linear encoding of each numeric beside its raw value: the largest single gain measured
-    # (test MAE 0.128 with it, 0.130 without, on the real slice); "none" turns it off.
-    numeric_embedding: str = "ple"
-    n_bins: int = 8  # per numeric feature; 16 and 32 measured no better
+from .network import N_CLASSES, ModelConfig, bin_edges, model_config  # noqa: F401  (re-exported)
 
 
 class _PiecewiseLinear(nn.Module):
@@ -29,10 +11,9 @@ class _PiecewiseLinear(nn.Module):
 
     def __init__(self, n_features, n_bins):
         super().__init__()
-        edges = [NormalDist().inv_cdf(k / n_bins) for k in range(1, n_bins)]
-        edges = [edges[0] - 1.0] + edges + [edges[-1] + 1.0]
-        self.register_buffer("left", torch.tensor(edges[:-1]), persistent=False)
-        self.register_buffer("width", torch.tensor(edges[1:]) - torch.tensor(edges[:-1]), persistent=False)
+        left, width = bin_edges(n_bins)
+        self.register_buffer("left", torch.from_numpy(left), persistent=False)
+        self.register_buffer("width", torch.from_numpy(width), persistent=False)
         self.out_dim = n_features * n_bins
 
     def forward(self, x):
@@ -129,17 +110,8 @@ class ClassificationModel(_Ensemble):
 
 def build_model(kind, model_args):
     """Build the network of a kind from model_args = dataclasses.asdict(ModelConfig)."""
-    args = dict(model_args)
-    args["category_sizes"] = [int(s) for s in args["category_sizes"]]
-    if "hidden" in args:
-        args["hidden"] = [int(h) for h in args["hidden"]]
-    if kind == "regression":
-        args.setdefault("n_outputs", 1)
-        return RegressionModel(ModelConfig(**args))
-    if kind == "classification":
-        args.setdefault("n_outputs", N_CLASSES)
-        return ClassificationModel(ModelConfig(**args))
-    raise ValueError(f"unknown model kind {kind!r}; expected 'regression' or 'classification'")
+    cfg = model_config(kind, model_args)
+    return RegressionModel(cfg) if kind == "regression" else ClassificationModel(cfg)
 
 
 def model_config_for(kind, encoder, **overrides):

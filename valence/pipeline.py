@@ -8,35 +8,21 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
-from .config import DEFAULT_DATA, MODELS_DIR, ValenceError, bundle_path, counted, metrics_path
-from .crossfit import FoldPlan, cross_fit, fold_rows, members_per_fold, out_of_fold, out_of_fold_metrics, track_folds
+from .config import ValenceError, bundle_path, counted, metrics_path
+from .crossfit import cross_fit, fold_rows, members_per_fold, out_of_fold, out_of_fold_metrics, track_folds
 from .crossfit import seen_artists as crossfit_seen
 from .data import data_warnings, load_dataset
 from .encoding import FeatureEncoder
 from .explain import typical_song
 from .fileio import write_text_atomic
 from .metrics import format_metrics
-from .trainer import History, TrainConfig
-
-
-@dataclass
-class RunOptions:
-    """Everything one run of the tool needs, as the entry file parsed it."""
-
-    data: Path = DEFAULT_DATA
-    model_dir: Path = MODELS_DIR
-    kinds: tuple = ("regression",)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    split: FoldPlan = field(default_factory=FoldPlan)
-    plots_dir: Path | None = None
-    quiet: bool = False
-    save_on_interrupt: bool = False  # Ctrl-C keeps the best epoch so far (saved normally) instead of nothing
+from .settings import FoldPlan, TrainingInterrupted
+from .trainer import History
 
 
 @dataclass
@@ -110,15 +96,6 @@ def load_splits(data_path, plan, log=print):
 FIGURES_FROM = ("out-of-fold: every labelled row, each predicted by the fold model that never learned from its "
                 "track (artist statistics from that model's training rows only); the saved model averages all "
                 "fold models")
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training; `saved` lists the bundles this run wrote before it."""
-
-    def __init__(self, kind, saved):
-        super().__init__(kind)
-        self.kind = kind
-        self.saved = saved
 
 
 def metrics_record(kind, metrics, splits, options, seconds=None, history=None):

@@ -6,7 +6,6 @@ import numpy as np
 
 from .bundle import load_bundle_from_dir
 from .config import CATEGORICAL_FEATURES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
-from .models import predict_arrays
 
 
 @dataclass
@@ -45,16 +44,16 @@ class Predictor:
         return cls(**bundles)
 
     def predict(self, frame):
-        """Return the predictions for every row of `frame` in one forward pass per model."""
+        """Return the predictions for every row of `frame` in one forward pass per model (numpy: see network.py)."""
         valence = mood = probabilities = None
         encoded = {}  # by encoder: the two kinds usually share one (see from_model_dir), so rows are encoded once
         for bundle in (self.regression, self.classification):
             if bundle is not None and id(bundle.encoder) not in encoded:
                 encoded[id(bundle.encoder)] = bundle.encoder.transform(frame)
         if self.regression is not None:
-            valence = predict_arrays(self.regression.model, encoded[id(self.regression.encoder)])
+            valence = self.regression.network.predict(encoded[id(self.regression.encoder)])
         if self.classification is not None:
-            probabilities = predict_arrays(self.classification.model, encoded[id(self.classification.encoder)])
+            probabilities = self.classification.network.predict(encoded[id(self.classification.encoder)])
             mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
         encoder = (self.regression or self.classification).encoder
         return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,

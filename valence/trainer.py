@@ -11,29 +11,6 @@ from torch import nn
 from .models import as_tensors
 
 
-@dataclass
-class TrainConfig:
-    """Training settings; the defaults are the recipe."""
-    epochs: int = 60  # a maximum: early stopping usually ends sooner
-    batch_size: int = 0  # 0: batch_size_for(training rows), 1024 on large data and smaller on small data
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    patience: int = 8  # epochs without a better validation score before stopping
-    seed: int = 0
-    device: str = "cpu"
-    loss: str = "l1"  # regression: "l1" (the MAE target), "huber" or "mse"
-    huber_delta: float = 0.1
-    label_smoothing: float = 0.0  # classification only
-    plateau_patience: int = 2  # cut the learning rate after this many epochs without improvement (0: never)
-    plateau_factor: float = 0.3
-    members: int = 0  # networks in each fold model's ensemble; 0: one (the fold models make the ensemble)
-    # Early stopping and the learning-rate cut watch the validation "loss" or "metric" (MAE / accuracy). For
-    # classifiers the loss measured better: accuracy 0.6226 / macro-F1 0.6251 against 0.6196 / 0.6208 on the
-    # real slice, 0.5565 / 0.5522 against 0.5410 / 0.5177 on 1,500-row files (accuracy moves in coarse steps
-    # on a small validation set and stopped training too early). For L1 regression the two are the same.
-    stop_on: str = "loss"
-
-
 MAX_BATCH, MIN_BATCH, MIN_STEPS = 1024, 64, 8
 
 

@@ -1,0 +1,79 @@
+"""The settings of a run, torch-free: the entry module parses its options into these without importing
+torch, which a serving worker (which imports the entry module for create_app) never needs."""
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import DEFAULT_DATA, MODELS_DIR
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the recipe."""
+    epochs: int = 60  # a maximum: early stopping usually ends sooner
+    batch_size: int = 0  # 0: batch_size_for(training rows), 1024 on large data and smaller on small data
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 8  # epochs without a better validation score before stopping
+    seed: int = 0
+    device: str = "cpu"
+    loss: str = "l1"  # regression: "l1" (the MAE target), "huber" or "mse"
+    huber_delta: float = 0.1
+    label_smoothing: float = 0.0  # classification only
+    plateau_patience: int = 2  # cut the learning rate after this many epochs without improvement (0: never)
+    plateau_factor: float = 0.3
+    members: int = 0  # networks in each fold model's ensemble; 0: one (the fold models make the ensemble)
+    # Early stopping and the learning-rate cut watch the validation "loss" or "metric" (MAE / accuracy). For
+    # classifiers the loss measured better: accuracy 0.6226 / macro-F1 0.6251 against 0.6196 / 0.6208 on the
+    # real slice, 0.5565 / 0.5522 against 0.5410 / 0.5177 on 1,500-row files (accuracy moves in coarse steps
+    # on a small validation set and stopped training too early). For L1 regression the two are the same.
+    stop_on: str = "loss"
+
+
+@dataclass
+class FoldPlan:
+    """How labelled rows are cross-fitted: the folds, and each fold model's early-stopping share."""
+
+    folds: int = 0  # 0: folds_for(rows)
+    val_fraction: float = 0.1  # of each fold model's tracks, for early stopping only
+    seed: int = 0
+
+    def resolved(self, n_rows):
+        """This plan with the automatic fold count made concrete for n_rows labelled rows."""
+        return self if self.folds else dataclasses.replace(self, folds=folds_for(n_rows))
+
+
+def folds_for(n_rows):
+    """Fold models for a data set of n_rows labelled rows. On 1,500-row files 10 folds (each model learning
+    from 90 % of the rows) measured test MAE 0.1410 against 0.1422 with 5; on the 19,828-row slice 5 folds
+    match the former single 70 % model's figures at the same cost; above 100,000 rows 3 keep the default run
+    on the 232,725-row file within its 60 s."""
+    if n_rows < SMALL_ROWS:
+        return 10
+    return 5 if n_rows < LARGE_ROWS else 3
+
+
+SMALL_ROWS, LARGE_ROWS = 10_000, 100_000
+
+
+@dataclass
+class RunOptions:
+    """Everything one run of the tool needs, as the entry file parsed it."""
+
+    data: Path = DEFAULT_DATA
+    model_dir: Path = MODELS_DIR
+    kinds: tuple = ("regression",)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: FoldPlan = field(default_factory=FoldPlan)
+    plots_dir: Path | None = None
+    quiet: bool = False
+    save_on_interrupt: bool = False  # Ctrl-C keeps the best epoch so far (saved normally) instead of nothing
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; `saved` lists the bundles this run wrote before it."""
+
+    def __init__(self, kind, saved):
+        super().__init__(kind)
+        self.kind = kind
+        self.saved = saved
