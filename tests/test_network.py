@@ -100,3 +100,16 @@ def test_the_expected_shapes_are_those_of_the_torch_state_dict():
 def test_architectures_this_version_cannot_build_are_refused(kind, args, message):
     with pytest.raises(ValueError, match=message):
         Network(kind, {"n_numeric": 2, "category_sizes": [3], **args}, {})
+
+
+def test_networks_sharing_the_workspace_answer_as_if_alone():
+    """The forward pass reuses a thread's buffers across calls and networks: a call never sees another's rows."""
+    first, first_args = random_model("regression", seed=1)
+    second, second_args = random_model("classification", seed=2, hidden=[32, 16, 8], n_members=3)
+    a, b = Network("regression", first_args, weights_of(first)), Network("classification", second_args, weights_of(second))
+    small, large = random_rows(first.config, 7, seed=3), random_rows(second.config, 500, seed=4)
+    alone = a.predict(small).copy()
+    other = b.predict(large)
+    assert np.array_equal(a.predict(small), alone)
+    np.testing.assert_allclose(other, predict_arrays(second, large), atol=2e-6, rtol=0)
+    assert np.array_equal(b.predict(large), other)

@@ -6,6 +6,7 @@ a handful of matrix products (models.py is the torch module they are trained as;
 hold the two to the same answers). The members' first layers are one product, with the
 one-hot block read as rows of its weights; their later layers are batched products.
 """
+import threading
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -83,6 +84,20 @@ def state_shapes(cfg):
     return shapes
 
 
+_local = threading.local()
+
+
+def _workspace(name, shape):
+    """A float32 array of `shape` reused by this thread's later calls: numpy would return each large
+    array to the system and fault its pages in again on the next request (40 % of a 1,000-song
+    forward pass, measured); the networks of a process share these few buffers."""
+    buffers = _local.__dict__.setdefault("buffers", {})
+    size = int(np.prod(shape))
+    if name not in buffers or buffers[name].size < size:
+        buffers[name] = np.empty(size, dtype=np.float32)
+    return buffers[name][:size].reshape(shape)
+
+
 class Network:
     """A saved network's forward pass in numpy (float32), the same function as models._Ensemble's."""
 
@@ -100,29 +115,44 @@ class Network:
         layers = [[(np.asarray(state[f"{key}.weight"], np.float32), np.asarray(state[f"{key}.bias"], np.float32))
                    for key in keys] for keys in linear_keys(cfg)]
         self.left, self.width = bin_edges(cfg.n_bins)
-        weight = np.concatenate([member[0][0] for member in layers])  # (members * hidden, input width)
         dense = input_width(cfg) - sum(cfg.category_sizes)
+        weight = np.concatenate([member[0][0] for member in layers])  # (members * hidden, input width)
         self.first_dense = np.ascontiguousarray(weight[:, :dense].T)
         self.first_onehot = np.ascontiguousarray(weight[:, dense:].T)  # one row per category level
         self.first_bias = np.concatenate([member[0][1] for member in layers])
         self.offsets = np.cumsum([0, *cfg.category_sizes[:-1]], dtype=np.int64)
-        self.later = [(np.stack([member[i][0].T for member in layers]),
+        self.later = [(np.ascontiguousarray(np.stack([member[i][0].T for member in layers])),
                        np.stack([member[i][1] for member in layers])[:, None, :]) for i in range(1, len(layers[0]))]
 
     def raw(self, numeric, categorical):
         """The members' mean raw output, (n, n_outputs), for float32 numerics and int64 category codes."""
-        n = len(numeric)
-        parts = [numeric]
+        n, width = numeric.shape
+        members, hidden_width = self.config.n_members, len(self.first_bias) // self.config.n_members
         if self.config.numeric_embedding == "ple":
-            parts.append(np.clip((numeric[..., None] - self.left) / self.width, 0.0, 1.0).reshape(n, -1))
-        hidden = np.concatenate(parts, axis=1) @ self.first_dense + self.first_bias
-        if self.first_onehot.shape[0]:
-            codes = categorical + self.offsets
-            for j in range(codes.shape[1]):
-                hidden += self.first_onehot[codes[:, j]]
-        hidden = hidden.reshape(n, self.config.n_members, -1).transpose(1, 0, 2)
-        for weight, bias in self.later:
-            hidden = np.matmul(np.maximum(hidden, 0.0), weight) + bias
+            dense = _workspace("dense", (n, width * (1 + self.config.n_bins)))
+            dense[:, :width] = numeric
+            levels = dense[:, width:].reshape(n, width, self.config.n_bins)
+            np.subtract(numeric[..., None], self.left, out=levels)
+            levels /= self.width
+            np.clip(levels, 0.0, 1.0, out=levels)
+        else:
+            dense = numeric
+        first = np.matmul(dense, self.first_dense, out=_workspace("first", (n, len(self.first_bias))))
+        first += self.first_bias
+        if len(self.first_onehot):
+            rows = _workspace("rows", first.shape)
+            for codes in (categorical + self.offsets).T:
+                first += np.take(self.first_onehot, codes, axis=0, out=rows)
+        # One (n, hidden) block per member, for the batched products of the later layers.
+        hidden = _workspace("hidden", (members, n, hidden_width))
+        np.copyto(hidden, first.reshape(n, members, hidden_width).transpose(1, 0, 2))
+        for layer, (weight, bias) in enumerate(self.later):
+            np.maximum(hidden, 0.0, out=hidden)
+            last = layer == len(self.later) - 1
+            shape = (members, n, weight.shape[2])
+            out = np.empty(shape, dtype=np.float32) if last else _workspace(f"later{layer % 2}", shape)
+            hidden = np.matmul(hidden, weight, out=out)
+            hidden += bias
         return hidden.mean(axis=0)
 
     def predict(self, arrays, batch_size=8192):

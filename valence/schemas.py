@@ -2,6 +2,7 @@
 import re
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from valence import cells, config
@@ -296,6 +297,8 @@ def validate_songs(body, max_songs=MAX_SONGS):
 def songs_to_columns(songs):
     """Turn validated songs into the column lists a Predictor frame is built from."""
     columns = {name: [getattr(song, name) for song in songs] for name in config.FEATURE_COLUMNS}
+    for name in config.NUMERIC_FEATURES:  # as arrays: pandas would inspect every value of a list (3 ms a 1,000 songs)
+        columns[name] = np.array(columns[name], dtype=np.float64)
     columns["genre"] = [genre.strip() for genre in columns["genre"]]
     columns["key"] = [cells.parse_key(key)[0] for key in columns["key"]]
     columns["mode"] = [cells.parse_mode(mode)[0] for mode in columns["mode"]]
