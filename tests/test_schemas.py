@@ -1,6 +1,7 @@
 """Unit tests of valence.schemas: POST /predict bodies checked field by field by the pydantic models."""
 import json
 
+import numpy as np
 import pytest
 
 from valence import config
@@ -144,6 +145,6 @@ def test_songs_to_columns_strips_genres_and_fills_missing_artists(song):
     columns = songs_to_columns(songs)
     assert columns["genre"] == ["Pop", "Rock"]
     assert columns["artist_name"] == ["", "Band"]
-    assert columns["tempo"] == [song["tempo"], song["tempo"]]
+    assert columns["tempo"].dtype == np.float64 and columns["tempo"].tolist() == [song["tempo"], song["tempo"]]
     assert set(columns) == set(config.FEATURE_COLUMNS) | {"artist_name"}
     assert "artist_name" not in songs_to_columns(validate_songs(song)[0])
