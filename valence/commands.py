@@ -93,7 +93,7 @@ def train(options, catalog=None):
 
 
 def evaluate_saved_models(options):
-    """Evaluate the saved models on the test split of their own split settings."""
+    """Evaluate the saved models out-of-fold on --data, with the fold plan they were trained with."""
     pipeline.run_evaluation(options, log=log)
     return 0
 

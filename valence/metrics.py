@@ -63,13 +63,14 @@ def classification_test_metrics(y_train, y_test, probabilities):
 
 
 def format_metrics(kind, metrics):
-    """Return the printed table of a model's test figures beside its baseline."""
+    """Return the printed table of a model's out-of-fold figures beside its baseline (crossfit.py: each row
+    predicted by the fold model that never learned from its track, the baseline from the other folds)."""
     if kind == "regression":
-        names, baseline = ("mae", "rmse", "r2"), "mean of train"
+        names, baseline = ("mae", "rmse", "r2"), "mean of other folds"
     else:
         names, baseline = ("accuracy", "macro_f1"), f"majority class ({metrics['baseline_class']})"
     width = max(len(baseline), len(kind))
-    lines = [f"{'test split':<{width}}  " + "  ".join(f"{n.upper():>8}" for n in names)]
+    lines = [f"{'out-of-fold':<{width}}  " + "  ".join(f"{n.upper():>8}" for n in names)]
     for label, prefix in ((kind, "test"), (baseline, "baseline")):
         lines.append(f"{label:<{width}}  " + "  ".join(f"{metrics[f'{prefix}_{n}']:>8.4f}" for n in names))
     if kind == "classification":

@@ -56,20 +56,20 @@ def plot_learning_curves(kind, history, path):
 
 
 def plot_predicted_vs_actual(actual, predicted, path):
-    """Write a hexbin of predicted against actual valence on the test split."""
+    """Write a hexbin of predicted against actual valence (the out-of-fold predictions)."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 6))
     image = axes.hexbin(actual, predicted, gridsize=40, extent=(0, 1, 0, 1), mincnt=1, cmap="viridis")
     axes.plot([0, 1], [0, 1], color="red", linewidth=1, label="perfect prediction")
     axes.set(xlabel="actual valence", ylabel="predicted valence", xlim=(0, 1), ylim=(0, 1),
-             title=f"Regression on the test split ({len(actual):,} rows)")
+             title=f"Regression, out-of-fold ({len(actual):,} rows)")
     axes.legend(loc="upper left")
     figure.colorbar(image, ax=axes, label="songs")
     return save(figure, path)
 
 
 def plot_confusion_matrix(matrix, path):
-    """Write the test split's confusion matrix with counts and row shares."""
+    """Write the out-of-fold confusion matrix with counts and row shares."""
     import seaborn as sns
 
     plt = pyplot()
@@ -80,7 +80,7 @@ def plot_confusion_matrix(matrix, path):
     figure, axes = plt.subplots(figsize=(5.5, 4.5))
     sns.heatmap(shares, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1,
                 xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, ax=axes)
-    axes.set(xlabel="predicted mood", ylabel="true mood", title="Classification on the test split")
+    axes.set(xlabel="predicted mood", ylabel="true mood", title="Classification, out-of-fold")
     return save(figure, path)
 
 
