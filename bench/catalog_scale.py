@@ -4,6 +4,7 @@
     python bench/catalog_scale.py --tracks 1000000         # a smaller run
     python bench/catalog_scale.py --postgres auto          # also PostgreSQL (a throwaway local cluster)
     python bench/catalog_scale.py --postgres postgresql://user@host/db
+    python bench/catalog_scale.py --postgres auto --skip-sqlite   # PostgreSQL only
 
 For each size and backend it prints the build's time, its peak memory (the build
 is a child process: `--build-catalog` as users run it), the catalog's size, and
@@ -58,6 +59,7 @@ def parse_args():
     parser.add_argument("--postgres", metavar="URL", help="also measure PostgreSQL: a URL, or 'auto' for a "
                                                           "throwaway local cluster (default: SQLite only)")
     parser.add_argument("--model-dir", type=Path, help="score with these bundles instead of a 1-epoch model")
+    parser.add_argument("--skip-sqlite", action="store_true", help="with --postgres: measure PostgreSQL only")
     return parser.parse_args()
 
 
@@ -132,7 +134,7 @@ def main():
         big_samples = write_rows(big_data, args.tracks, seed=2)
         print(f"generated {args.tracks:,} rows ({big_data.stat().st_size / 1e9:.2f} GB) in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-        targets = [("sqlite", lambda name: work / f"{name}.sqlite")]
+        targets = [] if args.skip_sqlite and args.postgres else [("sqlite", lambda name: work / f"{name}.sqlite")]
         if args.postgres:
             if args.postgres == "auto":
                 sys.path.insert(0, str(ROOT / "tests"))
