@@ -235,9 +235,11 @@ def resolve_device(requested):
 def build_options(args):
     """Turn parsed arguments into the pipeline's settings."""
     kinds = MODEL_KINDS if args.model == "both" else (args.model or "regression",)
+    # Only jobs that run torch models look for a device: the others never import torch.
+    runs_torch = not (args.download or args.predict or args.build_catalog or args.print_batch)
     train = dataclasses.replace(TRAIN_DEFAULTS, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                members=args.members,
-                                patience=args.patience, seed=args.seed, device=resolve_device(args.device))
+                                members=args.members, patience=args.patience, seed=args.seed,
+                                device=resolve_device(args.device) if runs_torch else "cpu")
     default_dir = MODELS_DIR / "demo" if args.demo else MODELS_DIR
     return RunOptions(
         data=args.data or (DEMO_DATA if args.demo else DEFAULT_DATA),

@@ -350,3 +350,21 @@ def test_messages_say_1_row_and_1_song(demo_csv, tmp_path, capsys, monkeypatch):
     from valence import commands
     commands.make_demo(tmp_path / "demo.csv", 1, seed=0)
     assert capsys.readouterr().out == f"wrote 1 generated song (not real data) to {tmp_path / 'demo.csv'}\n"
+
+
+def test_cuda_asked_for_without_one_is_refused_before_training(tmp_path, demo_csv, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: --device cuda is valid here")
+    status = cli.main(["--device", "cuda", "--data", str(demo_csv), "--model-dir", str(tmp_path)])
+    assert status == 2
+    assert "--device cuda was asked for, but PyTorch sees no CUDA device here" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jobs_that_run_no_torch_model_never_look_for_a_device(monkeypatch):
+    def no(requested):
+        raise AssertionError(f"resolve_device({requested!r}) called")
+    monkeypatch.setattr(cli, "resolve_device", no)
+    for job in (["--build-catalog"], ["--predict", "songs.csv"], ["--download"], ["--print-batch"]):
+        assert cli.build_options(cli.parse_args(job)).train.device == "cpu"  # --device auto is never resolved
