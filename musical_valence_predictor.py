@@ -46,7 +46,7 @@ def build_parser():
                         help=f"maximum training epochs; early stopping may end sooner (default: {TRAIN_DEFAULTS.epochs})")
     parser.add_argument("--batch-size", type=int, metavar="N", default=TRAIN_DEFAULTS.batch_size,
                         help="training batch size; 0 picks 1024, or less on small data so that an epoch has "
-                             f"at least 8 steps (default: {TRAIN_DEFAULTS.batch_size})")
+                             f"at least 64 steps (default: {TRAIN_DEFAULTS.batch_size})")
     parser.add_argument("--members", type=int, metavar="N", default=TRAIN_DEFAULTS.members,
                         help="networks in each fold model, trained side by side and averaged; 0 means 1 "
                              f"(default: {TRAIN_DEFAULTS.members})")

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from valence.config import TARGET, ValenceError
+from valence import crossfit
 from valence.crossfit import (cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
-                              track_folds)
+                              soft_classes, track_folds)
+from valence.metrics import to_classes
 from valence.settings import FoldPlan, TrainConfig
 from valence.models import as_tensors, predict_arrays
 from valence.synthetic import generate_dataset
@@ -90,6 +92,33 @@ def test_classification_cross_fit_gives_probabilities(songs):
     assert served.shape == (10, 3)
     metrics = out_of_fold_metrics("classification", songs, fitted.predictions, fitted.fold, fitted.seen)
     assert sum(map(sum, metrics["test_confusion_matrix"])) == len(songs)
+
+
+def test_soft_classes_are_probabilities_of_the_blurred_valence():
+    valence = np.array([0.0, 0.2, 0.34, 0.36, 0.5, 0.64, 0.66, 0.8, 1.0], dtype=np.float32)
+    soft = soft_classes(valence, 0.1)
+    assert soft.shape == (9, 3) and np.allclose(soft.sum(axis=1), 1.0, atol=1e-6) and (soft >= 0).all()
+    assert (soft.argmax(axis=1) == to_classes(valence)).all()  # the likeliest class is the valence's own
+    assert soft[0, 0] > 0.9993 and soft[4, 1] == pytest.approx(1 - 2 * 0.0668072, abs=1e-5)  # 1.5 widths each side
+    assert 0.5 < soft[3, 1] < 0.6 and 0.4 < soft[3, 0] < 0.5  # just above 0.35: nearly as likely sad
+    assert np.array_equal(soft_classes(valence, 1e-6).argmax(axis=1), to_classes(valence))
+
+
+def test_default_classifiers_learn_from_soft_classes(songs, monkeypatch):
+    seen = []
+    real = crossfit.fit_model
+
+    def spy(model, kind, train, y_train, val, y_val, config, **kwargs):
+        seen.append((np.asarray(y_train), np.asarray(y_val)))
+        return real(model, kind, train, y_train, val, y_val, dataclasses.replace(config, epochs=1), **kwargs)
+    monkeypatch.setattr(crossfit, "fit_model", spy)
+    assert TrainConfig().soft_targets == 0.1  # measured: see docs/quality.md, round 2
+    cross_fit("classification", songs, TrainConfig(), FoldPlan(folds=2))
+    assert len(seen) == 2
+    for y_train, y_val in seen:
+        assert y_train.shape == (len(y_train), 3) and np.allclose(y_train.sum(axis=1), 1.0, atol=1e-5)
+        assert 0 < y_train.max(axis=1).min() < 0.9  # some tracks near an edge share their weight
+        assert y_val.shape == (len(y_val), 3)
 
 
 def test_too_few_tracks_for_the_folds_is_a_clear_error(songs):

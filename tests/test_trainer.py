@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from songs import make_songs, split
+from valence.crossfit import soft_classes
 from valence.encoding import FeatureEncoder
 from valence.metrics import to_classes
 from valence.models import build_model, model_config_for, predict_arrays
-from valence.trainer import fit_model
+from valence.trainer import batch_size_for, fit_model, learning_rate_for
 from valence.settings import TrainConfig
 
 
@@ -59,14 +60,37 @@ def test_early_stopping_restores_the_best_epoch(data, kind):
     assert seen == list(range(1, len(history.val_metric) + 1))
     # The default early stopping watches the validation loss (for L1 regression, the MAE).
     assert history.best_epoch == np.argmin(history.val_loss) + 1
-    stopped_early = len(history.val_metric) < config.epochs
-    assert stopped_early == (len(history.val_metric) - history.best_epoch >= config.patience)
+    ran = len(history.val_metric)
+    assert ran - history.best_epoch <= config.patience  # never more than `patience` epochs past the best
+    if ran < config.epochs:  # it stopped early: exactly `patience` epochs without a better one
+        assert ran - history.best_epoch == config.patience
     predicted = predict_arrays(model, val)
     if kind == "regression":
         restored = float(np.abs(predicted - y_val).mean())
     else:
         restored = float((predicted.argmax(axis=1) == to_classes(y_val)).mean())
     assert restored == pytest.approx(history.val_metric[history.best_epoch - 1], abs=1e-5)
+
+
+def test_a_classifier_learns_from_soft_classes_and_is_scored_on_the_likeliest(data):
+    encoder, (train, val, test), (y_train, y_val, y_test) = data
+    model = fresh("classification", encoder)
+    history = fit_model(model, "classification", train, soft_classes(y_train, 0.1), val, soft_classes(y_val, 0.1),
+                        TrainConfig(epochs=3))
+    predicted = predict_arrays(model, val).argmax(axis=1)
+    likeliest = soft_classes(y_val, 0.1).argmax(axis=1)
+    assert history.val_metric[history.best_epoch - 1] == pytest.approx(float((predicted == likeliest).mean()), abs=1e-5)
+    majority = (to_classes(y_test) == np.bincount(to_classes(y_train)).argmax()).mean()
+    assert (predict_arrays(model, test).argmax(axis=1) == to_classes(y_test)).mean() > majority + 0.1
+
+
+def test_the_automatic_batch_gives_an_epoch_64_steps_between_64_and_1024_rows():
+    auto = TrainConfig()
+    # 1,500-row files (about 1,000 training rows a fold model), the real slice's fold models, the full file's.
+    assert [batch_size_for(auto, n) for n in (1_000, 8_191, 8_192, 14_300, 65_535, 65_536, 140_000)] == \
+        [64, 64, 128, 128, 512, 1024, 1024]
+    assert learning_rate_for(auto, 128) == pytest.approx(auto.lr * 0.125 ** 0.25)
+    assert batch_size_for(TrainConfig(batch_size=300), 14_300) == 300
 
 
 def test_predictions_have_the_promised_ranges(data):

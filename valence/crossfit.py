@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import CLASS_NAMES, TARGET, SplitConfig, ValenceError, normalise_name
+from .config import CLASS_EDGES, CLASS_NAMES, TARGET, SplitConfig, ValenceError, normalise_name
 from .data import split_by_track
 from .encoding import FeatureEncoder
 from .metrics import classification_metrics, regression_metrics, to_classes
@@ -40,10 +40,25 @@ def track_folds(frame, folds, seed=0):
     return np.fromiter((zlib.crc32(f"fold:{seed}:{t}".encode()) % folds for t in ids), dtype=np.int64, count=len(ids))
 
 
-def targets(kind, frame):
-    """The training target of a model kind: valence, or its class index."""
+def targets(kind, frame, soft=0.0):
+    """The training target of a model kind: valence, or its class index (with `soft` > 0, class
+    probabilities: the chance that valence blurred by a normal of that width falls in each class)."""
     valence = frame[TARGET].to_numpy(dtype=np.float32)
-    return valence if kind == "regression" else to_classes(valence)
+    if kind == "regression":
+        return valence
+    return soft_classes(valence, soft) if soft > 0 else to_classes(valence)
+
+
+def soft_classes(valence, width):
+    """(n, 3) probabilities of the mood classes for valence plus normal noise of standard deviation `width`.
+
+    A track at valence 0.36 is neutral, but nearly as likely sad (0.54 / 0.46 at width 0.1): a classifier
+    learning this no longer treats the class edges as walls. The likeliest class is the valence's own,
+    except on an edge itself (0.35), where sad and neutral tie at one half."""
+    low, high = CLASS_EDGES
+    v = torch.as_tensor(np.asarray(valence, dtype=np.float64))
+    below, above = torch.special.ndtr((low - v) / width), torch.special.ndtr((v - high) / width)
+    return torch.stack([below, 1.0 - below - above, above], dim=1).numpy().astype(np.float32)
 
 
 def members_per_fold(config):
@@ -92,7 +107,8 @@ def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False)
         fold_config = dataclasses.replace(config, seed=config.seed * plan.folds + j)
         torch.manual_seed(fold_config.seed)  # the initial weights too: the same data gives the same model
         model = build_model(kind, dataclasses.asdict(model_config_for(kind, schema, n_members=members)))
-        history = fit_model(model, kind, arrays, targets(kind, train), encoder.transform(val), targets(kind, val),
+        history = fit_model(model, kind, arrays, targets(kind, train, config.soft_targets), encoder.transform(val),
+                            targets(kind, val, config.soft_targets),
                             fold_config,
                             on_epoch=None if on_epoch is None else _with_fold(on_epoch, j, plan.folds),
                             stop_on_interrupt=stop_on_interrupt)
