@@ -230,10 +230,12 @@ def test_hostile_request_ids_under_gunicorn(serve):
 def test_the_default_metrics_directory_is_made_and_removed_and_a_stop_loses_no_log_line(serve):
     server = serve()
     assert server.get("/metrics")[0] == 200
-    worker = min(server.workers())
-    mapped = {line.split()[-1] for line in Path(f"/proc/{worker}/maps").read_text().splitlines()
-              if line.endswith(f"_{worker}.db")}  # the worker's metric files, memory-mapped
-    path = Path(mapped.pop()).parent
+    # The worker's metric files, memory-mapped; a worker that has answered nothing yet has none (they
+    # start in about a second, so the readiness poll may have reached one worker only).
+    mapped = {worker: {line.split()[-1] for line in Path(f"/proc/{worker}/maps").read_text().splitlines()
+                       if line.endswith(f"_{worker}.db")} for worker in server.workers()}
+    worker = min(pid for pid, files in mapped.items() if files)
+    path = Path(mapped[worker].pop()).parent
     assert path.name.startswith("valence-metrics-") and list(path.glob(f"*_{worker}.db"))
     answered = send_all(server, REQUESTS[:16])
     server.stop()  # at once: the workers write the lines they still hold as they exit
