@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -116,3 +117,15 @@ def test_a_missing_bundle_says_once_how_to_train_it_into_the_folder_asked_for(tm
     assert message.count("musical_valence_predictor.py") == 1
     assert message.endswith(f"train one first with `python musical_valence_predictor.py --model classification "
                             f"--model-dir '{folder}'`")
+
+
+def test_a_bundle_in_torch_legacy_format_loads_and_predicts_as_the_zip_one(trained, tmp_path, demo_csv):
+    """torch.save's older, non-zip format goes through torch.load(weights_only=True); the bundle serves alike."""
+    model_dir, _ = trained
+    payload = torch.load(bundle_path(model_dir, "regression"), weights_only=True)
+    path = tmp_path / "regression.pt"
+    torch.save(payload, path, _use_new_zipfile_serialization=False)
+    legacy, current = load_bundle(path), load_bundle(bundle_path(model_dir, "regression"))
+    arrays = current.encoder.transform(pd.read_csv(demo_csv).head(50))
+    assert np.array_equal(legacy.network.predict(arrays), current.network.predict(arrays))
+    assert np.array_equal(predict_arrays(legacy.model, arrays), predict_arrays(current.model, arrays))

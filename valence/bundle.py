@@ -184,7 +184,8 @@ def load_bundle(path, kind=None, encoders=None):
     if kind is not None and payload["kind"] != kind:
         raise ValenceError(f"{path} holds a {payload['kind']} model, expected a {kind} model")
     try:
-        weights = dict(payload["state_dict"])
+        # numpy float32 whatever the reader gave (torchfile: arrays; torch.load of a legacy file: tensors)
+        weights = {key: np.asarray(value, dtype=np.float32) for key, value in dict(payload["state_dict"]).items()}
         network = Network(payload["kind"], payload["model_args"], weights)
         state = payload["encoder"]
         encoder = next((known for saved, known in encoders or () if saved == state), None)
