@@ -15,7 +15,6 @@ first answer. Everything runs in a temporary folder and on 127.0.0.1.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

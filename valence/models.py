@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .network import N_CLASSES, ModelConfig, bin_edges, model_config  # noqa: F401  (re-exported)
+from .network import N_CLASSES, ModelConfig, bin_edges, model_config
 
 
 class _PiecewiseLinear(nn.Module):
