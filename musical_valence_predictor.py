@@ -63,6 +63,10 @@ def build_parser():
     parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=FoldPlan.val_fraction,
                         help="share of each fold model's tracks kept for early stopping "
                              f"(default: {FoldPlan.val_fraction})")
+    parser.add_argument("--workers", type=int, metavar="N", default=TRAIN_DEFAULTS.workers,
+                        help="fold models trained at once, each in its own process with one thread; 0 means one "
+                             "per CPU core, 1 trains them one after the other in this process, as a GPU always "
+                             f"does (default: {TRAIN_DEFAULTS.workers})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to train: auto picks cuda when available (default: auto)")
     parser.add_argument("--skip-training", action="store_true",
@@ -137,6 +141,8 @@ def check_ranges(parser, args):
         parser.error(f"--seed must be from 0 to {2 ** 32 - 1}")
     if args.members < 0:
         parser.error("--members must be 0 (automatic) or more")
+    if args.workers < 0:
+        parser.error("--workers must be 0 (one per CPU core) or more")
     if not args.lr > 0:
         parser.error("--lr must be positive")
     if not 0 < args.val_fraction < 0.5:
@@ -150,7 +156,8 @@ def check_ranges(parser, args):
 
 
 # Options each job ignores: naming one there is refused rather than silently doing nothing.
-TRAINING_ONLY = {"epochs", "members", "lr", "patience", "device", "save_on_interrupt", "plots", "plots_dir"}
+TRAINING_ONLY = {"epochs", "members", "workers", "lr", "patience", "device", "save_on_interrupt", "plots",
+                 "plots_dir"}
 DOWNLOAD_USES = {"download", "data", "force"}  # every other option does nothing with --download
 IGNORED_BY = {
     "predict": ("scores IN.csv with the saved models", TRAINING_ONLY | {
@@ -238,7 +245,7 @@ def build_options(args):
     # Only jobs that run torch models look for a device: the others never import torch.
     runs_torch = not (args.download or args.predict or args.build_catalog or args.print_batch)
     train = dataclasses.replace(TRAIN_DEFAULTS, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                members=args.members, patience=args.patience, seed=args.seed,
+                                members=args.members, workers=args.workers, patience=args.patience, seed=args.seed,
                                 device=resolve_device(args.device) if runs_torch else "cpu")
     default_dir = MODELS_DIR / "demo" if args.demo else MODELS_DIR
     return RunOptions(

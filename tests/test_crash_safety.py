@@ -21,7 +21,7 @@ import pytest
 from valence.bundle import load_bundle, load_bundle_from_dir
 from valence.config import PROJ_ROOT, bundle_path, metrics_path
 from valence.fileio import STALE_SECONDS, atomic_path, remove_stale_temporaries, write_text_atomic
-from valence.crossfit import fold_encoder
+from valence.crossfit import fold_encoder, fold_model
 from valence.pipeline import load_splits
 from valence.settings import FoldPlan
 from valence.predict import Predictor
@@ -189,22 +189,27 @@ def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     assert code == 130 and "Traceback" not in err
     record = json.loads(metrics_path(folder, "regression").read_text())
     assert record["interrupted"] is True and record["train_seconds"] > 0
-    ran = record["epochs_run"][-1]
-    assert record["interrupted_fold"] == 1 and ran >= 5 and record["interrupted_at_epoch"] == ran + 1
+    # The 2 fold models train side by side (one worker process each): both stop, each at its best epoch so far.
+    folds = record["interrupted_fold"]
+    assert folds in (1, 2) and len(record["epochs_run"]) == len(record["best_epoch"]) == folds
+    ran, last = record["epochs_run"][0], record["epochs_run"][-1]
+    assert ran >= 5 and record["interrupted_at_epoch"] == last + 1
     logged = {int(epoch): float(mae) for epoch, mae in EPOCH_LINE.findall(out)}
     assert set(logged) >= set(range(1, ran)) and max(logged) <= ran
-    best = record["best_epoch"][-1]
+    best = record["best_epoch"][0]
     assert logged[best] == min(logged.values())
-    assert err.strip() == (f"interrupted: saved the regression model's fold models so far (1; the last at its best "
-                           f"epoch, {best}, interrupted during epoch {ran + 1}); nothing else was trained")
+    assert err.strip() == (f"interrupted: saved the regression model's fold models so far ({folds}; the last at its "
+                           f"best epoch, {record['best_epoch'][-1]}, interrupted during epoch {last + 1}); nothing "
+                           f"else was trained")
     assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # the previous run's files
-    # The saved weights are the best epoch's: they give its validation MAE again.
+    # The saved weights are the best epoch's: fold model 1 of the saved bundle gives its validation MAE again.
     bundle = load_bundle_from_dir(folder, "regression")
-    assert bundle.meta["metrics"]["interrupted_at_epoch"] == ran + 1
-    assert bundle.meta["train_config"]["seed"] == 1
+    assert bundle.meta["metrics"]["interrupted_at_epoch"] == last + 1
+    assert bundle.meta["train_config"]["seed"] == 1 and bundle.meta["split"]["folds_trained"] == folds
     splits = load_splits(songs, FoldPlan(folds=2, seed=1), log=lambda message: None)
     _, val, encoder, _ = fold_encoder(splits.frame, splits.fold, 0, splits.plan, bundle.encoder)
-    predicted = predict_arrays(bundle.model, encoder.transform(val))  # the saved model is fold model 1 alone
+    first = fold_model("regression", bundle.meta["model_args"], bundle.model.state_dict(), 0, 1)
+    predicted = predict_arrays(first, encoder.transform(val))
     mae = float(np.mean(np.abs(predicted - val["valence"].to_numpy())))
     assert mae == pytest.approx(logged[best], abs=1e-4)
 

@@ -7,6 +7,7 @@ row gets a prediction from a model that never saw its track. The served model is
 fold models' networks averaged, reading an encoder fitted on every labelled row.
 """
 import dataclasses
+import importlib
 import zlib
 from dataclasses import dataclass, field
 
@@ -17,8 +18,10 @@ from .config import CLASS_EDGES, CLASS_NAMES, TARGET, SplitConfig, ValenceError,
 from .data import split_by_track
 from .encoding import FeatureEncoder
 from .metrics import classification_metrics, regression_metrics, to_classes
+from .foldpool import train_in_workers, workers_for
 from .models import build_model, model_config_for, predict_arrays
-from .trainer import fit_model
+from .settings import FoldPlan, TrainConfig
+from .trainer import MAX_BATCH, batch_size_for, fit_model
 
 
 @dataclass
@@ -90,8 +93,52 @@ def seen_artists(frame, held_out, train):
     return frame.loc[held_out, "artist_name"].map(normalise_name).isin(known).to_numpy()
 
 
+@dataclass
+class FoldResult:
+    """What training one fold model gave: its weights (numpy), history, and its own fold's predictions."""
+
+    state: dict
+    history: object
+    predictions: np.ndarray  # of the rows of fold j, in frame order
+    seen: np.ndarray
+
+
+@dataclass
+class FoldJob:
+    """Everything a fold model's training needs; train(j) runs in this process or in a forked worker."""
+
+    kind: str
+    frame: object
+    fold: np.ndarray
+    plan: FoldPlan
+    schema: FeatureEncoder
+    config: TrainConfig
+    members: int
+
+    def train(self, j, on_epoch=None, should_stop=None, stop_on_interrupt=False):
+        """Train fold model j on the other folds' tracks; predict fold j."""
+        train, val, encoder, arrays = fold_encoder(self.frame, self.fold, j, self.plan, self.schema)
+        fold_config = dataclasses.replace(self.config, seed=self.config.seed * self.plan.folds + j)
+        torch.manual_seed(fold_config.seed)  # the initial weights too: the same data gives the same model
+        model = build_model(self.kind, dataclasses.asdict(model_config_for(self.kind, self.schema,
+                                                                           n_members=self.members)))
+        soft = self.config.soft_targets
+        history = fit_model(model, self.kind, arrays, targets(self.kind, train, soft), encoder.transform(val),
+                            targets(self.kind, val, soft), fold_config,
+                            on_epoch=None if on_epoch is None else _with_fold(on_epoch, j, self.plan.folds),
+                            stop_on_interrupt=stop_on_interrupt, should_stop=should_stop)
+        held_out = self.fold == j
+        return FoldResult(state={k: v.numpy() for k, v in model.state_dict().items()}, history=history,
+                          predictions=predict_arrays(model, encoder.transform(self.frame[held_out])),
+                          seen=seen_artists(self.frame, held_out, train))
+
+
 def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False):
-    """Train plan.folds fold models on `frame`; return the CrossFit (served ensemble, out-of-fold predictions)."""
+    """Train plan.folds fold models on `frame`; return the CrossFit (served ensemble, out-of-fold predictions).
+
+    With config.workers other than 1 on the CPU, the fold models train side by side in forked worker
+    processes (foldpool.py); they are the same models either way. Ctrl-C keeps (with stop_on_interrupt)
+    the fold models before the first one that had not finished an epoch, each at its best epoch so far."""
     plan = plan.resolved(len(frame))
     fold = track_folds(frame, plan.folds, plan.seed)
     empty = sorted(set(range(plan.folds)) - set(fold.tolist()))
@@ -100,34 +147,58 @@ def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False)
                            f"empty; use fewer folds")
     schema = FeatureEncoder().fit(frame, frame[TARGET].to_numpy())  # the served encoder: every labelled row
     members = members_per_fold(config)
-    states, histories, predictions = [], [], None
+    job = FoldJob(kind=kind, frame=frame, fold=fold, plan=plan, schema=schema, config=config, members=members)
+    workers = fold_workers(config, plan, len(frame))
+    if workers > 1:
+        results = _in_workers(job, workers, on_epoch, stop_on_interrupt)
+    else:
+        results = []
+        for j in range(plan.folds):
+            results.append(job.train(j, on_epoch, stop_on_interrupt=stop_on_interrupt))
+            if results[-1].history.interrupted:
+                break
+    predictions = np.zeros((len(frame),) + results[0].predictions.shape[1:], dtype=np.float32)
     seen = np.zeros(len(frame), dtype=bool)
-    for j in range(plan.folds):
-        train, val, encoder, arrays = fold_encoder(frame, fold, j, plan, schema)
-        fold_config = dataclasses.replace(config, seed=config.seed * plan.folds + j)
-        torch.manual_seed(fold_config.seed)  # the initial weights too: the same data gives the same model
-        model = build_model(kind, dataclasses.asdict(model_config_for(kind, schema, n_members=members)))
-        history = fit_model(model, kind, arrays, targets(kind, train, config.soft_targets), encoder.transform(val),
-                            targets(kind, val, config.soft_targets),
-                            fold_config,
-                            on_epoch=None if on_epoch is None else _with_fold(on_epoch, j, plan.folds),
-                            stop_on_interrupt=stop_on_interrupt)
-        histories.append(history)
-        held_out = fold == j
-        seen[held_out] = seen_artists(frame, held_out, train)
-        out = predict_arrays(model, encoder.transform(frame[held_out]))
-        if predictions is None:
-            predictions = np.zeros((len(frame),) + out.shape[1:], dtype=np.float32)
-        predictions[held_out] = out
-        states.append(model.state_dict())
-        if history.interrupted:
-            break
-    model_args = dataclasses.asdict(model_config_for(kind, schema, n_members=members * len(states)))
+    for j, result in enumerate(results):
+        predictions[fold == j], seen[fold == j] = result.predictions, result.seen
+    model_args = dataclasses.asdict(model_config_for(kind, schema, n_members=members * len(results)))
     served = build_model(kind, model_args)
-    served.load_state_dict(merge_states(states, members))
+    served.load_state_dict(merge_states([{k: torch.from_numpy(v) for k, v in r.state.items()} for r in results],
+                                        members))
     served.eval()
     return CrossFit(model=served, model_args=model_args, encoder=schema, predictions=predictions, fold=fold,
-                    seen=seen, histories=histories)
+                    seen=seen, histories=[r.history for r in results])
+
+
+def fold_workers(config, plan, n_rows):
+    """Worker processes that train the fold models of a resolved plan on n_rows labelled rows (foldpool.py)."""
+    train_rows = int(n_rows * (1 - 1 / plan.folds) * (1 - plan.val_fraction))
+    return workers_for(config.workers, plan.folds, config.device,
+                       small_batches=batch_size_for(config, train_rows) < MAX_BATCH)
+
+
+def _in_workers(job, workers, on_epoch, stop_on_interrupt):
+    """The fold models' results trained in worker processes: all of them, or after Ctrl-C (with
+    stop_on_interrupt) those before the first fold model that has no epoch to keep, the last marked
+    interrupted; without stop_on_interrupt, Ctrl-C raises KeyboardInterrupt."""
+    # A torch optimizer's first construction imports torch._dynamo (1.7 s): once here, which every forked
+    # worker then shares, rather than once in each worker.
+    importlib.import_module("torch._dynamo")
+    done, interrupted = train_in_workers(
+        lambda j, report, should_stop: job.train(j, report, should_stop, stop_on_interrupt=True),
+        job.plan.folds, workers, on_epoch)
+    if interrupted and not stop_on_interrupt:
+        raise KeyboardInterrupt
+    results = []
+    for j in range(job.plan.folds):
+        if done.get(j) is None:
+            break
+        results.append(done[j])
+    if not results:
+        raise KeyboardInterrupt  # no fold model had finished an epoch
+    if interrupted:
+        results[-1].history.interrupted = True  # the run ends with it, as a run in one process does
+    return results
 
 
 def _with_fold(on_epoch, j, folds):

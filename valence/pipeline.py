@@ -14,7 +14,8 @@ import torch
 
 from .bundle import load_bundle_from_dir, save_bundle
 from .config import ValenceError, bundle_path, counted, metrics_path
-from .crossfit import cross_fit, fold_rows, members_per_fold, out_of_fold, out_of_fold_metrics, track_folds
+from .crossfit import (cross_fit, fold_rows, fold_workers, members_per_fold, out_of_fold, out_of_fold_metrics,
+                       track_folds)
 from .crossfit import seen_artists as crossfit_seen
 from .data import data_warnings, load_dataset
 from .encoding import FeatureEncoder
@@ -147,8 +148,10 @@ def run_training(options, log=print, on_epoch=None):
 def train_test_and_save(kind, splits, options, log, on_epoch):
     """Cross-fit one model kind, compute its out-of-fold figures and save its bundle and metrics file."""
     plan = splits.plan
+    workers = fold_workers(options.train, plan, len(splits.frame))
+    at_once = f", {workers} at a time in worker processes" if workers > 1 else ""
     log(f"training the {kind} model: {plan.folds} fold models (at most {counted(options.train.epochs, 'epoch')} "
-        f"each, device {options.train.device})")
+        f"each, device {options.train.device}{at_once})")
     started = time.perf_counter()
     fitted = cross_fit(kind, splits.frame, options.train, plan, on_epoch=on_epoch,
                        stop_on_interrupt=options.save_on_interrupt)

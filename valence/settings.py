@@ -33,6 +33,9 @@ class TrainConfig:
     # real slice, 0.5565 / 0.5522 against 0.5410 / 0.5177 on 1,500-row files (accuracy moves in coarse steps
     # on a small validation set and stopped training too early). For L1 regression the two are the same.
     stop_on: str = "loss"
+    # Fold models trained at once, each in a forked process with one torch thread (foldpool.py); 0: one per
+    # usable CPU core, 1: one after the other in this process (always so on a GPU).
+    workers: int = 0
 
 
 @dataclass

@@ -85,13 +85,15 @@ def _validation_loss_and_metric(model, kind, dense, target, loss_fn, batch_size=
     return loss, metric
 
 
-def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, stop_on_interrupt=False):
+def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, stop_on_interrupt=False,
+              should_stop=None):
     """Train model in place with AdamW and early stopping; keep the best epoch's weights.
 
     train/val are the encoder's dicts (numeric, categorical); y is valence for
     regression and the class index for classification. On Ctrl-C the best weights
     so far are restored and KeyboardInterrupt goes on, unless `stop_on_interrupt`
     (and an epoch has finished): then training ends there with history.interrupted set.
+    should_stop(), when given, is asked before every step; True ends training as Ctrl-C does.
     """
     if kind not in ("regression", "classification"):
         raise ValueError(f"unknown model kind {kind!r}")
@@ -127,6 +129,8 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
             order = torch.randperm(n, generator=generator).to(device)
             total = torch.zeros((), device=device)
             for s in range(steps):
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt
                 idx = order[s * batch_size:(s + 1) * batch_size]
                 # Members learn independently (a loss each): averaged, they make a real ensemble.
                 target, batch = y_t[idx], torch.index_select(x_dense, 0, idx)  # index_select: faster than x[idx]
