@@ -12,15 +12,23 @@ from pathlib import Path
 
 # A serving worker imports this module for create_app: nothing imported at the top imports torch
 # (1.6 to 1.9 s of a worker's start-up); run() imports the jobs, which do.
-from valence.api import create_app  # noqa: F401  found here by `flask run` and gunicorn
 from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR,
                             ValenceError, bundle_path, metrics_path)
 from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.settings import LARGE_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig, TrainingInterrupted
+from valence.settings import LARGE_ROWS, FoldPlan, RunOptions, TrainConfig, TrainingInterrupted
 from valence.store import CATALOG_FILE, is_postgres
 
 TRAIN_DEFAULTS = TrainConfig()
+
+
+def __getattr__(name):
+    """create_app, found here by `flask run` and gunicorn, imported when asked for: the command line
+    never serves, and Flask and the API cost it half a second."""
+    if name == "create_app":
+        from valence.api import create_app
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_parser():
@@ -58,8 +66,8 @@ def build_parser():
                         help=f"random seed for the folds and training; runs are reproducible (default: {FoldPlan.seed})")
     parser.add_argument("--folds", type=int, metavar="K", default=FoldPlan.folds,
                         help="fold models: each learns from the other folds' tracks and predicts its own fold for "
-                             f"the test figures; the saved model averages them. 0 picks 10 below {SMALL_ROWS:,} "
-                             f"rows, 5 below {LARGE_ROWS:,} and 3 above (default: {FoldPlan.folds})")
+                             f"the test figures; the saved model averages them. 0 picks 10 below {LARGE_ROWS:,} "
+                             f"rows and 3 above (default: {FoldPlan.folds})")
     parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=FoldPlan.val_fraction,
                         help="share of each fold model's tracks kept for early stopping "
                              f"(default: {FoldPlan.val_fraction})")

@@ -70,3 +70,27 @@ def test_majority_baseline_comes_from_training_classes():
     printed = format_metrics("classification", metrics).splitlines()
     assert printed[0].split() == ["out-of-fold", "ACCURACY", "MACRO_F1"]  # crossfit's figures: no test split
     assert printed[2].startswith("majority class (sad)")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_figures_are_scikit_learns(seed):
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    y, p = rng.random(n), np.clip(rng.random(n) + rng.normal(0, 0.2, n), 0, 1)
+    if seed == 5:
+        y = np.full(n, 0.4)  # a constant truth: scikit-learn's R² is 0 unless the prediction is perfect
+    got = regression_metrics(y, p)
+    assert got["mae"] == pytest.approx(sk.mean_absolute_error(y, p), abs=1e-12)
+    assert got["rmse"] == pytest.approx(sk.root_mean_squared_error(y, p), abs=1e-12)
+    assert got["r2"] == pytest.approx(sk.r2_score(y, p), abs=1e-12)
+    assert regression_metrics(y, y)["r2"] == pytest.approx(sk.r2_score(y, y))
+    truth, predicted = to_classes(y), to_classes(p)
+    if seed == 4:
+        predicted = np.zeros(n, dtype=np.int64)  # one class predicted: the others score F1 0
+    got = classification_metrics(truth, predicted)
+    assert got["accuracy"] == pytest.approx(sk.accuracy_score(truth, predicted), abs=1e-12)
+    assert got["macro_f1"] == pytest.approx(sk.f1_score(truth, predicted, average="macro", zero_division=0),
+                                            abs=1e-12)
+    assert got["confusion_matrix"] == sk.confusion_matrix(truth, predicted, labels=[0, 1, 2]).tolist()

@@ -11,16 +11,15 @@ Ctrl-C: workers ignore SIGINT (a terminal sends it to them too). The parent sets
 flag, which each worker reads once a training step; it then ends as fit_model ends on Ctrl-C, at
 its best epoch so far, and sends that. A worker whose parent died exits at its next step.
 """
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import traceback
 from multiprocessing.connection import wait
 
 from .config import ValenceError
-
-INTERRUPT = {signal.SIGINT}
-
 
 def cpu_count():
     """CPU cores this process may run on."""
@@ -48,70 +47,83 @@ def train_in_workers(train_fold, folds, workers, on_epoch=None):
     stopped the run (then the running fold models' results are their best epochs so far, or None
     when no epoch had ended, and the folds not yet started are absent). on_epoch(epoch, record) is
     called here, in the parent, as workers report. A worker's error is raised here, with its traceback
-    as a note; a worker that died without a word is a ValenceError.
+    as a note; a worker that died without a word is a ValenceError. A second Ctrl-C raises
+    KeyboardInterrupt at once, and the workers are ended.
     """
     context = multiprocessing.get_context("fork")
     stop = context.RawValue("b", 0)
     pending, running, results = list(range(folds)), {}, {}
-    interrupted = False
-    parent = os.getpid()
-    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT)  # Ctrl-C is taken only while waiting (below)
-    try:
-        while pending or running:
-            while pending and len(running) < workers:
-                j = pending.pop(0)
-                receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_work, args=(train_fold, j, sender, stop, parent), daemon=True)
-                process.start()
-                sender.close()
-                running[receiver] = (j, process)
-            try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPT)
-                try:
-                    ready = wait(list(running))
-                finally:
-                    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT)
-            except KeyboardInterrupt:
-                stop.value, interrupted = 1, True
-                pending.clear()
-                continue
-            for receiver in ready:
-                j, process = running[receiver]
-                try:
-                    what, payload = receiver.recv()
-                except EOFError:
+    with _ctrl_c_stops(stop):
+        try:
+            while pending or running:
+                while pending and len(running) < workers and not stop.value:
+                    j = pending.pop(0)
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(target=_work, args=(train_fold, j, sender, stop, os.getpid()),
+                                              daemon=True)
+                    process.start()
+                    sender.close()
+                    running[receiver] = (j, process)
+                if not running:
+                    break
+                # A timeout, so that a stop asked for while no worker reports is seen.
+                for receiver in wait(list(running), timeout=0.5):
+                    j, process = running[receiver]
+                    try:
+                        what, payload = receiver.recv()
+                    except EOFError:
+                        process.join()
+                        del running[receiver]
+                        receiver.close()
+                        raise ValenceError(
+                            f"the worker process training fold model {j + 1} of {folds} ended without a result "
+                            f"(exit status {process.exitcode}); out of memory? --workers 1 trains in one "
+                            f"process") from None
+                    if what == "epoch":
+                        if on_epoch is not None:
+                            on_epoch(*payload)
+                        continue
                     process.join()
                     del running[receiver]
                     receiver.close()
-                    raise ValenceError(f"the worker process training fold model {j + 1} of {folds} ended without "
-                                       f"a result (exit status {process.exitcode}); out of memory? --workers 1 "
-                                       f"trains in one process") from None
-                if what == "epoch":
-                    if on_epoch is not None:
-                        on_epoch(*payload)
-                    continue
+                    if what == "error":
+                        error, text = payload
+                        error.add_note(f"in the worker process training fold model {j + 1}:\n{text}")
+                        raise error
+                    results[j] = payload
+        finally:
+            stop.value = stop.value or 1  # every worker still running stops (2 stays: Ctrl-C asked)
+            for receiver, (_, process) in running.items():
+                process.terminate()
                 process.join()
-                del running[receiver]
                 receiver.close()
-                if what == "error":
-                    error, text = payload
-                    error.add_note(f"in the worker process training fold model {j + 1}:\n{text}")
-                    raise error
-                results[j] = payload
+    return results, bool(stop.value == 2)
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(stop):
+    """While training: a first Ctrl-C asks the workers to stop (stop.value 2), a second raises
+    KeyboardInterrupt. A handler, not a caught KeyboardInterrupt: that could land halfway through
+    reading a worker's message. (Off the main thread no signal handler can be set, nor Ctrl-C land.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_ctrl_c(signum, frame):
+        if stop.value:
+            raise KeyboardInterrupt
+        stop.value = 2
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
     finally:
-        stop.value = 1
-        for receiver, (_, process) in running.items():
-            process.terminate()
-            process.join()
-            receiver.close()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPT)
-    return results, interrupted
+        signal.signal(signal.SIGINT, previous)
 
 
 def _work(train_fold, j, sender, stop, parent):
     """A worker process: train fold model j, send each epoch's record and then the result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPT)
     import torch
     torch.set_num_threads(1)
 
