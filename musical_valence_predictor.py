@@ -73,8 +73,8 @@ def build_parser():
                              f"(default: {FoldPlan.val_fraction})")
     parser.add_argument("--workers", type=int, metavar="N", default=TRAIN_DEFAULTS.workers,
                         help="fold models trained at once, each in its own process with one thread; 0 means one "
-                             "per CPU core, 1 trains them one after the other in this process, as a GPU always "
-                             f"does (default: {TRAIN_DEFAULTS.workers})")
+                             "per CPU core on small batches and all of them on large ones, 1 trains them one after "
+                             f"the other in this process, as a GPU always does (default: {TRAIN_DEFAULTS.workers})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to train: auto picks cuda when available (default: auto)")
     parser.add_argument("--skip-training", action="store_true",

@@ -56,6 +56,8 @@ def test_workers_follow_the_cores_the_folds_and_the_device(monkeypatch):
     monkeypatch.setattr("valence.foldpool.cpu_count", lambda: 2)
     assert workers_for(0, 5, "cpu") == 2 and workers_for(0, 1, "cpu") == 1
     assert workers_for(8, 3, "cpu") == 3 and workers_for(1, 5, "cpu") == 1
+    assert workers_for(0, 3, "cpu", small_batches=False) == 3  # large batches: every fold model at once
+    assert workers_for(0, 10, "cpu", small_batches=False) == 4 and workers_for(1, 3, "cpu", False) == 1
     assert workers_for(0, 5, "cuda") == 1  # forked processes must not share a GPU
 
 

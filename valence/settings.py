@@ -34,7 +34,8 @@ class TrainConfig:
     # on a small validation set and stopped training too early). For L1 regression the two are the same.
     stop_on: str = "loss"
     # Fold models trained at once, each in a forked process with one torch thread (foldpool.py); 0: one per
-    # usable CPU core, 1: one after the other in this process (always so on a GPU).
+    # usable CPU core on small batches, every fold model at once on large ones; 1: one after the other in
+    # this process (always so on a GPU).
     workers: int = 0
 
 
