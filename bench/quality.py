@@ -4,8 +4,10 @@
     python bench/quality.py [--data FILE] [--seeds 5] [--rows N] [--quick] [--only TEXT] [--threads 1]
 
 Every model sees the same splits by track_id: test 20 %, and every model
-learns from the other 80 % (ours as the tool trains: 5 fold models, each
-keeping 10 % of its tracks for early stopping, averaged to predict). Prints mean ± std
+learns from the other 80 % (ours as the tool trains: 10 fold models, each
+keeping 10 % of its tracks for early stopping, averaged to predict; they train
+side by side in worker processes, one per core, so ours' seconds are wall time on
+all cores while the baselines use --threads). Prints mean ± std
 over the seeds of test MAE, RMSE, R², accuracy and macro-F1 of the three mood
 classes, and seconds; on how many seeds our defaults beat the best baseline on
 each figure; then test MAE for songs whose artist the training rows did / did

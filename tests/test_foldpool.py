@@ -59,6 +59,8 @@ def test_workers_follow_the_cores_the_folds_and_the_device(monkeypatch):
     assert workers_for(0, 3, "cpu", small_batches=False) == 3  # large batches: every fold model at once
     assert workers_for(0, 10, "cpu", small_batches=False) == 4 and workers_for(1, 3, "cpu", False) == 1
     assert workers_for(0, 5, "cuda") == 1  # forked processes must not share a GPU
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert workers_for(0, 5, "cpu") == 1 and workers_for(4, 5, "cpu") == 1  # no fork (Windows): one process
 
 
 def test_a_workers_error_is_raised_here_with_its_traceback(songs, monkeypatch):

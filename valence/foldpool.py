@@ -39,7 +39,7 @@ def workers_for(requested, folds, device, small_batches=True):
     threads busy too, but a fold model's encoding and prediction are single-threaded, and one fold
     model left on its own leaves a core idle: on the 232,725-row file (batch 1024) its 3 fold models
     trained in 41.8 s all at once (one thread each) against 55.3 s one after the other (two threads)."""
-    if device != "cpu":
+    if device != "cpu" or "fork" not in multiprocessing.get_all_start_methods():  # no fork on Windows
         return 1
     cores = cpu_count()
     wanted = requested or (cores if small_batches else 2 * cores)
