@@ -5,12 +5,16 @@ import subprocess
 import sys
 import time
 
+import sqlite3
+
 import pandas as pd
 import pytest
 
 import musical_valence_predictor as cli
 from conftest import empty_target
+from valence.catalog_build import build_catalog
 from valence.config import CLASS_NAMES, PROJ_ROOT
+from valence.data import load_dataset
 from valence.predict import Predictor
 from valence.serving import model_version
 from valence.store import connect, open_store
@@ -47,6 +51,22 @@ def test_a_training_run_ends_by_scoring_its_data_into_the_catalog(demo_csv, tmp_
     assert f"catalog: {store.size():,} tracks from 3,000 rows" in out
     assert store.meta["moods"] == "yes"  # scored after both models were saved
     store.close()
+
+
+def test_the_frame_a_training_run_read_scores_into_the_same_catalog_as_the_file(trained, catalog_csv, tmp_path):
+    # A training run hands its catalog step the clean frame it loaded, in chunks, instead of reading the file again.
+    frame, report = load_dataset(catalog_csv)
+    built = {}
+    for name, loaded in (("file", None), ("frame", (frame, report))):
+        target = tmp_path / f"{name}.sqlite"
+        result = build_catalog(catalog_csv, trained[0], target, log=lambda message: None, chunk_rows=64,
+                               loaded=loaded)
+        assert (result.rows, result.tracks) == (306, catalog_tracks(catalog_csv))
+        with sqlite3.connect(target) as connection:
+            built[name] = {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                           for table in ("tracks", "listings", "artists")}
+            built[name]["meta"] = connection.execute("SELECT * FROM meta WHERE key != 'built_at' ORDER BY 1").fetchall()
+    assert built["frame"] == built["file"] and len(built["file"]["listings"]) == 306
 
 
 # Its PostgreSQL half (a new database: 2-3 s) is in the slow run, to keep the default run under a minute.

@@ -52,8 +52,11 @@ def default_catalog(model_dir):
     return Path(model_dir) / CATALOG_FILE
 
 
-def build_catalog(data_path, model_dir, target=None, log=print, chunk_rows=CHUNK_ROWS, models=None):
+def build_catalog(data_path, model_dir, target=None, log=print, chunk_rows=CHUNK_ROWS, models=None, loaded=None):
     """Score `data_path` with the models in `model_dir` into the catalog at `target`; return a BuildReport.
+
+    `loaded`, the (clean frame, LoadReport) that load_dataset already read from `data_path` (a training
+    run holds them), is scored instead of reading the file again: the same rows, parsed once.
 
     A file target is written beside itself and renamed over the old one when complete;
     a PostgreSQL target gets new tables, swapped in by one transaction. Either way the
@@ -73,11 +76,11 @@ def build_catalog(data_path, model_dir, target=None, log=print, chunk_rows=CHUNK
     if postgres:
         with tempfile.TemporaryDirectory(prefix="valence-catalog-") as folder:
             staged = Path(folder) / CATALOG_FILE
-            report = write_catalog(data_path, models, staged, chunk_rows)
+            report = write_catalog(data_path, models, staged, chunk_rows, loaded)
             publish(staged, str(target), log)
     else:
         with atomic_path(target) as temporary:
-            report = write_catalog(data_path, models, temporary, chunk_rows)
+            report = write_catalog(data_path, models, temporary, chunk_rows, loaded)
     report.target, report.seconds = shown_target(target), time.perf_counter() - started
     return report
 
@@ -109,14 +112,19 @@ def _is_catalog(path):
     return row is not None and row[0] == APP_ID
 
 
-def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS):
+def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_report=None):
     """Write the catalog file at `path` (a new file); return its BuildReport."""
     report = BuildReport(target=str(path), model_version=models.version)
-    loaded = LoadReport(path=str(data_path))
+    if frame_and_report is None:
+        loaded = LoadReport(path=str(data_path))
+        chunks = (chunk for chunk, _bad in iter_feature_chunks(data_path, chunksize=chunk_rows, report=loaded,
+                                                               require_valence=True))
+    else:
+        frame, loaded = frame_and_report
+        chunks = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
     writer = SqliteWriter(path)
     try:
-        for chunk, _bad in iter_feature_chunks(data_path, chunksize=chunk_rows, report=loaded,
-                                               require_valence=True):
+        for chunk in chunks:
             if len(chunk):
                 writer.add_listings(listing_rows(chunk, models.predictor.predict(chunk), report.rows))
                 report.rows += len(chunk)

@@ -84,7 +84,7 @@ def train(options, catalog=None):
         for path in write_training_figures(run, options.plots_dir):
             log(f"wrote {path}")
     try:
-        return build_catalog(options, catalog)
+        return build_catalog(options, catalog, loaded=(run.splits.frame, run.splits.report))
     except ValenceError as error:
         print(f"error: the models were saved, but the catalog was not written: {error}\n"
               f"write it with: python musical_valence_predictor.py --build-catalog --model-dir {options.model_dir}"
@@ -161,9 +161,10 @@ def score(input_path, output_path, options, kinds=None, explain=False):
     return 0
 
 
-def build_catalog(options, target=None):
-    """Score the data file with the saved models into the catalog the API serves."""
-    report = score_into_catalog(options.data, options.model_dir, target, log=log)
+def build_catalog(options, target=None, loaded=None):
+    """Score the data file with the saved models into the catalog the API serves (`loaded`: the file's
+    clean frame and LoadReport, when a training run already read them)."""
+    report = score_into_catalog(options.data, options.model_dir, target, log=log, loaded=loaded)
     log(report.summary())
     for line, reason in report.bad_lines[:BAD_ROWS_SHOWN]:
         log(f"  skipped line {line}: {reason}")
