@@ -68,14 +68,17 @@ def test_epoch_reporter_on_a_terminal_draws_one_bar_per_kind(monkeypatch, capsys
 
 def test_train_returns_0_and_writes_figures_only_when_asked(tmp_path, monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: seen.append(opts) or TrainingRun(None))
+    splits = SimpleNamespace(frame="the loaded frame", report="its load report")
+    monkeypatch.setattr(pipeline, "run_training", lambda opts, log, on_epoch: seen.append(opts) or TrainingRun(splits))
     monkeypatch.setattr(commands, "write_training_figures", lambda run, folder: [folder / "a.png", folder / "b.png"])
-    monkeypatch.setattr(commands, "build_catalog", lambda opts, target: print("catalog") or 0)
+    # The catalog step scores the frame the run loaded, not the file read again.
+    monkeypatch.setattr(commands, "build_catalog",
+                        lambda opts, target, loaded: print("catalog", *loaded) or 0)
     assert commands.train(options(tmp_path)) == 0
-    assert capsys.readouterr().out == "catalog\n"  # a run ends by scoring its data into the catalog
+    assert capsys.readouterr().out == "catalog the loaded frame its load report\n"  # a run ends by scoring its data
     assert commands.train(options(tmp_path, plots_dir=tmp_path / "figs")) == 0
     assert capsys.readouterr().out == (f"wrote {tmp_path / 'figs' / 'a.png'}\nwrote {tmp_path / 'figs' / 'b.png'}\n"
-                                       "catalog\n")
+                                       "catalog the loaded frame its load report\n")
     assert len(seen) == 2
 
 
