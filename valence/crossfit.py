@@ -128,7 +128,8 @@ class FoldJob:
                             on_epoch=None if on_epoch is None else _with_fold(on_epoch, j, self.plan.folds),
                             stop_on_interrupt=stop_on_interrupt, should_stop=should_stop)
         held_out = self.fold == j
-        return FoldResult(state={k: v.numpy() for k, v in model.state_dict().items()}, history=history,
+        return FoldResult(state={k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+                          history=history,
                           predictions=predict_arrays(model, encoder.transform(self.frame[held_out])),
                           seen=seen_artists(self.frame, held_out, train))
 

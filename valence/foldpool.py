@@ -21,6 +21,7 @@ from multiprocessing.connection import wait
 
 from .config import ValenceError
 
+
 def cpu_count():
     """CPU cores this process may run on."""
     try:
