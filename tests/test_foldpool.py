@@ -15,9 +15,10 @@ import torch
 from valence import crossfit
 from valence.config import PROJ_ROOT, ValenceError
 from valence.crossfit import cross_fit
-from valence.foldpool import workers_for
-from valence.settings import FoldPlan, TrainConfig
-from valence.synthetic import generate_dataset
+from valence.foldpool import cpu_count, workers_for
+from valence.pipeline import run_training
+from valence.settings import FoldPlan, RunOptions, TrainConfig
+from valence.synthetic import generate_dataset, write_csv
 
 QUICK = dataclasses.replace(TrainConfig(), epochs=3)
 PLAN = FoldPlan(folds=3)
@@ -59,8 +60,37 @@ def test_workers_follow_the_cores_the_folds_and_the_device(monkeypatch):
     assert workers_for(0, 3, "cpu", small_batches=False) == 3  # large batches: every fold model at once
     assert workers_for(0, 10, "cpu", small_batches=False) == 4 and workers_for(1, 3, "cpu", False) == 1
     assert workers_for(0, 5, "cuda") == 1  # forked processes must not share a GPU
-    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
-    assert workers_for(0, 5, "cpu") == 1 and workers_for(4, 5, "cpu") == 1  # no fork (Windows): one process
+    for platform in ("win32", "darwin"):  # no fork, or an unsafe one: one process
+        monkeypatch.setattr(sys, "platform", platform)
+        assert workers_for(0, 5, "cpu") == 1 and workers_for(4, 5, "cpu") == 1
+
+
+def test_a_containers_cpu_quota_caps_the_cores(monkeypatch, tmp_path):
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr("valence.foldpool.CPU_MAX", quota)
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_count() == cores  # no cgroup file: the affinity
+    quota.write_text("max 100000\n")
+    assert cpu_count() == cores
+    quota.write_text("50000 100000\n")  # half a core still gets one worker
+    assert cpu_count() == 1
+    quota.write_text(f"{(cores + 8) * 100000} 100000\n")  # a quota above the affinity leaves the affinity
+    assert cpu_count() == cores
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_in_a_later_fold_model_ends_the_run(tmp_path, workers):
+    path = tmp_path / "songs.csv"
+    write_csv(generate_dataset(600, seed=5), path)
+    options = RunOptions(data=path, model_dir=tmp_path / "models", kinds=("regression", "classification"),
+                         train=dataclasses.replace(TrainConfig(), workers=workers), split=FoldPlan(folds=3),
+                         save_on_interrupt=True)
+    run = run_training(options, log=lambda message: None, on_epoch=lambda kind: ctrl_c_at(3, 2))
+    # Fold models 1 and 2 ended by early stopping (or, side by side, one of them at Ctrl-C); the run ends in fold 3.
+    assert run.interrupted == "regression" and list(run.models) == ["regression"]
+    record = run.models["regression"].metrics_record
+    assert record["interrupted"] is True and record["interrupted_fold"] == 3 and len(record["epochs_run"]) == 3
+    assert not (tmp_path / "models" / "classification.pt").exists()
 
 
 def test_a_workers_error_is_raised_here_with_its_traceback(songs, monkeypatch):

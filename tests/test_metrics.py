@@ -94,3 +94,12 @@ def test_the_figures_are_scikit_learns(seed):
     assert got["macro_f1"] == pytest.approx(sk.f1_score(truth, predicted, average="macro", zero_division=0),
                                             abs=1e-12)
     assert got["confusion_matrix"] == sk.confusion_matrix(truth, predicted, labels=[0, 1, 2]).tolist()
+
+
+def test_a_column_of_predictions_counts_as_a_vector_and_unequal_lengths_are_refused():
+    y, p = np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.5, 0.6])
+    assert regression_metrics(y, p[:, None]) == regression_metrics(y, p)  # (n, 1) does not broadcast to (n, n)
+    with pytest.raises(ValueError, match="3 true values but 2 predictions"):
+        regression_metrics(y, p[:2])
+    with pytest.raises(ValueError, match="3 true classes but 2 predictions"):
+        classification_metrics(to_classes(y), to_classes(p[:2]))

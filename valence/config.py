@@ -68,7 +68,9 @@ BUNDLE_FORMAT = 4  # bump when a saved bundle's layout changes (3: cross-fitted 
 # 4: the encoder's artist table and reference songs packed into a few strings, loading in milliseconds)
 
 
-@functools.lru_cache(maxsize=1 << 17)  # a training run folds each artist's name dozens of times
+# Cached: a training run folds each artist's name dozens of times. Bounded, as a server folds names
+# from requests too: 65,536 names are a few MiB.
+@functools.lru_cache(maxsize=1 << 16)
 def normalise_name(text):
     """Fold case and collapse surrounding and repeated whitespace: the one rule for matching names.
 

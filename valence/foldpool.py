@@ -12,22 +12,35 @@ flag, which each worker reads once a training step; it then ends as fit_model en
 its best epoch so far, and sends that. A worker whose parent died exits at its next step.
 """
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import traceback
 from multiprocessing.connection import wait
+from pathlib import Path
 
 from .config import ValenceError
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a cgroup v2 container's CPU quota: "<quota> <period>" or "max ..."
+
 
 def cpu_count():
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on: its affinity, less a container's CPU quota (cgroup v2 cpu.max),
+    so that `docker run --cpus 2` on a 64-core host gives 2."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def workers_for(requested, folds, device, small_batches=True):
@@ -40,7 +53,9 @@ def workers_for(requested, folds, device, small_batches=True):
     threads busy too, but a fold model's encoding and prediction are single-threaded, and one fold
     model left on its own leaves a core idle: on the 232,725-row file (batch 1024) its 3 fold models
     trained in 41.8 s all at once (one thread each) against 55.3 s one after the other (two threads)."""
-    if device != "cpu" or "fork" not in multiprocessing.get_all_start_methods():  # no fork on Windows
+    # Forked workers on Linux only: Windows has no fork, and on macOS a fork of a process that loaded
+    # Apple's libraries can crash (Python itself moved there to spawn).
+    if device != "cpu" or not sys.platform.startswith("linux"):
         return 1
     cores = cpu_count()
     wanted = requested or (cores if small_batches else 2 * cores)

@@ -16,8 +16,10 @@ def regression_metrics(y_true, y_pred):
     """Return MAE, RMSE and R² of predictions against the truth (as scikit-learn computes them)."""
     # numpy, not sklearn.metrics: its import (1.3 s with scipy) was 4 % of the slice's default run, for
     # formulas of a line each; tests/test_metrics.py holds them to scikit-learn's answers.
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true values but {len(y_pred)} predictions")
     error = y_true - y_pred
     # R² needs two rows; a constant truth gives 1 for a perfect prediction and 0 otherwise, as in scikit-learn.
     total = float(((y_true - y_true.mean()) ** 2).sum()) if len(y_true) > 1 else 0.0
@@ -33,8 +35,10 @@ def regression_metrics(y_true, y_pred):
 
 def classification_metrics(true_classes, predicted_classes):
     """Return accuracy, macro-F1 and the confusion matrix (rows: true classes, columns: predictions)."""
-    truth = np.asarray(true_classes, dtype=np.int64)
-    predicted = np.asarray(predicted_classes, dtype=np.int64)
+    truth = np.asarray(true_classes, dtype=np.int64).ravel()
+    predicted = np.asarray(predicted_classes, dtype=np.int64).ravel()
+    if len(truth) != len(predicted):
+        raise ValueError(f"{len(truth)} true classes but {len(predicted)} predictions")
     n = len(CLASS_NAMES)
     confusion = np.bincount(truth * n + predicted, minlength=n * n).reshape(n, n)
     hits = np.diag(confusion).astype(np.float64)

@@ -139,7 +139,7 @@ def run_training(options, log=print, on_epoch=None):
             raise TrainingInterrupted(kind, saved) from None
         run.models[kind] = trained
         saved.append(bundle_path(options.model_dir, kind))
-        if trained.history.interrupted:
+        if trained.histories[-1].interrupted:  # Ctrl-C ends a run in whichever fold model it lands
             run.interrupted = kind
             break
     return run
