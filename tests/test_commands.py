@@ -54,11 +54,14 @@ def test_epoch_reporter_on_a_terminal_draws_one_bar_per_kind(monkeypatch, capsys
     assert commands.EpochReporter(3, quiet=True).use_bar is False  # --quiet wins over the terminal
     reporter = commands.EpochReporter(3, quiet=False)
     on_epoch = reporter("regression")
-    on_epoch(1, {"val_mae": 0.25})
+    on_epoch(1, {"val_mae": 0.25, "fold": "1/3"})
     first = reporter.bar
-    assert first.n == 1 and first.total == 3 and first.desc == "regression"
-    on_epoch(1, {"val_mae": 0.2, "fold": "2/3"})  # the next fold model starts the bar again
-    assert first.n == 1 and first.desc == "regression fold 2/3"
+    assert first.n == 1 and first.total is None and first.desc == "regression"
+    # Fold models side by side report in turn: the bar counts every epoch and shows the latest.
+    on_epoch(1, {"val_mae": 0.2, "fold": "2/3"})
+    on_epoch(2, {"val_mae": 0.15, "fold": "1/3"})
+    assert first.n == 3 and first.desc == "regression"
+    assert first.postfix == "fold 1/3 epoch 2/3: val_mae 0.1500"
     reporter("classification")  # a new kind closes the old bar
     assert reporter.bar is not first and reporter.bar.n == 0
     reporter.close()

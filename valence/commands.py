@@ -43,17 +43,17 @@ class EpochReporter:
         """Return the per-epoch callback for training one model kind."""
         self.close()
         if self.use_bar:
-            self.bar = tqdm(total=self.max_epochs, desc=kind, unit="epoch", leave=False)
+            # The epochs of all the kind's fold models, which may train side by side: their count has no
+            # known total (early stopping), and the latest fold model's epoch and figures follow it.
+            self.bar = tqdm(desc=kind, unit="epoch", leave=False)
 
         def on_epoch(epoch, record):
             text = ", ".join(f"{name} {value:.4f}" for name, value in record.items() if isinstance(value, float))
             model = f"{kind} fold {record['fold']}" if "fold" in record else kind
             if self.bar is not None:
-                if epoch == 1:  # a new fold model: the bar starts again
-                    self.bar.reset()
-                    self.bar.set_description_str(model)
                 self.bar.update(1)
-                self.bar.set_postfix_str(text)
+                where = f"fold {record['fold']} " if "fold" in record else ""
+                self.bar.set_postfix_str(f"{where}epoch {epoch}/{self.max_epochs}: {text}")
             else:
                 log(f"{model} epoch {epoch}/{self.max_epochs}: {text}")
 
