@@ -124,7 +124,7 @@ def test_ctrl_c_keeps_each_running_fold_model_at_its_best_epoch(songs):
     fitted = cross_fit("regression", songs, config, PLAN, on_epoch=ctrl_c_at(1, 3), stop_on_interrupt=True)
     histories = fitted.histories
     assert 1 <= len(histories) <= 2 and histories[-1].interrupted  # folds 1 and 2 ran side by side; 3 never began
-    assert all(3 <= len(h.val_loss) < 10_000 for h in histories[:1])
+    assert 3 <= len(histories[0].val_loss) < 10_000  # fold model 1 ran past the epoch that sent Ctrl-C
     for h in histories:
         assert h.best_epoch == 1 + int(np.argmin(h.val_loss))  # the weights kept are the best epoch's
     assert len(fitted.model.members) == len(histories)

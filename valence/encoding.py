@@ -208,7 +208,7 @@ class FeatureEncoder:
         m, h = self.knn_smoothing, self.knn_bandwidth * self._n_plain
         # Every (row, reference song of its artist) pair at once, in chunks of rows that bound the pairs'
         # (pairs x features) buffer: one pass of array operations, where a loop over tens of thousands of
-        # artists spent its time in Python (13 s of the 232,725-row file's training run, now about 2 s).
+        # artists spent its time in Python (an encoder fit on 150,000 generated rows: 3.1 s, against 5.1 s).
         first, count = lookup.ref_spans(artists)
         rows = np.flatnonzero(count)
         ends = np.cumsum(count[rows])

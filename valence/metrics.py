@@ -22,14 +22,12 @@ def regression_metrics(y_true, y_pred):
         raise ValueError(f"{len(y_true)} true values but {len(y_pred)} predictions")
     error = y_true - y_pred
     # R² needs two rows; a constant truth gives 1 for a perfect prediction and 0 otherwise, as in scikit-learn.
-    total = float(((y_true - y_true.mean()) ** 2).sum()) if len(y_true) > 1 else 0.0
     residual = float((error ** 2).sum())
-    if len(y_true) < 2:
-        r2 = 0.0
-    elif total == 0.0:
-        r2 = 1.0 if residual == 0.0 else 0.0
-    else:
+    total = float(((y_true - y_true.mean()) ** 2).sum()) if len(y_true) > 1 else 0.0
+    if total > 0.0:
         r2 = 1.0 - residual / total
+    else:
+        r2 = 1.0 if len(y_true) > 1 and residual == 0.0 else 0.0
     return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error ** 2).mean())), "r2": r2}
 
 
@@ -44,9 +42,9 @@ def classification_metrics(true_classes, predicted_classes):
     hits = np.diag(confusion).astype(np.float64)
     # Macro-F1 over the classes present in the truth or the predictions; a class never predicted
     # right scores 0 (scikit-learn's zero_division=0).
-    present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
-    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
-    f1 = np.divide(2 * hits, denominator, out=np.zeros(n), where=denominator > 0)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # predicted + true rows of each class
+    present = denominator > 0
+    f1 = np.divide(2 * hits, denominator, out=np.zeros(n), where=present)
     return {
         "accuracy": float(hits.sum() / len(truth)) if len(truth) else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
