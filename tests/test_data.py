@@ -342,7 +342,8 @@ def damaged_file(tmp_path):
     return write(tmp_path, "\ufeff" + text.replace("\n", "\r\n")[:-60])
 
 
-@pytest.mark.parametrize("chunksize", [1, 7, 64, 1000])
+# chunksize 1 (300 one-row chunks) takes seconds: it runs with the slow suite.
+@pytest.mark.parametrize("chunksize", [pytest.param(1, marks=pytest.mark.slow), 7, 64, 1000])
 def test_chunks_add_up_to_the_whole_load_with_right_line_numbers(tmp_path, monkeypatch, chunksize):
     path = damaged_file(tmp_path)
     monkeypatch.setattr(data, "BLOCK_BYTES", 512)  # many blocks, cut mid-row and mid-quote

@@ -9,7 +9,7 @@ from sklearn.preprocessing import QuantileTransformer
 
 from songs import make_songs, split
 from valence import config
-from valence.encoding import FeatureEncoder
+from valence.encoding import VERSION, FeatureEncoder, title_version
 from valence.synthetic import generate_dataset
 
 N_PLAIN = len(config.NUMERIC_FEATURES)
@@ -191,3 +191,49 @@ def test_unknown_artists_marks_rows_whose_named_artist_has_no_statistics(fitted)
     frame = __import__("pandas").DataFrame({"artist_name": ["artist 3", " Artist 3", "Nobody", "", "  "]})
     assert fitted.unknown_artists(frame).tolist() == [False, False, True, False, False]
     assert fitted.unknown_artists(frame.drop(columns=["artist_name"])).tolist() == [False] * 5
+
+
+@pytest.mark.parametrize(("title", "version"), [
+    ("Body Count (feat. Normani & Kehlani) - Remix", "remix"),  # the first marker in VERSION_MARKERS wins
+    ("Falling (blackbear Remix)", "remix"),
+    ("Be Without You - Kendu Mix", "remix"),
+    ("Syracuse - Live au Casino de Paris", "live"),
+    ("Falling (Acoustic Version)", "acoustic"),
+    ("Jumper - 1998 Edit", "edit"),
+    ("Here Comes the Sun - Remastered 2009", "remaster"),
+    ("American Woman - 7\" Version", "version"),
+    ("Tip Toe (feat. French Montana)", "featuring"),
+    ("Live Forever", "none"),  # markers count only in brackets or after " - "
+    ("Mix It Up", "none"),
+    ("Neon River", "none"),
+    ("", "none"),
+    (None, "none"),
+    (float("nan"), "none"),
+])
+def test_the_version_marker_is_read_off_the_title(title, version):
+    assert title_version(title) == version
+
+
+def test_the_version_is_a_categorical_column_of_the_encoder(frames):
+    train, _, test = frames
+    train = train.copy()
+    train["track_name"] = train["track_name"].astype(str) + np.where(np.arange(len(train)) % 5 == 0, " - Remix", "")
+    encoder = FeatureEncoder().fit(train, train["valence"].to_numpy())
+    names = encoder.feature_names()["categorical"]
+    assert names == [*config.CATEGORICAL_FEATURES, VERSION]
+    assert encoder.vocab_[VERSION] == {"none": 1, "remix": 2}
+    column = names.index(VERSION)
+    songs = test.iloc[:4].copy()
+    songs["track_name"] = ["A - Remix", "B", "C - Live", None]  # live: a marker no training title had
+    assert encoder.transform(songs)["categorical"][:, column].tolist() == [2, 1, 1, 1]
+    # Without a track_name column (a POST without names) every song reads as none.
+    assert (encoder.transform(songs.drop(columns="track_name"))["categorical"][:, column] == 1).all()
+    # The state keeps the column; an encoder saved before it existed encodes the four other categoricals.
+    again = FeatureEncoder.from_state(json.loads(json.dumps(encoder.to_state())))
+    np.testing.assert_array_equal(again.transform(songs)["categorical"], encoder.transform(songs)["categorical"])
+    old = encoder.to_state()
+    del old["vocab"][VERSION]
+    older = FeatureEncoder.from_state(old)
+    assert older.feature_names()["categorical"] == list(config.CATEGORICAL_FEATURES)
+    np.testing.assert_array_equal(older.transform(songs)["categorical"],
+                                  np.delete(encoder.transform(songs)["categorical"], column, axis=1))

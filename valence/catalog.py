@@ -27,7 +27,8 @@ def _name_key(artist_name, track_name):
 
 def predict_rows(predictor, frame):
     """Predict every row of a frame in chunks; return (valence, probabilities|None, warnings)."""
-    features = frame[[*config.FEATURE_COLUMNS, "artist_name"]]
+    # The track name too: the encoder reads its version marker (remix, live, ...).
+    features = frame[[*config.FEATURE_COLUMNS, "artist_name", *(["track_name"] if "track_name" in frame else [])]]
     valence, probabilities, warnings = [], [], []
     for start in range(0, len(frame), PREDICT_CHUNK):
         result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK])

@@ -28,8 +28,9 @@ KAGGLE_COLUMNS = (
 )
 # What a song needs for a prediction (valence is the answer, never an input).
 FEATURE_COLUMNS = tuple(c for c in KAGGLE_COLUMNS if c not in ("artist_name", "track_name", "track_id", TARGET))
-# The groups an explanation gives a contribution to: each feature, and all artist statistics as one.
-EXPLANATION_GROUPS = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "artist")
+# The groups an explanation gives a contribution to: each feature, the version marker the encoder reads off
+# the track name (encoding.title_version), and all artist statistics as one.
+EXPLANATION_GROUPS = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "version", "artist")
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODES = ("Major", "Minor")

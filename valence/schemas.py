@@ -60,9 +60,11 @@ def _song_fields():
             fields[name] = Annotated[float, Field(ge=low, le=high)]
             messages[name] = f"must be a number from {low:g} to {high:g}"
     # Kaggle columns a client may send along with the features (a catalog row
-    # pasted back): accepted and checked; only artist_name is used.
-    for name in ("artist_name", "track_name", "track_id"):
-        use = "passed to the model" if name == "artist_name" else "accepted and ignored"
+    # pasted back): accepted and checked; artist_name and track_name are used.
+    uses = {"artist_name": "passed to the model (the artist's history)",
+            "track_name": "passed to the model, which reads its version marker (remix, live, acoustic, ...)",
+            "track_id": "accepted and ignored"}
+    for name, use in uses.items():
         fields[name] = Annotated[Text, Field(description=f"optional; {use}{NO_SURROGATES}")]
         messages[name] = f"must be a string of at most {MAX_TEXT} characters"
     fields["valence"] = Annotated[Probability, Field(description="optional; accepted and ignored")]
@@ -302,7 +304,8 @@ def songs_to_columns(songs):
     columns["genre"] = [genre.strip() for genre in columns["genre"]]
     columns["key"] = [cells.parse_key(key)[0] for key in columns["key"]]
     columns["mode"] = [cells.parse_mode(mode)[0] for mode in columns["mode"]]
-    artists = [song.artist_name for song in songs]
-    if any(artist is not None for artist in artists):
-        columns["artist_name"] = ["" if artist is None else artist for artist in artists]
+    for name in ("artist_name", "track_name"):  # the artist's history; the title's version marker
+        given = [getattr(song, name) for song in songs]
+        if any(value is not None for value in given):
+            columns[name] = ["" if value is None else value for value in given]
     return columns

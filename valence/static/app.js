@@ -6,7 +6,7 @@ const NAMES = {
   popularity: "popularity", acousticness: "acousticness", danceability: "danceability",
   duration_ms: "duration", energy: "energy", instrumentalness: "instrumentalness", liveness: "liveness",
   loudness: "loudness", speechiness: "speechiness", tempo: "tempo", genre: "genre", key: "key", mode: "mode",
-  time_signature: "time signature", artist: "artist's history",
+  time_signature: "time signature", version: "version (remix, live…)", artist: "artist's history",
 };
 const DEBOUNCE_MS = 150;
 
