@@ -3,17 +3,18 @@
 The game: a song's prediction is explained against one reference song, the *background*: the
 training split's typical song (each numeric feature at its training median, each categorical at
 its most frequent training value, and an artist the model has never seen). A coalition S of the
-15 groups (each numeric feature, genre, key, mode, time signature, and the artist's history: every
-artist statistic is one group) takes the song's values in S and the background's elsewhere. The
+16 groups (each numeric feature, genre, key, mode, time signature, the version marker read off the
+track name, and the artist's history: every artist statistic is one group) takes the song's values
+in S and the background's elsewhere. The
 base value is the prediction for the background; contributions plus base value = prediction.
 
 How: Captum's ShapleyValueSampling (permutation sampling), one attribute() call per request.
-- Captum sees each song as 15 switches, one per group (1: the song's value; the baseline, 0: the
+- Captum sees each song as 16 switches, one per group (1: the song's value; the baseline, 0: the
   background's), and a forward function that turns a batch of switch vectors into predictions.
   The model's input encoding is separable by column and its first layer is linear, so the
   first-layer activations of a coalition are the background's plus the sum of its groups' deltas
   (computed once per song): only the layers after the first run per coalition.
-- The songs of a request are Captum's batch, and perturbations_per_eval=15 puts a whole permutation
+- The songs of a request are Captum's batch, and perturbations_per_eval=16 puts a whole permutation
   in one forward call: N_PERMUTATIONS + 1 forward calls per request, however many songs it holds.
 - Captum draws permutations from the global torch generator; here it is handed a fixed list
   instead (its permutation_generator, which Captum's own ShapleyValues sets the same way): 16 in
@@ -25,7 +26,8 @@ How: Captum's ShapleyValueSampling (permutation sampling), one attribute() call 
   contributes exactly 0 (the null-player axiom, set explicitly against rounding).
 
 Why, measured in one run (a /tmp script, p50 of interleaved rounds) with one torch thread on the
-2-core dev machine at load average 2.6, a 5-member 128 x 128 model:
+2-core dev machine at load average 2.6, a 5-member 128 x 128 model, with the 15 groups there were
+before the version group:
 - exact Shapley values need all 2**15 = 32,768 coalitions: 435 ms a song even with the
   first-layer shortcut, far over the 30 ms target; SHAP's exact explainer needs them too.
 - Captum's own loop costs about 0.5 ms of Python per permutation whatever the forward function
@@ -216,7 +218,7 @@ class Explainer:
         n, n_groups = len(numeric), len(GROUPS)
         deltas, null = self.group_deltas(numeric, categorical)
         sampler = captum_sampler(lambda switches: self.coalition_values(switches, deltas), self.permutations)
-        # Every song at once (Captum's batch dimension), all 15 steps of a permutation in one forward call.
+        # Every song at once (Captum's batch), all 16 steps (one per group) of a permutation in one forward call.
         contributions = sampler.attribute(torch.ones(n, n_groups), baselines=0.0, n_samples=len(self.permutations),
                                           perturbations_per_eval=n_groups)
         # A group whose encoded values are the background's is a null player: its Shapley value is 0.
