@@ -1,4 +1,5 @@
 """Tests of what a process serves: models and catalog swapped as a pair, never one without its match."""
+import shlex
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from valence.config import MODEL_KINDS, bundle_path
 from valence.fileio import atomic_path
 from valence import serving as serving_module
 from valence.serving import Serving, load_models, model_version
+from valence.store import shown_target
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]  # PostgreSQL: the slow run
 
@@ -98,7 +100,8 @@ def test_a_catalog_scored_by_other_models_is_not_served(setup, tmp_path):
     pair = serving.current()
     assert pair.store is None and pair.version == model_version(other_models)
     assert f"scored with model {load_models(model_dir).version}" in pair.catalog_error
-    assert "--build-catalog" in pair.catalog_error
+    hint = f"--build-catalog --model-dir {shlex.quote(str(other_models))} --catalog {shlex.quote(shown_target(target))}"
+    assert hint in pair.catalog_error  # the command that rebuilds this catalog with these models
     serving.close()
 
 

@@ -2,6 +2,7 @@
 import gc
 import hashlib
 import os
+import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -126,13 +127,13 @@ class Serving:
             self._hold(models, store, served)
             self.notes = [f"serving the previous pair: {error}" for error in (model_error, catalog_error) if error]
             if models is not None and store is not None:
-                self.notes.append(f"waiting for a matching pair: {mismatch(store, models, self.database)}")
+                self.notes.append(f"waiting for a matching pair: {mismatch(store, models, self.database, self.model_dir)}")
         elif models is None:
             self._serve(Pair(None, None, model_error, "no model is loaded to serve the catalog with"))
         elif store is None:
             self._serve(Pair(models, None, None, catalog_error))
         else:
-            self._serve(Pair(models, None, None, mismatch(store, models, self.database)))
+            self._serve(Pair(models, None, None, mismatch(store, models, self.database, self.model_dir)))
 
     def _newest_models(self, served):
         """Return (the newest loadable models, None) or (None, why none load)."""
@@ -192,7 +193,9 @@ def freeze_heap():
     gc.freeze()
 
 
-def mismatch(store, models, database):
-    """Return why a catalog cannot be served with the models: it was scored with others."""
+def mismatch(store, models, database, model_dir):
+    """Return why a catalog cannot be served with the models: it was scored with others, and the command
+    that rebuilds it with these models."""
     return (f"the catalog at {database.shown} was scored with model {store.model_version}, but the models in "
-            f"the model directory are version {models.version}: rebuild it with: {BUILD_HINT}")
+            f"{model_dir} are version {models.version}: rebuild it with: {BUILD_HINT} "
+            f"--model-dir {shlex.quote(str(model_dir))} --catalog {shlex.quote(str(database.shown))}")
