@@ -37,18 +37,22 @@ _MARKERS = [(label, re.compile(pattern)) for label, pattern in VERSION_MARKERS]
 _QUALIFIERS = re.compile(r"[(\[]([^)\]]*)[)\]]")
 
 
+_ANY_MARKER = re.compile("|".join(pattern for _label, pattern in VERSION_MARKERS))
+
+
 def title_version(title):
     """The version marker of a track name: the first of VERSION_MARKERS found in its qualifiers (the text
     in brackets and after the first " - "), else "none"."""
-    title = str(title).lower() if isinstance(title, str) else ""
+    if not isinstance(title, str) or not ("(" in title or "[" in title or " - " in title):
+        return NO_VERSION  # most titles: no qualifier to read
+    title = title.lower()
     qualifiers = _QUALIFIERS.findall(title)
     if " - " in title:
         qualifiers.append(title.split(" - ", 1)[1])
     text = " ".join(qualifiers)
-    for label, marker in _MARKERS:
-        if text and marker.search(text):
-            return label
-    return NO_VERSION
+    if not _ANY_MARKER.search(text):
+        return NO_VERSION
+    return next(label for label, marker in _MARKERS if marker.search(text))
 
 
 def _versions(frame):
