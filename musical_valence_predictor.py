@@ -16,7 +16,7 @@ from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, M
                             ValenceError, bundle_path, metrics_path)
 from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.settings import LARGE_ROWS, FoldPlan, RunOptions, TrainConfig, TrainingInterrupted
+from valence.settings import LARGE_ROWS, MID_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig, TrainingInterrupted
 from valence.store import CATALOG_FILE, is_postgres
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -66,8 +66,9 @@ def build_parser():
                         help=f"random seed for the folds and training; runs are reproducible (default: {FoldPlan.seed})")
     parser.add_argument("--folds", type=int, metavar="K", default=FoldPlan.folds,
                         help="fold models: each learns from the other folds' tracks and predicts its own fold for "
-                             f"the test figures; the saved model averages them. 0 picks 10 below {LARGE_ROWS:,} "
-                             f"rows and 3 above (default: {FoldPlan.folds})")
+                             f"the test figures; the saved model averages them. 0 picks 20 from {SMALL_ROWS:,} to "
+                             f"{MID_ROWS - 1:,} rows, 3 from {LARGE_ROWS:,} on and 10 otherwise "
+                             f"(default: {FoldPlan.folds})")
     parser.add_argument("--val-fraction", type=float, metavar="SHARE", default=FoldPlan.val_fraction,
                         help="share of each fold model's tracks kept for early stopping "
                              f"(default: {FoldPlan.val_fraction})")

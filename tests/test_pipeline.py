@@ -23,7 +23,8 @@ def test_every_row_is_a_test_row_of_one_fold_and_a_track_never_spans_two(demo_cs
 
 
 def test_the_fold_count_follows_the_data_size(demo_csv):
-    assert [folds_for(n) for n in (1_500, 9_999, 10_000, 19_828, 99_999, 232_725)] == [10, 10, 10, 10, 10, 3]
+    sizes = (300, 999, 1_000, 1_500, 2_499, 2_500, 9_999, 19_828, 99_999, 100_000, 232_725)
+    assert [folds_for(n) for n in sizes] == [10, 10, 20, 20, 20, 10, 10, 10, 10, 3, 3]
     assert load_splits(demo_csv, FoldPlan(), log=lambda message: None).plan.folds == 10
     assert load_splits(demo_csv, FoldPlan(folds=4), log=lambda message: None).plan.folds == 4
 
