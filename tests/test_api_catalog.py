@@ -86,7 +86,10 @@ def test_a_catalog_scored_by_another_model_is_not_served(make_app, trained, serv
     assert health["status"] == "degraded" and f"scored with model {model_version(trained[0])}" in health[
         "catalog"]["error"]
     response = client.get(LOOKUP)
-    assert response.status_code == 503 and "--build-catalog" in response.json["message"]
+    assert response.status_code == 503 and "--build-catalog --model-dir models" in response.json["message"]
+    # Answers name the model folder and the catalog by name, never by the server's paths.
+    for message in (health["catalog"]["error"], response.json["message"]):
+        assert str(tmp_path) not in message and str(served_catalog.parent) not in message
     assert client.post("/predict", json=SONG).headers["X-Model-Version"] == model_version(model_dir)
 
 

@@ -203,6 +203,15 @@ def test_unknown_artists_marks_rows_whose_named_artist_has_no_statistics(fitted)
     ("Here Comes the Sun - Remastered 2009", "remaster"),
     ("American Woman - 7\" Version", "version"),
     ("Tip Toe (feat. French Montana)", "featuring"),
+    ("How Do You Sleep? - Featuring Ludacris", "featuring"),
+    ("Girls Need Love (with Drake) - Remix", "remix"),
+    ("Strobe - Original Mix", "none"),  # a dance track's own version
+    ("Penny Lane - Mono Mix", "version"),
+    ("Back Where You Belong - Edited Version", "edit"),
+    ("Hotel California - Live On MTV, 1994", "live"),
+    ("Cielito Lindo - En Vivo", "live"),
+    ("Jealous (I Ain't With It)", "none"),  # "with" inside a qualifier features nobody
+    ("(Can't Live Without Your) Love And Affection", "none"),
     ("Live Forever", "none"),  # markers count only in brackets or after " - "
     ("Mix It Up", "none"),
     ("Neon River", "none"),

@@ -23,14 +23,17 @@ PAIRS_PER_CHUNK = 1 << 18  # (row, reference song) pairs the similarity-weighted
 # acoustic version as sadder than they are.
 VERSION = "version"
 VERSION_MARKERS = (
-    ("remix", r"\b(?:remix|rmx|mix|dub)\b"),
+    # "Original Mix" is a dance track's own version, and a mono or stereo mix is another version.
+    ("remix", r"\b(?:remix|rmx|dub)\b|(?<!original )(?<!mono )(?<!stereo )\bmix\b"),
     ("acoustic", r"\b(?:acoustic|unplugged|stripped|piano version)\b"),
-    ("live", r"\blive\b"),
+    # A qualifier that starts with live, or a live recording somewhere ("can't live without" is no concert).
+    ("live", r"(?:^|\| )live\b|\blive (?:at|from|in|on|version|recording|session)\b|\b(?:en|ao) vivo\b"),
     ("instrumental", r"\b(?:instrumental|karaoke)\b"),
     ("remaster", r"\bremaster"),
-    ("edit", r"\bedit\b"),
-    ("version", r"\b(?:version|mono|stereo|demo|take|session)\b"),
-    ("featuring", r"\b(?:feat|ft|with)\b"),
+    ("edit", r"\bedit(?:ed)?\b"),
+    ("version", r"\b(?:version|mono|stereo|demo|take|sessions?)\b"),
+    # "with" counts at a qualifier's start only ("Jealous (I Ain't With It)" features nobody).
+    ("featuring", r"\b(?:feat|featuring|ft)\b|(?:^|\| )with\b"),
 )
 NO_VERSION = "none"
 _MARKERS = [(label, re.compile(pattern)) for label, pattern in VERSION_MARKERS]
@@ -49,7 +52,7 @@ def title_version(title):
     qualifiers = _QUALIFIERS.findall(title)
     if " - " in title:
         qualifiers.append(title.split(" - ", 1)[1])
-    text = " ".join(qualifiers)
+    text = " | ".join(qualifiers)  # the markers that must start a qualifier look for "^" or "| "
     if not _ANY_MARKER.search(text):
         return NO_VERSION
     return next(label for label, marker in _MARKERS if marker.search(text))

@@ -81,7 +81,8 @@ def request_service(pair, settings):
         missing = not any(bundle.exists() for bundle in bundles)
         model_error = (f"neither {' nor '.join(bundle.name for bundle in bundles)} is in the model folder"
                        if missing else in_own_words(model_error, *bundles))
-    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target)
+    # The target first: it usually lies inside the model folder.
+    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target, model_dir)
     return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
                    catalog=pair.store, catalog_error=catalog_error, version=pair.version,
                    train_hint=settings["train_hint"], models=pair.models, threads=settings.get("threads"))
