@@ -1,5 +1,5 @@
 """Shapley explanations: Captum's, additive, the same on every request, zero for groups equal to the
-background, and near the exact values (all 2**15 coalitions enumerated through the plain model)."""
+background, and near the exact values (all 2**16 coalitions of the 16 groups enumerated through the plain model)."""
 import dataclasses
 import math
 

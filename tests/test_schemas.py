@@ -148,3 +148,10 @@ def test_songs_to_columns_strips_genres_and_fills_missing_artists(song):
     assert columns["tempo"].dtype == np.float64 and columns["tempo"].tolist() == [song["tempo"], song["tempo"]]
     assert set(columns) == set(config.FEATURE_COLUMNS) | {"artist_name"}
     assert "artist_name" not in songs_to_columns(validate_songs(song)[0])
+
+
+def test_songs_to_columns_passes_track_names_for_their_version_marker(song):
+    songs, _ = validate_songs([dict(song, track_name="Falling - Acoustic"), song])
+    columns = songs_to_columns(songs)
+    assert columns["track_name"] == ["Falling - Acoustic", ""]
+    assert "track_name" not in songs_to_columns(validate_songs(song)[0])

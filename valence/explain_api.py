@@ -30,7 +30,8 @@ def explain_track():
     """Answer why a catalog track (found as GET /predict finds it) gets its prediction."""
     track = find_track()
     explaining = explainer()
-    # The listings hold the features; the version marker is read off the track's name, as when it was scored.
+    # The listings hold the features; the version marker is read off the track's name, as when it was scored
+    # (a track whose listings carry different names was scored with each: docs/api.md says so).
     rows = service().require_catalog().song_rows(track["track_id"]).assign(track_name=track["track_name"])
     explanation = explaining.explain(rows)
     # A track listed under several genres is predicted as the mean of its listings, and Shapley

@@ -138,7 +138,8 @@ class Track(TrackBrief):
 Contributions = create_model(
     "Contributions", __config__=STRICT,
     __doc__="Each feature group's contribution to the prediction, in valence units; with base_value they add up "
-            "to the prediction. artist is the artist's history (all artist statistics).",
+            "to the prediction. version is the version marker read off track_name (remix, acoustic, live, ...; 0 "
+            "without one); artist is the artist's history (all artist statistics).",
     **{group: (float, ...) for group in config.EXPLANATION_GROUPS})
 
 
