@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import musical_valence_predictor as cli
-from valence.config import PROJ_ROOT, bundle_path, metrics_path
+from valence.config import EXPLANATION_GROUPS, PROJ_ROOT, bundle_path, metrics_path
 
 
 def run_cli(*args):
@@ -77,7 +77,7 @@ def test_predict_with_explain_adds_contributions_that_add_up_to_the_prediction(c
     assert "(with moods and explanations)" in done.stdout
     scored = pd.read_csv(tmp_path / "in.predictions.csv")
     contributions = [c for c in scored.columns if c.startswith("contribution_")]
-    assert len(contributions) == 15 and "contribution_artist" in contributions
+    assert contributions == [f"contribution_{group}" for group in EXPLANATION_GROUPS]  # version included
     total = scored[contributions].sum(axis=1) + scored["base_value"]
     assert (total - scored["predicted_valence"]).abs().max() < 0.001
 
