@@ -37,10 +37,8 @@ VERSION_MARKERS = (
 )
 NO_VERSION = "none"
 _MARKERS = [(label, re.compile(pattern)) for label, pattern in VERSION_MARKERS]
+_ANY_MARKER = re.compile("|".join(pattern for _label, pattern in VERSION_MARKERS))  # one search rules most out
 _QUALIFIERS = re.compile(r"[(\[]([^)\]]*)[)\]]")
-
-
-_ANY_MARKER = re.compile("|".join(pattern for _label, pattern in VERSION_MARKERS))
 
 
 def title_version(title):

@@ -127,13 +127,21 @@ class Serving:
             self._hold(models, store, served)
             self.notes = [f"serving the previous pair: {error}" for error in (model_error, catalog_error) if error]
             if models is not None and store is not None:
-                self.notes.append(f"waiting for a matching pair: {mismatch(store, models, self.database, self.model_dir)}")
+                self.notes.append(f"waiting for a matching pair: {self._mismatch(store, models)}")
         elif models is None:
             self._serve(Pair(None, None, model_error, "no model is loaded to serve the catalog with"))
         elif store is None:
             self._serve(Pair(models, None, None, catalog_error))
         else:
-            self._serve(Pair(models, None, None, mismatch(store, models, self.database, self.model_dir)))
+            self._serve(Pair(models, None, None, self._mismatch(store, models)))
+
+    def _mismatch(self, store, models):
+        """Return why a catalog cannot be served with the models: it was scored with others, and the command
+        that rebuilds it with these models."""
+        shown = self.database.shown
+        return (f"the catalog at {shown} was scored with model {store.model_version}, but the models in "
+                f"{self.model_dir} are version {models.version}: rebuild it with: {BUILD_HINT} "
+                f"--model-dir {shlex.quote(str(self.model_dir))} --catalog {shlex.quote(str(shown))}")
 
     def _newest_models(self, served):
         """Return (the newest loadable models, None) or (None, why none load)."""
@@ -191,11 +199,3 @@ def freeze_heap():
     """
     gc.collect()
     gc.freeze()
-
-
-def mismatch(store, models, database, model_dir):
-    """Return why a catalog cannot be served with the models: it was scored with others, and the command
-    that rebuilds it with these models."""
-    return (f"the catalog at {database.shown} was scored with model {store.model_version}, but the models in "
-            f"{model_dir} are version {models.version}: rebuild it with: {BUILD_HINT} "
-            f"--model-dir {shlex.quote(str(model_dir))} --catalog {shlex.quote(str(database.shown))}")

@@ -58,9 +58,10 @@ def folds_for(n_rows):
     20) and the served ensemble more members:
     - the real slice (five split seeds of bench/quality.py): 10 folds measured MAE 0.1240 against 0.1243
       with 5, R² 0.5209 against 0.5189, accuracy 0.6331 against 0.6321 (8 folds: 0.1242, 0.5194, 0.6334);
-    - 1,500-row files (3 seeds): 20 folds measured MAE 0.14048 against 0.1406 with 10, R² 0.4117 against
-      0.4096, mood accuracy 0.5676 against 0.5643, macro-F1 0.5675 against 0.5658 (10 against 5: MAE 0.1410
-      against 0.1418); on 5,000-row files 20 folds gained on the regression (MAE 0.1345 against 0.1350) but
+    - 1,500-row files (3 seeds, with the first version-marker rules of commit bcbc21b): 20 folds measured
+      MAE 0.14048 against 0.1406 with 10, R² 0.4117 against 0.4096, mood accuracy 0.5676 against 0.5643,
+      macro-F1 0.5675 against 0.5658 (with the corrected rules the 20-fold default gave 0.1412, 0.4067,
+      0.5632, 0.5639; 10 folds against 5, earlier: MAE 0.1410 against 0.1418); on 5,000-row files 20 folds gained on the regression (MAE 0.1345 against 0.1350) but
       lost on the mood (accuracy 0.5944 against 0.5977), at twice the time;
     - below 1,000 rows, 20 folds would leave folds of 50 songs or fewer (one may be empty);
     - above 100,000 rows, 3 keep the default run on the 232,725-row file within its 60 s."""
