@@ -93,6 +93,41 @@ def test_known_artist_gets_its_training_mean(frames, fitted):
     assert row[1] == pytest.approx(np.log1p(len(songs)), abs=1e-6) and row[2] == 1.0
 
 
+def test_known_artist_gets_the_spread_and_mood_shares_of_its_training_songs(frames, fitted):
+    train, _, test = frames
+    name = test["artist_name"].iloc[0]
+    songs = train[train["artist_name"] == name].drop_duplicates("track_id")["valence"].to_numpy()
+    y = train["valence"].to_numpy()
+    m, n = fitted.artist_smoothing, len(songs)
+    assert 0 < (songs < 0.35).sum() < n or 0 < (songs > 0.65).sum() < n  # shares that are not all or nothing
+
+    def smoothed(values, prior):
+        return (values.sum() + m * prior) / (n + m)
+
+    mean = smoothed(songs, y.mean())
+    spread = np.sqrt(smoothed(songs ** 2, (y ** 2).mean()) - mean ** 2) - np.sqrt((y ** 2).mean() - y.mean() ** 2)
+    sad = smoothed(songs < 0.35, (y < 0.35).mean()) - (y < 0.35).mean()
+    happy = smoothed(songs > 0.65, (y > 0.65).mean()) - (y > 0.65).mean()
+    names = fitted.feature_names()["numeric"]
+    row = fitted.transform(test.iloc[:1])["numeric"][0]
+    got = [row[names.index(c)] for c in ("artist_valence_spread", "artist_sad_share", "artist_happy_share")]
+    assert got == pytest.approx([spread, sad, happy], abs=1e-6)
+    # An unknown artist reads as the training rows' own spread and shares: 0 after centring.
+    unknown = fitted.transform(test.iloc[:1].assign(artist_name="Nobody Heard Of"))["numeric"][0]
+    assert [unknown[names.index(c)] for c in ("artist_valence_spread", "artist_sad_share")] == pytest.approx([0, 0])
+
+
+def test_an_encoder_saved_before_the_mood_statistics_loads_without_them(frames):
+    train, _, test = frames
+    without = FeatureEncoder(artist_moods=False).fit(train, train["valence"].to_numpy())
+    state = json.loads(json.dumps(without.to_state()))
+    del state["settings"]["artist_moods"], state["mood_prior"]  # as the code before them wrote it
+    old = FeatureEncoder.from_state(state)
+    assert "artist_sad_share" not in old.feature_names()["numeric"] and old.n_numeric_ == without.n_numeric_
+    np.testing.assert_array_equal(old.transform(test)["numeric"], without.transform(test)["numeric"])
+    assert FeatureEncoder().fit(train, train["valence"].to_numpy()).n_numeric_ == without.n_numeric_ + 3
+
+
 def test_training_rows_never_see_their_own_target(frames):
     train = frames[0]
     y = train["valence"].to_numpy()

@@ -12,6 +12,7 @@ import pandas as pd
 from valence import config
 
 ARTIST_FEATURES = ("artist_mean_valence", "artist_log_tracks", "artist_seen")
+ARTIST_MOOD_FEATURES = ("artist_valence_spread", "artist_sad_share", "artist_happy_share")
 UNKNOWN = 0  # index of the unknown bucket in every categorical vocabulary
 PAIRS_PER_CHUNK = 1 << 18  # (row, reference song) pairs the similarity-weighted artist mean handles at once
 
@@ -132,7 +133,8 @@ class FeatureEncoder:
     """
 
     def __init__(self, n_quantiles=128, artist_stats=True, artist_smoothing=3.0,
-                 artist_feature_means=True, knn_bandwidth=0.1, knn_smoothing=0.3, n_folds=5, seed=0):
+                 artist_feature_means=True, knn_bandwidth=0.1, knn_smoothing=0.3, n_folds=5, seed=0,
+                 artist_moods=True):
         self.n_quantiles = n_quantiles
         self.artist_stats = artist_stats
         self.artist_smoothing = artist_smoothing  # pseudo-tracks of the prior in each smoothed mean
@@ -142,6 +144,8 @@ class FeatureEncoder:
         self.knn_smoothing = knn_smoothing  # pseudo-weight of the prior in that mean
         self.n_folds = n_folds
         self.seed = seed
+        # The spread of the artist's valence and the shares of its sad and happy songs, beside its mean.
+        self.artist_moods = artist_moods
         self._lookup = None  # _ArtistLookup of the fitted statistics, built on first use
 
     # ---- fitting -------------------------------------------------------------
@@ -177,6 +181,7 @@ class FeatureEncoder:
         else:
             self._fit_schema(frame)
         self.prior_ = float(y.mean())
+        self.mood_prior_ = _mood_prior(y)
         self.artist_table_ = ArtistTable((), (), self._table_width)
         if self.artist_stats:
             self.artist_table_ = self._table(self._artist_sums(frame, y, self._plain_numeric(frame)))
@@ -206,12 +211,14 @@ class FeatureEncoder:
         cols = {"artist": _artists(frame), "track": frame["track_id"].astype(str).to_numpy(), "n": 1.0, "y": y}
         if self.artist_feature_means:
             cols.update({f"f{j}": plain[:, j] for j in range(plain.shape[1])})
+        if self.artist_moods:
+            cols.update(_mood_columns(y))
         tracks = pd.DataFrame(cols)
         # "" is a missing name, not an artist: it must never look like a known one.
         tracks = tracks[tracks["artist"] != ""].drop_duplicates("track")
         return tracks.drop(columns="track").groupby("artist").sum()
 
-    def _artist_block(self, artists, lookup, prior):
+    def _artist_block(self, artists, lookup, prior, mood_prior=None):
         """Smoothed artist means (centred so an unseen artist reads 0), log track count and a seen flag."""
         m = self.artist_smoothing
         sums = np.zeros((len(artists), lookup.rows.shape[1]))
@@ -223,12 +230,20 @@ class FeatureEncoder:
         n = sums[:, 0]
         # Valence shrinks toward the training mean; encoded features toward 0, their normal-score centre.
         mean_y = (sums[:, 1] + m * prior) / (n + m) - prior
-        parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:] / (n + m)[:, None]]
+        width = self._n_plain if self.artist_feature_means else 0
+        parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:2 + width] / (n + m)[:, None]]
+        if self.artist_moods:
+            # Smoothed toward the training rows' own: second moment (for the spread), sad and happy shares.
+            mood_prior = self.mood_prior_ if mood_prior is None else mood_prior
+            smoothed = (sums[:, 2 + width:] + m * np.asarray(mood_prior)) / (n + m)[:, None]
+            spread = np.sqrt(np.maximum(smoothed[:, 0] - (mean_y + prior) ** 2, 0.0))
+            prior_spread = np.sqrt(max(mood_prior[0] - prior ** 2, 0.0))
+            parts += [(spread - prior_spread)[:, None], smoothed[:, 1:] - np.asarray(mood_prior[1:])]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     @property
     def _table_width(self):
-        return 2 + (self._n_plain if self.artist_feature_means else 0)
+        return 2 + (self._n_plain if self.artist_feature_means else 0) + (3 if self.artist_moods else 0)
 
     def _table(self, sums):
         """Return the ArtistTable of _artist_sums' frame."""
@@ -295,7 +310,8 @@ class FeatureEncoder:
             prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
             reference = self._reference(frame[~inside], y[~inside], plain[~inside]) if self.knn_bandwidth > 0 else {}
             lookup = self._make_lookup(table, reference)
-            block[inside, :self._n_stats] = self._artist_block(artists[inside], lookup, prior)
+            mood_prior = _mood_prior(y[~inside]) if (~inside).any() else self.mood_prior_
+            block[inside, :self._n_stats] = self._artist_block(artists[inside], lookup, prior, mood_prior)
             if self.knn_bandwidth > 0:
                 block[inside, self._n_stats:] = self._knn_block(artists[inside], plain[inside], lookup, prior)
         return block
@@ -348,7 +364,7 @@ class FeatureEncoder:
 
     @property
     def _n_stats(self):
-        return 3 + (self._n_plain if self.artist_feature_means else 0)
+        return 3 + (self._n_plain if self.artist_feature_means else 0) + (3 if self.artist_moods else 0)
 
     @property
     def n_numeric_(self):
@@ -369,6 +385,8 @@ class FeatureEncoder:
             artist = list(ARTIST_FEATURES)
             if self.artist_feature_means:
                 artist += [f"artist_mean_{c}" for c in config.NUMERIC_FEATURES]
+            if self.artist_moods:
+                artist += list(ARTIST_MOOD_FEATURES)
             if self.knn_bandwidth > 0:
                 artist += ["artist_similar_valence", "artist_similar_log_weight"]
         categorical = list(self.vocab_) if hasattr(self, "vocab_") else [*config.CATEGORICAL_FEATURES, VERSION]
@@ -389,11 +407,12 @@ class FeatureEncoder:
                          "artist_smoothing": self.artist_smoothing,
                          "artist_feature_means": self.artist_feature_means,
                          "knn_bandwidth": self.knn_bandwidth, "knn_smoothing": self.knn_smoothing,
-                         "n_folds": self.n_folds, "seed": self.seed},
+                         "n_folds": self.n_folds, "seed": self.seed, "artist_moods": self.artist_moods},
             "normal_scores": list(self.normal_scores_),
             "quantiles": {c: list(q) for c, q in self.quantiles_.items()},
             "vocab": {c: dict(v) for c, v in self.vocab_.items()},
             "prior": self.prior_,
+            "mood_prior": list(self.mood_prior_),
             # Tens of thousands of artists and songs: names as one JSON text, numbers as base64 bytes,
             # so the state is a few plain strings that unpickle in milliseconds.
             "artist_table": {"names": json.dumps(self.artist_table_.names),
@@ -405,11 +424,13 @@ class FeatureEncoder:
     @classmethod
     def from_state(cls, state):
         """Rebuild a fitted encoder from to_state()'s output."""
-        enc = cls(**state["settings"])
+        # A state saved before the mood statistics existed has no such setting: its table has no such columns.
+        enc = cls(**{"artist_moods": False, **state["settings"]})
         enc.normal_scores_ = [float(v) for v in state["normal_scores"]]
         enc.quantiles_ = {c: [float(v) for v in q] for c, q in state["quantiles"].items()}
         enc.vocab_ = {c: {str(k): int(i) for k, i in v.items()} for c, v in state["vocab"].items()}
         enc.prior_ = float(state["prior"])
+        enc.mood_prior_ = [float(v) for v in state.get("mood_prior", ())]
         width = enc._table_width
         table = state["artist_table"]
         enc.artist_table_ = ArtistTable(json.loads(table["names"]), _unpacked(table["rows"], np.float64), width)
@@ -420,6 +441,18 @@ class FeatureEncoder:
             values = _unpacked(state["reference"]["values"], np.float32)
             enc.reference_ = {"artist": names[codes], "values": values.reshape(len(codes), -1)}
         return enc
+
+
+def _mood_columns(y):
+    """Per-song columns whose sums give the artist's mood statistics: valence squared, sad, happy."""
+    y = np.asarray(y, dtype=np.float64)
+    return {"y2": y * y, "sad": (y < config.CLASS_EDGES[0]).astype(np.float64),
+            "happy": (y > config.CLASS_EDGES[1]).astype(np.float64)}
+
+
+def _mood_prior(y):
+    """The mean of each _mood_columns column over the given targets (the smoothed statistics' prior)."""
+    return [float(v.mean()) for v in _mood_columns(y).values()]
 
 
 def _check_columns(frame):
