@@ -9,7 +9,7 @@ from sklearn.preprocessing import QuantileTransformer
 
 from songs import make_songs, split
 from valence import config
-from valence.encoding import VERSION, FeatureEncoder, title_version
+from valence.encoding import VERSION, FeatureEncoder, song_title, title_version
 from valence.synthetic import generate_dataset
 
 N_PLAIN = len(config.NUMERIC_FEATURES)
@@ -117,15 +117,58 @@ def test_known_artist_gets_the_spread_and_mood_shares_of_its_training_songs(fram
     assert [unknown[names.index(c)] for c in ("artist_valence_spread", "artist_sad_share")] == pytest.approx([0, 0])
 
 
-def test_an_encoder_saved_before_the_mood_statistics_loads_without_them(frames):
+def test_an_encoder_saved_before_the_mood_and_song_statistics_loads_without_them(frames):
     train, _, test = frames
-    without = FeatureEncoder(artist_moods=False).fit(train, train["valence"].to_numpy())
+    without = FeatureEncoder(artist_moods=False, song_versions=False).fit(train, train["valence"].to_numpy())
     state = json.loads(json.dumps(without.to_state()))
     del state["settings"]["artist_moods"], state["mood_prior"]  # as the code before them wrote it
+    del state["settings"]["song_versions"], state["settings"]["song_smoothing"], state["song_table"]
     old = FeatureEncoder.from_state(state)
     assert "artist_sad_share" not in old.feature_names()["numeric"] and old.n_numeric_ == without.n_numeric_
     np.testing.assert_array_equal(old.transform(test)["numeric"], without.transform(test)["numeric"])
-    assert FeatureEncoder().fit(train, train["valence"].to_numpy()).n_numeric_ == without.n_numeric_ + 3
+    assert FeatureEncoder().fit(train, train["valence"].to_numpy()).n_numeric_ == without.n_numeric_ + 3 + 2
+
+
+@pytest.mark.parametrize(("title", "song"), [
+    ("Falling (Acoustic Version)", "falling"),
+    ("Body Count (feat. Normani) - Remix", "body count"),
+    ("  DON'T Stop  Me Now - Remastered 2011", "don t stop me now"),
+    ("(Can't Live Without Your) Love And Affection", "love and affection"),
+    ("", ""), (None, ""), (float("nan"), ""),
+])
+def test_the_song_title_drops_the_qualifiers(title, song):
+    assert song_title(title) == song
+
+
+def test_other_tracks_of_the_same_artist_and_title_give_the_song_versions_statistic(frames):
+    train, _, test = frames
+    train = train.copy()
+    # Three releases of one song by Artist 7 (other track ids, other names' qualifiers), one by Artist 8.
+    rows = np.flatnonzero((train["artist_name"] == "Artist 7").to_numpy())[:3]
+    train.loc[rows, "track_name"] = ["Neon River", "Neon River - Remastered", "NEON RIVER (Live)"]
+    other = np.flatnonzero((train["artist_name"] == "Artist 8").to_numpy())[0]
+    train.loc[other, "track_name"] = "Neon River"
+    encoder = FeatureEncoder().fit(train, train["valence"].to_numpy())
+    names = encoder.feature_names()["numeric"]
+    mean_at, count_at = names.index("song_versions_valence"), names.index("song_versions_log_tracks")
+    songs = test.iloc[:3].copy()
+    songs["artist_name"], songs["track_name"] = ["artist 7", "Artist 7", "Artist 8"], ["Neon River (Edit)", "Other", "x"]
+    out = encoder.transform(songs)["numeric"]
+    y, m, prior = train.loc[rows, "valence"].to_numpy(), encoder.song_smoothing, encoder.prior_
+    assert out[0, mean_at] == pytest.approx((y.sum() + m * prior) / (3 + m) - prior, abs=1e-6)
+    assert out[0, count_at] == pytest.approx(np.log1p(3), abs=1e-6)
+    assert out[1:, [mean_at, count_at]].tolist() == [[0, 0], [0, 0]]  # another title; another artist's title
+    restored = FeatureEncoder.from_state(json.loads(json.dumps(encoder.to_state())))
+    np.testing.assert_array_equal(restored.transform(songs)["numeric"], out)
+    # Without track names (a POST of features only) no song is known.
+    assert (encoder.transform(songs.drop(columns="track_name"))["numeric"][:, [mean_at, count_at]] == 0).all()
+    # Training rows read only the releases in other folds: never their own valence.
+    oof = encoder.fit_transform(train, train["valence"].to_numpy())["numeric"][rows]
+    assert (oof[:, count_at] < np.log1p(3)).all() and oof[:, count_at].max() > 0
+    changed = train["valence"].to_numpy().copy()
+    changed[rows[0]] = 1 - changed[rows[0]]
+    again = FeatureEncoder().fit_transform(train, changed)["numeric"][rows]
+    assert again[0, mean_at] == oof[0, mean_at]
 
 
 def test_training_rows_never_see_their_own_target(frames):
