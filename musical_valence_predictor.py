@@ -16,7 +16,8 @@ from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, M
                             ValenceError, bundle_path, metrics_path)
 from valence.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.settings import LARGE_ROWS, MID_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig, TrainingInterrupted
+from valence.settings import (LARGE_ROWS, MID_ROWS, SHORT_PATIENCE_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig,
+                              TrainingInterrupted)
 from valence.store import CATALOG_FILE, is_postgres
 
 TRAIN_DEFAULTS = TrainConfig()
@@ -61,7 +62,9 @@ def build_parser():
     parser.add_argument("--lr", type=float, metavar="RATE", default=TRAIN_DEFAULTS.lr,
                         help=f"learning rate (default: {TRAIN_DEFAULTS.lr})")
     parser.add_argument("--patience", type=int, metavar="N", default=TRAIN_DEFAULTS.patience,
-                        help=f"epochs without validation improvement before stopping (default: {TRAIN_DEFAULTS.patience})")
+                        help="epochs without validation improvement before stopping; 0 picks 6 for the regression's "
+                             f"fold models of {SHORT_PATIENCE_ROWS:,} training rows or more and 8 otherwise "
+                             f"(default: {TRAIN_DEFAULTS.patience})")
     parser.add_argument("--seed", type=int, metavar="N", default=FoldPlan.seed,
                         help=f"random seed for the folds and training; runs are reproducible (default: {FoldPlan.seed})")
     parser.add_argument("--folds", type=int, metavar="K", default=FoldPlan.folds,
@@ -139,9 +142,11 @@ def rel(path):
 
 def check_ranges(parser, args):
     """Refuse option values that cannot work, with argparse's usual message and exit status 2."""
-    for name in ("epochs", "patience", "demo_rows"):
+    for name in ("epochs", "demo_rows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.patience < 0:
+        parser.error("--patience must be 0 (automatic) or more")
     if args.batch_size < 0:
         parser.error("--batch-size must be 0 (automatic) or more")
     if args.folds == 1 or not 0 <= args.folds <= 50:

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from songs import make_songs, split
+from valence import settings
 from valence.crossfit import soft_classes
 from valence.encoding import FeatureEncoder
 from valence.metrics import to_classes
 from valence.models import build_model, model_config_for, predict_arrays
 from valence.trainer import batch_size_for, fit_model, learning_rate_for
-from valence.settings import TrainConfig
+from valence.settings import TrainConfig, patience_for
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,25 @@ def test_the_automatic_batch_gives_an_epoch_64_steps_between_64_and_1024_rows():
         [64, 64, 128, 128, 512, 1024, 1024]
     assert learning_rate_for(auto, 128) == pytest.approx(auto.lr * 0.125 ** 0.25)
     assert batch_size_for(TrainConfig(batch_size=300), 14_300) == 300
+
+
+def test_the_automatic_patience_is_shorter_for_regressions_on_more_rows():
+    auto = TrainConfig()
+    assert auto.patience == 0
+    assert [patience_for(auto, "regression", n) for n in (1_150, 4_095, 4_096, 16_000, 140_000)] == [8, 8, 6, 6, 6]
+    assert [patience_for(auto, "classification", n) for n in (1_150, 16_000, 140_000)] == [8, 8, 8]
+    assert patience_for(TrainConfig(patience=3), "regression", 16_000) == 3
+
+
+@pytest.mark.parametrize(("kind", "patience"), [("regression", 6), ("classification", 8)])
+def test_training_stops_after_the_automatic_patience(data, monkeypatch, kind, patience):
+    encoder, (train, val, _), (y_train, y_val, _) = data
+    monkeypatch.setattr(settings, "SHORT_PATIENCE_ROWS", 1)  # every training set counts as large
+    # A large learning rate without decay makes validation scores wander, so training stops early.
+    config = TrainConfig(epochs=200, lr=0.05, plateau_patience=0)
+    history = fit_model(fresh(kind, encoder), kind, train, targets(kind, y_train), val, targets(kind, y_val), config)
+    assert len(history.val_loss) < config.epochs
+    assert len(history.val_loss) - history.best_epoch == patience
 
 
 def test_predictions_have_the_promised_ranges(data):

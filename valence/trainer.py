@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .models import as_tensors
+from .settings import patience_for
 
 
 MAX_BATCH, MIN_BATCH, MIN_STEPS = 1024, 64, 64
@@ -107,6 +108,7 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
     y_t, y_v = _target(kind, y_train, device), _target(kind, y_val, device)
     loss_fn = _loss_fn(kind, config)
     batch_size = batch_size_for(config, len(y_t))
+    patience = patience_for(config, kind, len(y_t))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate_for(config, batch_size),
                                   weight_decay=config.weight_decay,
                                   fused=device.type in ("cpu", "cuda") or None)
@@ -158,7 +160,7 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
                 on_epoch(epoch, {"train_loss": history.train_loss[-1], "val_loss": val_loss,
                                  history.metric_name: metric, "seconds": history.seconds[-1],
                                  "best_epoch": history.best_epoch})
-            if waited >= config.patience:
+            if waited >= patience:
                 break
     except KeyboardInterrupt:
         history.interrupted = True
