@@ -112,7 +112,8 @@ def lightgbm(kind, fit, test, trees, artist, threads=1):
         return x
     extra_fit = extra_test = None
     if artist:
-        encoder = FeatureEncoder(artist_feature_means=False, knn_bandwidth=0.0, artist_moods=False)
+        encoder = FeatureEncoder(artist_feature_means=False, knn_bandwidth=0.0, artist_moods=False,
+                                  song_versions=False)
         extra_fit = encoder.fit_transform(fit, fit[config.TARGET].to_numpy())["numeric"][:, len(NUMERIC):]
         extra_test = encoder.transform(test)["numeric"][:, len(NUMERIC):]
     x_fit, x_test = design(fit, extra_fit), design(test, extra_test)

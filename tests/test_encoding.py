@@ -1,6 +1,7 @@
 """FeatureEncoder: fitted on training rows only, plain-type state, unknowns, out-of-fold artist statistics."""
 import io
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -151,13 +152,17 @@ def test_other_tracks_of_the_same_artist_and_title_give_the_song_versions_statis
     encoder = FeatureEncoder().fit(train, train["valence"].to_numpy())
     names = encoder.feature_names()["numeric"]
     mean_at, count_at = names.index("song_versions_valence"), names.index("song_versions_log_tracks")
-    songs = test.iloc[:3].copy()
-    songs["artist_name"], songs["track_name"] = ["artist 7", "Artist 7", "Artist 8"], ["Neon River (Edit)", "Other", "x"]
+    songs = test.iloc[:4].copy()
+    songs["artist_name"] = ["artist 7", "Artist 8", "Artist 7", "Artist 9"]
+    songs["track_name"] = ["Neon River (Edit)", "Neon River", "Other", "Neon River"]
     out = encoder.transform(songs)["numeric"]
     y, m, prior = train.loc[rows, "valence"].to_numpy(), encoder.song_smoothing, encoder.prior_
     assert out[0, mean_at] == pytest.approx((y.sum() + m * prior) / (3 + m) - prior, abs=1e-6)
     assert out[0, count_at] == pytest.approx(np.log1p(3), abs=1e-6)
-    assert out[1:, [mean_at, count_at]].tolist() == [[0, 0], [0, 0]]  # another title; another artist's title
+    # Artist 8's one release of the title, not Artist 7's three.
+    assert out[1, mean_at] == pytest.approx((train.loc[other, "valence"] + m * prior) / (1 + m) - prior, abs=1e-6)
+    assert out[1, count_at] == pytest.approx(np.log1p(1), abs=1e-6)
+    assert out[2:, [mean_at, count_at]].tolist() == [[0, 0], [0, 0]]  # another title; a title without its artist
     restored = FeatureEncoder.from_state(json.loads(json.dumps(encoder.to_state())))
     np.testing.assert_array_equal(restored.transform(songs)["numeric"], out)
     # Without track names (a POST of features only) no song is known.
@@ -169,6 +174,22 @@ def test_other_tracks_of_the_same_artist_and_title_give_the_song_versions_statis
     changed[rows[0]] = 1 - changed[rows[0]]
     again = FeatureEncoder().fit_transform(train, changed)["numeric"][rows]
     assert again[0, mean_at] == oof[0, mean_at]
+
+
+def test_out_of_fold_statistics_are_what_an_encoder_fitted_on_the_other_folds_serves(frames):
+    train = frames[0].copy()
+    # Titles shared by several tracks of an artist, so that the song-version columns are not all zero.
+    train["track_name"] = "Song " + (np.arange(len(train)) % 40).astype(str)
+    y = train["valence"].to_numpy()
+    encoder = FeatureEncoder(n_folds=5, seed=3)
+    oof = encoder.fit_transform(train, y)["numeric"]
+    fold = train["track_id"].map(lambda t: zlib.crc32(f"3:{t}".encode()) % 5).to_numpy()
+    inside = fold == 0
+    other = FeatureEncoder(seed=3).fit(train[~inside], y[~inside], schema=encoder)
+    served = other.transform(train[inside])["numeric"]
+    names = encoder.feature_names()["numeric"]
+    assert (oof[inside, names.index("song_versions_log_tracks")] > 0).any()
+    np.testing.assert_allclose(oof[inside, N_PLAIN:], served[:, N_PLAIN:], atol=1e-6)
 
 
 def test_training_rows_never_see_their_own_target(frames):

@@ -141,6 +141,7 @@ def test_every_option_documents_its_default(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--patience", "-1"], "--patience must be 0 (automatic) or more"),
     (["--folds", "1"], "--folds must be 0 (automatic) or from 2 to 50"),
     (["--output", "x.csv"], "--output needs --predict"),
     (["--explain"], "--explain needs --predict"),

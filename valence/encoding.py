@@ -345,8 +345,10 @@ class FeatureEncoder:
         if self._songs:
             keys = _song_keys(frame) if keys is None else keys
             codes, uniques = pd.factorize(keys)
-            # Each track's first listing with a key: a track listed twice counts once, "" never.
-            first = ~tracks.duplicated().to_numpy() & (keys != "")
+            # Each track's first listing with a key, as _song_table counts: a track listed twice counts once, "" never.
+            keyed = keys != ""
+            first = keyed.copy()
+            first[keyed] = ~tracks[keyed].duplicated().to_numpy()
         block = np.empty((len(frame), self.n_numeric_ - self._n_plain), dtype=np.float32)
         for k in range(self.n_folds):
             inside = fold == k

@@ -62,7 +62,8 @@ def _song_fields():
     # Kaggle columns a client may send along with the features (a catalog row
     # pasted back): accepted and checked; artist_name and track_name are used.
     uses = {"artist_name": "passed to the model (the artist's history)",
-            "track_name": "passed to the model, which reads its version marker (remix, live, acoustic, ...)",
+            "track_name": "passed to the model, which reads its version marker (remix, live, acoustic, ...) and "
+                          "finds the artist's other releases of the same title",
             "track_id": "accepted and ignored"}
     for name, use in uses.items():
         fields[name] = Annotated[Text, Field(description=f"optional; {use}{NO_SURROGATES}")]

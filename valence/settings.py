@@ -14,7 +14,7 @@ class TrainConfig:
     batch_size: int = 0  # 0: batch_size_for(training rows), 1024 on large data and smaller on small data
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    patience: int = 0  # epochs without a better validation score before stopping; 0: trainer.patience_for
+    patience: int = 0  # epochs without a better validation score before stopping; 0: patience_for
     seed: int = 0
     device: str = "cpu"
     loss: str = "l1"  # regression: "l1" (the MAE target), "huber" or "mse"
