@@ -485,7 +485,7 @@ class FeatureEncoder:
     @classmethod
     def from_state(cls, state):
         """Rebuild a fitted encoder from to_state()'s output."""
-        # A state saved before the mood statistics existed has no such setting: its table has no such columns.
+        # A state saved before the mood and song-version statistics has neither setting, nor their columns.
         enc = cls(**{"artist_moods": False, "song_versions": False, **state["settings"]})
         enc.normal_scores_ = [float(v) for v in state["normal_scores"]]
         enc.quantiles_ = {c: [float(v) for v in q] for c, q in state["quantiles"].items()}
