@@ -1,8 +1,11 @@
+import pytest
+
 from valence.plots import write_training_figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # matplotlib's import and five renderings: 2.4 s of a default run that must stay under 60 s
 def test_training_figures_are_real_pngs(trained, tmp_path):
     _, run = trained
     paths = write_training_figures(run, tmp_path / "figures")
