@@ -343,7 +343,7 @@ class FeatureEncoder:
         fold = tracks.map(lambda t: zlib.crc32(f"{self.seed}:{t}".encode()) % self.n_folds).to_numpy()
         artists, y, plain = _artists(frame), np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
         if self._songs:
-            keys = _song_keys(frame) if keys is None else keys
+            keys = _song_keys(frame, artists) if keys is None else keys
             codes, uniques = pd.factorize(keys)
             # Each track's first listing with a key, as _song_table counts: a track listed twice counts once, "" never.
             keyed = keys != ""
@@ -402,7 +402,7 @@ class FeatureEncoder:
                 numeric[:, self._n_plain + self._n_stats:self._n_plain + self._n_stats + 2] = self._knn_block(
                     artists, numeric[:, :self._n_plain], lookup, self.prior_)
             if self._songs:
-                numeric[:, -2:] = self._song_block(_song_keys(frame), self.song_table_, self.prior_)
+                numeric[:, -2:] = self._song_block(_song_keys(frame, artists), self.song_table_, self.prior_)
         columns = list(self.vocab_)  # an encoder saved before VERSION existed has no such column
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
@@ -541,13 +541,14 @@ def song_title(title):
     return " ".join(_NON_WORD.sub(" ", title).split()).casefold()
 
 
-def _song_keys(frame):
-    """Per row: the matched artist and the song title, one key ("" without either)."""
+def _song_keys(frame, artists=None):
+    """Per row: the matched artist and the song title, one key ("" without either); `artists`, the frame's
+    _artists when the caller has them already."""
     if "track_name" not in frame.columns:
         return np.full(len(frame), "", dtype=object)
     codes, uniques = pd.factorize(frame["track_name"].to_numpy(dtype=object), use_na_sentinel=False)
     titles = np.array([song_title(t) for t in uniques] or [""], dtype=object)[codes]
-    artists = _artists(frame)
+    artists = _artists(frame) if artists is None else artists
     return np.where((artists == "") | (titles == ""), "", artists + "\x1f" + titles)
 
 
