@@ -30,7 +30,7 @@ def on_starting(server):
     import os
     import tempfile
 
-    from valence.telemetry import MULTIPROC_ENV, clear_multiprocess_dir, dead_worker_marker
+    from valence.api.telemetry import MULTIPROC_ENV, clear_multiprocess_dir, dead_worker_marker
 
     if server.cfg.preload_app and os.environ.get("VALENCE_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"):
         # The app, prometheus_client with it, was loaded before this hook could set the directory.

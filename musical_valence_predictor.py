@@ -14,11 +14,11 @@ from pathlib import Path
 # (1.6 to 1.9 s of a worker's start-up); run() imports the jobs, which do.
 from valence.config import (DEFAULT_DATA, DEMO_DATA, FIGURES_DIR, MODEL_KINDS, MODELS_DIR,
                             ValenceError, bundle_path, metrics_path)
-from valence.download import download_dataset
+from valence.data.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
-from valence.settings import (LARGE_ROWS, MID_ROWS, SHORT_PATIENCE_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig,
+from valence.training.settings import (LARGE_ROWS, MID_ROWS, SHORT_PATIENCE_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig,
                               TrainingInterrupted)
-from valence.store import CATALOG_FILE, is_postgres
+from valence.catalog.store import CATALOG_FILE, is_postgres
 
 TRAIN_DEFAULTS = TrainConfig()
 
@@ -27,7 +27,7 @@ def __getattr__(name):
     """create_app, found here by `flask run` and gunicorn, imported when asked for: the command line
     never serves, and Flask and the API cost it half a second."""
     if name == "create_app":
-        from valence.api import create_app
+        from valence.api.app import create_app
         return create_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -277,7 +277,7 @@ def run(args, options):
         download_dataset(options.data, force=args.force, log=lambda message: print(message, flush=True))
         return 0
     check_outputs(args, options)
-    from valence import commands
+    from valence.training import commands
     if args.predict:
         return commands.score(args.predict, options_output(args), options,
                               kinds=options.kinds if args.model else None, explain=args.explain)

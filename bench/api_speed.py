@@ -47,9 +47,9 @@ def parse_args():
 
 def prepare(work, rows, model_dir, epochs=1):
     """Write the generated catalog and, unless given one, train a quick model; return both paths."""
-    from valence.pipeline import run_training
-    from valence.settings import FoldPlan, RunOptions, TrainConfig
-    from valence.synthetic import generate_dataset, write_csv
+    from valence.training.pipeline import run_training
+    from valence.training.settings import FoldPlan, RunOptions, TrainConfig
+    from valence.data.synthetic import generate_dataset, write_csv
 
     data = work / "catalog.csv"
     write_csv(generate_dataset(rows, seed=0), data)
@@ -253,7 +253,7 @@ def report(args, backend, figures):
 
 def main():
     """Prepare, serve, measure, print, and stop everything started."""
-    from valence.catalog_build import build_catalog
+    from valence.catalog.build import build_catalog
 
     args = parse_args()
     if shutil.which("wrk") is None:

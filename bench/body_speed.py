@@ -12,9 +12,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from valence import config  # noqa: E402
-from valence.schemas import songs_to_columns, validate_songs  # noqa: E402
-from valence.strict_json import parse_json  # noqa: E402
-from valence.synthetic import generate_dataset  # noqa: E402
+from valence.api.schemas import songs_to_columns, validate_songs  # noqa: E402
+from valence.api.strict_json import parse_json  # noqa: E402
+from valence.data.synthetic import generate_dataset  # noqa: E402
 
 
 def median_ms(work, runs):

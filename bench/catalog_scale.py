@@ -31,7 +31,7 @@ CHUNK = 250_000  # rows generated and written at a time
 PROBE = r"""
 import json, random, resource, statistics, sys, time
 started = time.perf_counter()
-from valence.store import open_store
+from valence.catalog.store import open_store
 store = open_store(sys.argv[1])
 ids = json.loads(sys.argv[2])
 first = store.by_track_id(ids[0][0])
@@ -64,7 +64,7 @@ def parse_args():
 
 def write_rows(path, rows, seed):
     """Write `rows` generated songs to a CSV, a chunk at a time (never all in memory); return 2,000 samples."""
-    from valence.synthetic import generate_dataset
+    from valence.data.synthetic import generate_dataset
 
     samples, chunks = [], -(-rows // CHUNK)
     with open(path, "w", encoding="utf-8", newline="") as out:

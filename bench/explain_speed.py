@@ -56,7 +56,7 @@ def in_process(frame, bundle, exact_songs):
     import torch
     from captum.attr import ShapleyValueSampling
 
-    from valence.explain import GROUPS, N_PERMUTATIONS, Explainer
+    from valence.model.explain import GROUPS, N_PERMUTATIONS, Explainer
 
     explainers = [Explainer(bundle, n_permutations=n) for n in (N_PERMUTATIONS, 2 * N_PERMUTATIONS)]
     one, hundred = frame.head(1), frame.head(100)
@@ -112,7 +112,7 @@ def under_gunicorn(data, model_dir, port, count):
     searches = [f"/search?{urllib.parse.urlencode({'q': name[:n]})}" for name, n in zip(frame["artist_name"].head(count), itertools.cycle((2, 3, 5)))]
     one = json.dumps(frame[list(FEATURE_COLUMNS)].iloc[0].to_dict())
     hundred = json.dumps(frame[list(FEATURE_COLUMNS)].head(100).to_dict("records"))
-    from valence.catalog_build import build_catalog
+    from valence.catalog.build import build_catalog
 
     catalog = Path(data).with_name("catalog.sqlite")
     build_catalog(data, model_dir, catalog, log=lambda message: None)  # what the workers look tracks up in
@@ -145,7 +145,7 @@ def cpu_per_request(catalog, model_dir, frame, count):
     CPU time is what a worker spends on a request; on a busy machine the wall time of a
     request also holds the time spent waiting for a core, which CPU time leaves out.
     """
-    from valence.api import create_app
+    from valence.api.app import create_app
     from valence.config import FEATURE_COLUMNS
 
     app = create_app({"VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
@@ -178,7 +178,7 @@ def main():
 
     from api_speed import prepare
 
-    from valence.bundle import load_bundle_from_dir
+    from valence.model.bundle import load_bundle_from_dir
 
     args = parse_args()
     torch.set_num_threads(1)  # what each gunicorn worker uses

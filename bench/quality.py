@@ -29,12 +29,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from valence import config  # noqa: E402
-from valence.data import load_dataset, split_by_track  # noqa: E402
-from valence.encoding import FeatureEncoder  # noqa: E402
-from valence.metrics import classification_metrics, regression_metrics, to_classes  # noqa: E402
-from valence.crossfit import cross_fit  # noqa: E402
-from valence.models import predict_arrays  # noqa: E402
-from valence.settings import FoldPlan, TrainConfig  # noqa: E402
+from valence.data.load import load_dataset, split_by_track  # noqa: E402
+from valence.model.encoder import FeatureEncoder  # noqa: E402
+from valence.training.metrics import classification_metrics, regression_metrics, to_classes  # noqa: E402
+from valence.training.crossfit import cross_fit  # noqa: E402
+from valence.training.modules import predict_arrays  # noqa: E402
+from valence.training.settings import FoldPlan, TrainConfig  # noqa: E402
 
 REAL_SLICE = config.PROJ_ROOT.parent / "shared" / "data" / "spotify_features_partial.csv"
 NUMERIC, CATEGORICAL = list(config.NUMERIC_FEATURES), list(config.CATEGORICAL_FEATURES)

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api_speed import prepare, stop, worker_rss_mib  # noqa: E402
-from valence.api import SECURITY_HEADERS  # noqa: E402
+from valence.api.app import SECURITY_HEADERS  # noqa: E402
 from valence.config import FEATURE_COLUMNS  # noqa: E402
-from valence.schemas import MAX_QUERY_TEXT  # noqa: E402
+from valence.api.schemas import MAX_QUERY_TEXT  # noqa: E402
 
 GOOD = {"lookup by id", "lookup by names", "post one", "post batch", "health"}
 WARM_UP = 0.05  # share of the requests sent before the "start" memory reading
@@ -302,8 +302,8 @@ def main():
     """Prepare, serve, soak, check, print, and stop everything started."""
     import pandas as pd
 
-    from valence.api import create_app
-    from valence.catalog_build import build_catalog
+    from valence.api.app import create_app
+    from valence.catalog.build import build_catalog
 
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from valence.catalog import MAX_FUZZY, MAX_FUZZY_TRACKS, SUGGESTIONS, Catalog, normalise  # noqa: E402
-from valence.synthetic import generate_dataset  # noqa: E402
+from valence.catalog.names import MAX_FUZZY, MAX_FUZZY_TRACKS, SUGGESTIONS, Catalog, normalise  # noqa: E402
+from valence.data.synthetic import generate_dataset  # noqa: E402
 
 PROLIFIC = "Johann Sebastian Bach"
 WORDS = "Symphony Concerto Sonata No. in C Minor Major Op. Allegro Andante Adagio Presto con brio".split()

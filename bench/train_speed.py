@@ -20,14 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from valence.config import TARGET  # noqa: E402
-from valence.data import load_dataset, split_by_track  # noqa: E402
-from valence.encoding import FeatureEncoder  # noqa: E402
-from valence.models import build_model, model_config_for  # noqa: E402
-from valence.crossfit import targets  # noqa: E402
-from valence.pipeline import run_training  # noqa: E402
-from valence.settings import RunOptions, TrainConfig  # noqa: E402
-from valence.synthetic import generate_dataset, write_csv  # noqa: E402
-from valence.trainer import fit_model  # noqa: E402
+from valence.data.load import load_dataset, split_by_track  # noqa: E402
+from valence.model.encoder import FeatureEncoder  # noqa: E402
+from valence.training.modules import build_model, model_config_for  # noqa: E402
+from valence.training.crossfit import targets  # noqa: E402
+from valence.training.pipeline import run_training  # noqa: E402
+from valence.training.settings import RunOptions, TrainConfig  # noqa: E402
+from valence.data.synthetic import generate_dataset, write_csv  # noqa: E402
+from valence.training.trainer import fit_model  # noqa: E402
 
 
 def timed(function, *args, **kwargs):

@@ -200,8 +200,8 @@ def serve():
     import musical_valence_predictor  # noqa: F401  the costly imports, done once
     import torch._dynamo  # noqa: F401  what the first optimizer imports (1.3 s)
     import sklearn.metrics  # noqa: F401  what computing the test figures imports (0.7 s)
-    import valence.commands  # noqa: F401
-    import valence.scoring  # noqa: F401
+    import valence.training.commands  # noqa: F401
+    import valence.model.predict_file  # noqa: F401
 
     print("ready", flush=True)
     running = set()

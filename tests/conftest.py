@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from valence.api import create_app
-from valence.service import service
-from valence.catalog import load_catalog
-from valence.catalog_build import build_catalog
+from valence.api.app import create_app
+from valence.api.context import service
+from valence.catalog.names import load_catalog
+from valence.catalog.build import build_catalog
 from valence.config import bundle_path
-from valence.observability import flush_log
-from valence.pipeline import run_training
-from valence.settings import FoldPlan, RunOptions, TrainConfig
-from valence.predict import Predictor
-from valence.synthetic import generate_dataset, write_csv
+from valence.api.observability import flush_log
+from valence.training.pipeline import run_training
+from valence.training.settings import FoldPlan, RunOptions, TrainConfig
+from valence.model.predictor import Predictor
+from valence.data.synthetic import generate_dataset, write_csv
 
 
 @pytest.fixture(scope="session", autouse=True)

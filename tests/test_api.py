@@ -16,9 +16,9 @@ from werkzeug.test import Client
 from conftest import served
 from schema_check import response_errors
 from valence import config
-from valence.api import SECURITY_HEADERS
-from valence.lookup import LookupFastPath
-from valence.schemas import MAX_QUERY_TEXT
+from valence.api.app import SECURITY_HEADERS
+from valence.api.lookup import LookupFastPath
+from valence.api.schemas import MAX_QUERY_TEXT
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",
@@ -477,7 +477,7 @@ def test_post_matches_artists_as_typed_and_warns_about_one_the_model_never_saw(a
         [], [], ["unknown artist_name 'Nobody Heard Of': predicted as an unseen artist"], []]
 
 
-# ---- GET /predict answered below Flask when the track is found (valence.lookup.LookupFastPath) ----
+# ---- GET /predict answered below Flask when the track is found (valence.api.lookup.LookupFastPath) ----
 
 def fast_path(app):
     """Return the app's LookupFastPath middleware (inside the request-id and security-header ones)."""

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from schema_check import answer_errors, schema_errors
-from valence.api import SECURITY_HEADERS
+from valence.api.app import SECURITY_HEADERS
 from valence.config import normalise_name as normalise
-from valence.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
+from valence.api.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
 
 QUICK, LONG = 5, int(os.environ.get("VALENCE_FUZZ_EXAMPLES", "500"))
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,

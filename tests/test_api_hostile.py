@@ -5,7 +5,7 @@ import re
 import pytest
 
 from schema_check import schema_errors
-from valence.api import SECURITY_HEADERS, create_app
+from valence.api.app import SECURITY_HEADERS, create_app
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",

@@ -15,7 +15,7 @@ import pytest
 from conftest import empty_target
 from test_serving import build, copy_models, save_changed
 from valence.config import MODEL_KINDS
-from valence.serving import model_version
+from valence.api.serving import model_version
 
 pytestmark = pytest.mark.slow  # gunicorn, a rebuild and 10 s of requests
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from valence import bundle as bundle_module
-from valence.bundle import load_bundle, load_bundle_from_dir
+from valence.model import bundle as bundle_module
+from valence.model.bundle import load_bundle, load_bundle_from_dir
 from valence.config import BUNDLE_FORMAT, ValenceError, bundle_path
-from valence.data import load_dataset
-from valence.models import predict_arrays
+from valence.data.load import load_dataset
+from valence.training.modules import predict_arrays
 
 
 def test_bundle_loads_with_weights_only_and_is_self_describing(trained):

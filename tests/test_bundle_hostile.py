@@ -14,7 +14,7 @@ import zipfile
 import pytest
 import torch
 
-from valence.bundle import load_bundle
+from valence.model.bundle import load_bundle
 from valence.config import BUNDLE_FORMAT, ValenceError, bundle_path
 
 from cli_runner import shared_server

@@ -1,4 +1,4 @@
-"""Unit tests of valence.catalog: name matching, grouping of listings by track_id and close-name suggestions.
+"""Unit tests of valence.catalog.names: name matching, grouping of listings by track_id and close-name suggestions.
 
 A stand-in predictor with a known rule replaces the trained model, so expected answers follow from the inputs.
 """
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valence import catalog as catalog_module
-from valence.catalog import Catalog, closest, load_catalog, normalise, predict_rows
+from valence.catalog import names as catalog_module
+from valence.catalog.names import Catalog, closest, load_catalog, normalise, predict_rows
 from valence.config import CLASS_NAMES, ValenceError
-from valence.synthetic import generate_dataset, write_csv
+from valence.data.synthetic import generate_dataset, write_csv
 
 GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
 

@@ -12,13 +12,13 @@ import pytest
 
 import musical_valence_predictor as cli
 from conftest import empty_target
-from valence.catalog_build import build_catalog
+from valence.catalog.build import build_catalog
 from valence.config import CLASS_NAMES, PROJ_ROOT
-from valence.data import load_dataset
-from valence.predict import Predictor
-from valence.serving import model_version
-from valence.store import connect, open_store
-from valence.synthetic import generate_dataset, write_csv
+from valence.data.load import load_dataset
+from valence.model.predictor import Predictor
+from valence.api.serving import model_version
+from valence.catalog.store import connect, open_store
+from valence.data.synthetic import generate_dataset, write_csv
 
 
 def catalog_tracks(path):

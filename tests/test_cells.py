@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from valence import cells
-from valence.cells import (CLEAN, CONVERTED, REPAIRED, parse_genre, parse_key, parse_mode,
+from valence.data import cells
+from valence.data.cells import (CLEAN, CONVERTED, REPAIRED, parse_genre, parse_key, parse_mode,
                            parse_time_signature)
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of valence.commands: what each command-line job prints and returns.
+"""Unit tests of valence.training.commands: what each command-line job prints and returns.
 
 Training and evaluation are replaced by stand-ins (the pipeline has its own tests); scoring runs the real
 CSV reader with a stand-in predictor, so no model is trained here.
@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valence import commands, pipeline
+from valence.training import commands
+from valence.training import pipeline
 from valence.config import ValenceError
-from valence.crossfit import fold_rows, track_folds
-from valence.data import load_dataset
-from valence.pipeline import TrainedModel, TrainingRun
-from valence.settings import FoldPlan, RunOptions, TrainConfig
-from valence.synthetic import generate_dataset, write_csv
+from valence.training.crossfit import fold_rows, track_folds
+from valence.data.load import load_dataset
+from valence.training.pipeline import TrainedModel, TrainingRun
+from valence.training.settings import FoldPlan, RunOptions, TrainConfig
+from valence.data.synthetic import generate_dataset, write_csv
 
 
 class FakePredictor:

@@ -18,15 +18,15 @@ import time
 import numpy as np
 import pytest
 
-from valence.bundle import load_bundle, load_bundle_from_dir
+from valence.model.bundle import load_bundle, load_bundle_from_dir
 from valence.config import PROJ_ROOT, bundle_path, metrics_path
 from valence.fileio import STALE_SECONDS, atomic_path, remove_stale_temporaries, write_text_atomic
-from valence.crossfit import fold_encoder, fold_model
-from valence.pipeline import load_splits
-from valence.settings import FoldPlan
-from valence.predict import Predictor
-from valence.synthetic import generate_dataset, write_csv
-from valence.models import predict_arrays
+from valence.training.crossfit import fold_encoder, fold_model
+from valence.training.pipeline import load_splits
+from valence.training.settings import FoldPlan
+from valence.model.predictor import Predictor
+from valence.data.synthetic import generate_dataset, write_csv
+from valence.training.modules import predict_arrays
 
 from cli_runner import shared_server, wait_until
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from valence.config import TARGET, ValenceError
-from valence import crossfit
-from valence.crossfit import (cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
+from valence.training import crossfit
+from valence.training.crossfit import (cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
                               soft_classes, track_folds)
-from valence.metrics import to_classes
-from valence.settings import FoldPlan, TrainConfig
-from valence.models import as_tensors, predict_arrays
-from valence.synthetic import generate_dataset
+from valence.training.metrics import to_classes
+from valence.training.settings import FoldPlan, TrainConfig
+from valence.training.modules import as_tensors, predict_arrays
+from valence.data.synthetic import generate_dataset
 
 QUICK = dataclasses.replace(TrainConfig(), epochs=3, members=1)
 PLAN = FoldPlan(folds=3)

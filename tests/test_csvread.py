@@ -1,4 +1,4 @@
-"""Unit tests of valence.csvread: decoding blocks of bytes and framing them into records with line numbers."""
+"""Unit tests of valence.data.csvread: decoding blocks of bytes and framing them into records with line numbers."""
 import codecs
 import hashlib
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from valence.config import ValenceError
-from valence.csvread import Framer, ReadStats, _decode_8bit, _normalise, _sniff_utf16, header_fields, parse_fields, \
+from valence.data.csvread import Framer, ReadStats, _decode_8bit, _normalise, _sniff_utf16, header_fields, parse_fields, \
     utf8_pieces
 
 

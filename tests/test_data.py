@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from valence import data
+from valence.data import load as data
 from valence.config import KAGGLE_COLUMNS, KAGGLE_URL, NUMERIC_FEATURES, SplitConfig, ValenceError
-from valence.data import iter_feature_chunks, load_dataset, split_by_track
-from valence.synthetic import generate_dataset
+from valence.data.load import iter_feature_chunks, load_dataset, split_by_track
+from valence.data.synthetic import generate_dataset
 
 REAL_SLICE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spotify_features_partial.csv"
 HEADER = ",".join(KAGGLE_COLUMNS)

@@ -4,8 +4,8 @@ import pytest
 
 import musical_valence_predictor as cli
 from valence.config import ValenceError
-from valence.download import KAGGLE_CSV, KAGGLE_HANDLE, download_dataset, find_csv
-from valence.synthetic import generate_dataset, write_csv
+from valence.data.download import KAGGLE_CSV, KAGGLE_HANDLE, download_dataset, find_csv
+from valence.data.synthetic import generate_dataset, write_csv
 
 
 @pytest.fixture

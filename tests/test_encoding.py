@@ -10,8 +10,8 @@ from sklearn.preprocessing import QuantileTransformer
 
 from songs import make_songs, split
 from valence import config
-from valence.encoding import VERSION, FeatureEncoder, song_title, title_version
-from valence.synthetic import generate_dataset
+from valence.model.encoder import VERSION, FeatureEncoder, song_title, title_version
+from valence.data.synthetic import generate_dataset
 
 N_PLAIN = len(config.NUMERIC_FEATURES)
 

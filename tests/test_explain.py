@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from valence import config
-from valence.bundle import load_bundle_from_dir
-from valence import explain
-from valence.explain import GROUPS, Explainer, antithetic_permutations, fallback_song, typical_song
-from valence.models import build_model, model_config_for, predict_arrays
-from valence.network import Network
-from valence.synthetic import generate_dataset
+from valence.model.bundle import load_bundle_from_dir
+from valence.model import explain
+from valence.model.explain import GROUPS, Explainer, antithetic_permutations, fallback_song, typical_song
+from valence.training.modules import build_model, model_config_for, predict_arrays
+from valence.model.network import Network
+from valence.data.synthetic import generate_dataset
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import served
 
-from valence.explain import GROUPS
+from valence.model.explain import GROUPS
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",

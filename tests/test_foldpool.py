@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from valence import crossfit
+from valence.training import crossfit
 from valence.config import PROJ_ROOT, ValenceError
-from valence.crossfit import cross_fit
-from valence.foldpool import cpu_count, workers_for
-from valence.pipeline import run_training
-from valence.settings import FoldPlan, RunOptions, TrainConfig
-from valence.synthetic import generate_dataset, write_csv
+from valence.training.crossfit import cross_fit
+from valence.training.foldpool import cpu_count, workers_for
+from valence.training.pipeline import run_training
+from valence.training.settings import FoldPlan, RunOptions, TrainConfig
+from valence.data.synthetic import generate_dataset, write_csv
 
 QUICK = dataclasses.replace(TrainConfig(), epochs=3)
 PLAN = FoldPlan(folds=3)
@@ -54,7 +54,7 @@ def test_workers_train_the_same_fold_models_as_one_process(songs, one_thread):
 
 
 def test_workers_follow_the_cores_the_folds_and_the_device(monkeypatch):
-    monkeypatch.setattr("valence.foldpool.cpu_count", lambda: 2)
+    monkeypatch.setattr("valence.training.foldpool.cpu_count", lambda: 2)
     assert workers_for(0, 5, "cpu") == 2 and workers_for(0, 1, "cpu") == 1
     assert workers_for(8, 3, "cpu") == 3 and workers_for(1, 5, "cpu") == 1
     assert workers_for(0, 3, "cpu", small_batches=False) == 3  # large batches: every fold model at once
@@ -67,7 +67,7 @@ def test_workers_follow_the_cores_the_folds_and_the_device(monkeypatch):
 
 def test_a_containers_cpu_quota_caps_the_cores(monkeypatch, tmp_path):
     quota = tmp_path / "cpu.max"
-    monkeypatch.setattr("valence.foldpool.CPU_MAX", quota)
+    monkeypatch.setattr("valence.training.foldpool.CPU_MAX", quota)
     cores = len(os.sched_getaffinity(0))
     assert cpu_count() == cores  # no cgroup file: the affinity
     quota.write_text("max 100000\n")
@@ -142,9 +142,9 @@ def test_ctrl_c_without_keeping_raises_and_leaves_no_worker(songs):
 
 WORKER_PIDS = """
 import dataclasses, sys
-from valence.crossfit import cross_fit
-from valence.settings import FoldPlan, TrainConfig
-from valence.synthetic import generate_dataset
+from valence.training.crossfit import cross_fit
+from valence.training.settings import FoldPlan, TrainConfig
+from valence.data.synthetic import generate_dataset
 config = dataclasses.replace(TrainConfig(), epochs=10_000, patience=10_000, workers=2)
 def on_epoch(epoch, record):
     if epoch == 2:

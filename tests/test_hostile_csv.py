@@ -1,7 +1,7 @@
 """Hostile and odd CSV files, all generated here: each loads with exact counts of kept and
 skipped rows, or stops with one clear message and exit status 2; no traceback ever.
 
-The corpus starts from 40 generated songs (valence.synthetic, never real data) and
+The corpus starts from 40 generated songs (valence.data.synthetic, never real data) and
 damages them one way per case. `CASES` lists what each case must give; the same
 files then go through the command line (`--print-batch`, and `--predict`).
 """
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valence import data as data_module
+from valence.data import load as data_module
 from valence.config import KAGGLE_COLUMNS, KEYS, NUMERIC_FEATURES, ValenceError
-from valence.data import LoadReport, load_dataset
-from valence.synthetic import generate_dataset
+from valence.data.load import LoadReport, load_dataset
+from valence.data.synthetic import generate_dataset
 
 from cli_runner import shared_server
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from valence.metrics import (classification_metrics, classification_test_metrics, format_metrics,
+from valence.training.metrics import (classification_metrics, classification_test_metrics, format_metrics,
                              regression_metrics, regression_test_metrics, to_classes)
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from valence.models import ClassificationModel, ModelConfig, RegressionModel, build_model
+from valence.training.modules import ClassificationModel, ModelConfig, RegressionModel, build_model
 
 SIZES = [4, 13, 3, 6]
 

@@ -326,7 +326,7 @@ def test_predict_without_the_asked_for_model_exits_2(trained, songs_csv, tmp_pat
 
 
 def test_predict_summary_counts_bad_rows_and_songs_of_an_unseen_genre_or_artist(trained, demo_csv, tmp_path, capsys):
-    from valence.bundle import load_bundle_from_dir
+    from valence.model.bundle import load_bundle_from_dir
 
     known = sorted(load_bundle_from_dir(trained[0], "regression").encoder.artist_table_)[0]
     songs = pd.read_csv(demo_csv).drop(columns=["valence"]).head(6)
@@ -348,7 +348,7 @@ def test_predict_summary_counts_bad_rows_and_songs_of_an_unseen_genre_or_artist(
 def test_messages_say_1_row_and_1_song(demo_csv, tmp_path, capsys, monkeypatch):
     assert cli.main(["--data", str(demo_csv), "--print-batch", "--batch-size", "1"]) == 0
     assert "first training batch of fold model 1 of 10: 1 row; numeric (1, " in capsys.readouterr().out
-    from valence import commands
+    from valence.training import commands
     commands.make_demo(tmp_path / "demo.csv", 1, seed=0)
     assert capsys.readouterr().out == f"wrote 1 generated song (not real data) to {tmp_path / 'demo.csv'}\n"
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from valence.models import ModelConfig, build_model, predict_arrays
-from valence.network import Network, state_shapes
+from valence.training.modules import ModelConfig, build_model, predict_arrays
+from valence.model.network import Network, state_shapes
 
 
 def random_model(kind, seed, **settings):

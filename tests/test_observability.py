@@ -1,13 +1,13 @@
-"""Tests of valence.observability in one process: request ids, the request log, the metrics of each request."""
+"""Tests of valence.api.observability in one process: request ids, the request log, the metrics of each request."""
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from valence import observability
+from valence.api import observability
 from valence.config import ValenceError
-from valence.serving import Models, Pair, model_version
+from valence.api.serving import Models, Pair, model_version
 
 SONG = {"genre": "ZZMARKERGENRE", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",

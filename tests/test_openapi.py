@@ -1,4 +1,4 @@
-"""Unit tests of valence.openapi: the document is generated from the pydantic models and is a valid OpenAPI 3.1."""
+"""Unit tests of valence.api.openapi: the document is generated from the pydantic models and is a valid OpenAPI 3.1."""
 import json
 import re
 
@@ -6,9 +6,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from schema_check import schema_errors
-from valence import cells, config, schemas
-from valence.openapi import openapi_document, ref
-from valence.synthetic import generate_dataset
+from valence.data import cells
+from valence import config
+from valence.api import schemas
+from valence.api.openapi import openapi_document, ref
+from valence.data.synthetic import generate_dataset
 
 
 @pytest.fixture(scope="module")

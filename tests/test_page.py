@@ -8,7 +8,7 @@ import pytest
 from conftest import served
 
 from valence import config
-from valence.page import PAGE_CSP
+from valence.api.page import PAGE_CSP
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 

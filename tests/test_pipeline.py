@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from valence.config import ValenceError, metrics_path
-from valence.crossfit import seen_artists
-from valence.pipeline import load_splits, run_evaluation, run_training
-from valence.settings import FoldPlan, folds_for
-from valence.synthetic import generate_dataset, write_csv
+from valence.training.crossfit import seen_artists
+from valence.training.pipeline import load_splits, run_evaluation, run_training
+from valence.training.settings import FoldPlan, folds_for
+from valence.data.synthetic import generate_dataset, write_csv
 
 from conftest import quick_options
 

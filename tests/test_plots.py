@@ -1,6 +1,6 @@
 import pytest
 
-from valence.plots import write_training_figures
+from valence.training.plots import write_training_figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

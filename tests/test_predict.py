@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from valence.config import CLASS_NAMES, FEATURE_COLUMNS, MODEL_KINDS, PROJ_ROOT, ValenceError
-from valence.predict import Predictor
+from valence.model.predictor import Predictor
 
-TRAINING = ("valence.trainer", "valence.data", "valence.csvread", "valence.rows", "valence.pipeline",
-            "valence.scoring", "valence.metrics")
+TRAINING = ("valence.training.trainer", "valence.data.load", "valence.data.csvread", "valence.data.rows", "valence.training.pipeline",
+            "valence.model.predict_file", "valence.training.metrics")
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +101,9 @@ def test_a_worker_serves_without_torch_training_code_or_captum(trained, served_c
     # explanation needs them (network.py predicts with numpy).
     song = pd.read_csv(demo_csv).head(1)[list(FEATURE_COLUMNS)].to_dict("records")
     code = ("import json, sys\n"
-            "import valence.predict\n"
+            "import valence.model.predictor\n"
             "first = sorted(m for m in {TRAINING} if m in sys.modules)\n"
-            "import valence.api\n"
+            "import valence.api.app\n"
             "second = sorted(m for m in {TRAINING} if m in sys.modules)\n"
             "from musical_valence_predictor import create_app\n"
             "app = create_app({SETTINGS})\n"

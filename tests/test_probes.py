@@ -1,4 +1,4 @@
-"""Tests of valence.probes: liveness, readiness and /metrics as routes, and their OpenAPI paths."""
+"""Tests of valence.api.probes: liveness, readiness and /metrics as routes, and their OpenAPI paths."""
 import pytest
 
 from test_observability import sample

@@ -1,12 +1,13 @@
-"""Unit tests of valence.rows: string fields of parsed records checked row by row into the clean frame."""
+"""Unit tests of valence.data.rows: string fields of parsed records checked row by row into the clean frame."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from valence import cells, rows as rows_module
+from valence.data import cells
+from valence.data import rows as rows_module
 from valence.config import KAGGLE_COLUMNS, NUMERIC_RANGES, ValenceError
-from valence.synthetic import generate_dataset
-from valence.rows import (BAD_CATEGORY, BAD_VALENCE, MISSING, NO_GENRE, NO_TRACK_ID, NO_VALENCE, NON_NUMERIC,
+from valence.data.synthetic import generate_dataset
+from valence.data.rows import (BAD_CATEGORY, BAD_VALENCE, MISSING, NO_GENRE, NO_TRACK_ID, NO_VALENCE, NON_NUMERIC,
                           NOT_FINITE, OUT_OF_RANGE, REPEATED_HEADER, VALENCE_RANGE, build_clean_frame)
 
 PLAN = {column: position for position, column in enumerate(KAGGLE_COLUMNS)}

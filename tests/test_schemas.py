@@ -1,15 +1,15 @@
-"""Unit tests of valence.schemas: POST /predict bodies checked field by field by the pydantic models."""
+"""Unit tests of valence.api.schemas: POST /predict bodies checked field by field by the pydantic models."""
 import json
 
 import numpy as np
 import pytest
 
 from valence import config
-from valence.data import load_dataset
-from valence.schemas import (BAD_TEXT, SPELLINGS, MAX_ERRORS, MAX_SONGS, MAX_TEXT, OPTIONAL_FIELDS, Song, songs_to_columns,
+from valence.data.load import load_dataset
+from valence.api.schemas import (BAD_TEXT, SPELLINGS, MAX_ERRORS, MAX_SONGS, MAX_TEXT, OPTIONAL_FIELDS, Song, songs_to_columns,
                              text_error, validate_songs)
-from valence.strict_json import BodyError
-from valence.synthetic import generate_dataset
+from valence.api.strict_json import BodyError
+from valence.data.synthetic import generate_dataset
 
 REAL_DATA = config.PROJ_ROOT.parent / "shared" / "data" / "spotify_features_partial.csv"
 

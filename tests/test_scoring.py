@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 
 from valence.config import FEATURE_COLUMNS, ValenceError
-from valence.predict import Predictor
-from valence.scoring import score_csv
+from valence.model.predictor import Predictor
+from valence.model.predict_file import score_csv
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_score_csv_with_no_good_row_writes_nothing(predictor, tmp_path):
 
 
 def test_score_csv_with_an_explainer_adds_contributions_that_add_up(predictor, songs, tmp_path):
-    from valence.explain import GROUPS, Explainer
+    from valence.model.explain import GROUPS, Explainer
 
     songs.head(12).to_csv(tmp_path / "in.csv", index=False)
     score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor, chunksize=5, explainer=Explainer(predictor.regression))

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import empty_target
-from valence.catalog_build import build_catalog
+from valence.catalog.build import build_catalog
 from valence.config import MODEL_KINDS, bundle_path
 from valence.fileio import atomic_path
-from valence import serving as serving_module
-from valence.serving import Serving, load_models, model_version
-from valence.store import shown_target
+from valence.api import serving as serving_module
+from valence.api.serving import Serving, load_models, model_version
+from valence.catalog.store import shown_target
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]  # PostgreSQL: the slow run
 
@@ -71,7 +71,7 @@ def test_a_new_model_is_served_only_with_a_catalog_scored_by_it(setup, catalog_c
 
 
 def test_a_rebuilt_catalog_for_the_same_model_is_picked_up(setup, tmp_path):
-    from valence.synthetic import generate_dataset, write_csv
+    from valence.data.synthetic import generate_dataset, write_csv
 
     model_dir, target = setup
     serving = Serving(model_dir, target, check_seconds=0)

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from conftest import empty_target
-from valence.catalog_build import build_catalog
+from valence.catalog.build import build_catalog
 from valence.config import CLASS_NAMES, FEATURE_COLUMNS
-from valence.serving import Models
-from valence.store import CatalogMissing, connect, normalise, open_store
-from valence.synthetic import generate_dataset, write_csv
+from valence.api.serving import Models
+from valence.catalog.store import CatalogMissing, connect, normalise, open_store
+from valence.data.synthetic import generate_dataset, write_csv
 
 GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
 # The PostgreSQL half starts a server: in the slow run (CI runs both), keeping the default run short.
@@ -194,7 +194,7 @@ def test_a_failed_build_leaves_the_previous_catalog(kind, frame, tmp_path, reque
     def broken(self, rows):
         raise KeyboardInterrupt  # as if the build were stopped while it wrote the tracks
 
-    monkeypatch.setattr("valence.store_sqlite.SqliteWriter.add_tracks", broken)
+    monkeypatch.setattr("valence.catalog.sqlite.SqliteWriter.add_tracks", broken)
     with pytest.raises(KeyboardInterrupt):
         build(frame, target, tmp_path, rule_models(version="lost00000000"))
     assert database.signature() == before
@@ -286,8 +286,8 @@ def assert_same(answer, expected):
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, catalog_csv, tmp_path, request):
-    from valence.catalog import load_catalog
-    from valence.serving import load_models
+    from valence.catalog.names import load_catalog
+    from valence.api.serving import load_models
 
     target = empty_target(kind, tmp_path, request)
     models = load_models(trained[0])

@@ -5,8 +5,8 @@ import pytest
 
 from postgres_server import start_server
 from test_store import build
-from valence import store_postgres
-from valence.store import CatalogUnavailable, connect
+from valence.catalog import postgres as store_postgres
+from valence.catalog.store import CatalogUnavailable, connect
 
 pytestmark = pytest.mark.slow  # a server of its own, stopped and started: CI runs it in the slow run
 
@@ -21,7 +21,7 @@ def server():
 
 def test_lookups_answer_unavailable_while_the_server_is_down_and_recover(server, tmp_path, monkeypatch):
     from test_store import RulePredictor  # noqa: F401  (the frame fixture's predictor)
-    from valence.synthetic import generate_dataset
+    from valence.data.synthetic import generate_dataset
 
     monkeypatch.setattr(store_postgres, "RETRY_AFTER", 0.5)
     frame = generate_dataset(50, seed=3)

@@ -1,7 +1,7 @@
-"""Unit tests of valence.strict_json: request bodies are decoded as strict UTF-8 JSON or refused saying why."""
+"""Unit tests of valence.api.strict_json: request bodies are decoded as strict UTF-8 JSON or refused saying why."""
 import pytest
 
-from valence.strict_json import MAX_ECHO, BodyError, parse_json
+from valence.api.strict_json import MAX_ECHO, BodyError, parse_json
 
 
 def body_error(raw):

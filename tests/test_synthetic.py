@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from valence.config import KAGGLE_COLUMNS, KEYS, MODES, NUMERIC_FEATURES, NUMERIC_RANGES, TIME_SIGNATURES
-from valence.data import load_dataset
-from valence.synthetic import generate_dataset, write_csv
+from valence.data.load import load_dataset
+from valence.data.synthetic import generate_dataset, write_csv
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Unit tests of valence.telemetry: buffered counts, the log writer, the multiprocess directory."""
+"""Unit tests of valence.api.telemetry: buffered counts, the log writer, the multiprocess directory."""
 import json
 import os
 import time
@@ -6,9 +6,9 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from valence import telemetry
+from valence.api import telemetry
 from valence.config import ValenceError
-from valence.telemetry import LATENCY_BUCKETS, LogWriter, Metrics, ProcessId
+from valence.api.telemetry import LATENCY_BUCKETS, LogWriter, Metrics, ProcessId
 
 
 def samples(metrics):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from valence import torchfile
+from valence.model import torchfile
 
 
 def saved(payload, path):

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from songs import make_songs, split
-from valence import settings
-from valence.crossfit import soft_classes
-from valence.encoding import FeatureEncoder
-from valence.metrics import to_classes
-from valence.models import build_model, model_config_for, predict_arrays
-from valence.trainer import batch_size_for, fit_model, learning_rate_for
-from valence.settings import TrainConfig, patience_for
+from valence.training import settings
+from valence.training.crossfit import soft_classes
+from valence.model.encoder import FeatureEncoder
+from valence.training.metrics import to_classes
+from valence.training.modules import build_model, model_config_for, predict_arrays
+from valence.training.trainer import batch_size_for, fit_model, learning_rate_for
+from valence.training.settings import TrainConfig, patience_for
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ explained as its own group for a catalog track and for a posted song."""
 import pytest
 
 from conftest import quick_options
-from valence.catalog_build import build_catalog
-from valence.explain import GROUPS
-from valence.pipeline import run_training
-from valence.synthetic import generate_dataset, write_csv
+from valence.catalog.build import build_catalog
+from valence.model.explain import GROUPS
+from valence.training.pipeline import run_training
+from valence.data.synthetic import generate_dataset, write_csv
 
 pytestmark = pytest.mark.slow  # trains its own models (the shared ones never saw a marker)
 

@@ -1,0 +1,119 @@
+"""What a request answers with: the served pair as a Service, and the API's error type."""
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app, g
+
+from valence import config
+
+
+class ApiError(Exception):
+    """An answer other than 200, turned into a JSON error body by the app."""
+
+    def __init__(self, status, message, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+@dataclass(frozen=True)
+class Service:
+    """What one request answers with: the models and the catalog scored with them, or why either is missing.
+
+    A request takes the pair served when it begins and keeps it to its end, so a swap
+    between two of its steps cannot mix one model's answer with another's catalog.
+    """
+
+    predictor: object = None
+    model_error: str | None = None
+    catalog: object = None  # a valence.catalog.store.CatalogStore scored with `predictor`
+    catalog_error: str | None = None
+    version: str | None = None
+    train_hint: str = ""
+    models: object = None  # the valence.api.serving.Models of `predictor`
+    threads: int | None = None  # torch's threads for explanations (VALENCE_THREADS)
+
+    @property
+    def explainer(self):
+        """Return the Explainer of the served regression model (made once per model), or None without one."""
+        if self.models is None or self.models.predictor.regression is None:
+            return None
+        return explainer_for(self.models, self.threads)
+
+    def require_predictor(self):
+        """Return the predictor, or raise a 503 saying how to train one."""
+        if self.predictor is None:
+            raise ApiError(503, f"no model is loaded ({self.model_error}); {self.train_hint}")
+        return self.predictor
+
+    def require_catalog(self):
+        """Return the catalog store, or raise a 503 saying why there is none and what to run."""
+        self.require_predictor()
+        if self.catalog is None:
+            raise ApiError(503, f"no catalog is loaded ({self.catalog_error})")
+        return self.catalog
+
+
+def shown_path(path):
+    """Return a path as an answer may show it: relative to the working or project folder, else its name."""
+    path = Path(path).absolute()
+    for base in (Path.cwd(), config.PROJ_ROOT):
+        if path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return path.name
+
+
+def in_own_words(error, *paths):
+    """Return the first line of an error's message, naming files by name: answers show no server folders."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    for path in paths:
+        for spelling in {str(path), str(Path(path)), str(Path(path).absolute())}:
+            message = message.replace(spelling, Path(path).name)
+    return message
+
+
+def request_service(pair, settings):
+    """Return a request's Service for the pair served now, naming files without the server's folders."""
+    model_dir, target = settings["model_dir"], settings["target"]
+    model_error = pair.model_error
+    if model_error is not None:
+        bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
+        missing = not any(bundle.exists() for bundle in bundles)
+        model_error = (f"neither {' nor '.join(bundle.name for bundle in bundles)} is in the model folder"
+                       if missing else in_own_words(model_error, *bundles))
+    # The target first: it usually lies inside the model folder.
+    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target, model_dir)
+    return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
+                   catalog=pair.store, catalog_error=catalog_error, version=pair.version,
+                   train_hint=settings["train_hint"], models=pair.models, threads=settings.get("threads"))
+
+
+@functools.lru_cache(maxsize=2)  # the models served, and those served before a swap
+def explainer_for(models, threads=None):
+    """Return the Explainer of a loaded pair's regression model.
+
+    The first one imports torch and captum (2.5 s): a worker that never explains never pays it.
+    threads: torch's intra-op threads for the explanations (None leaves torch's setting alone).
+    """
+    import torch
+    from valence.model.explain import Explainer
+    if threads:
+        torch.set_num_threads(int(threads))
+    return Explainer(models.predictor.regression)
+
+
+def service():
+    """Return this request's Service: the pair served when the request began, for all of it."""
+    if "valence" not in g:
+        g.valence = served_service(current_app)
+    return g.valence
+
+
+def served_service(app):
+    """Return the Service of the pair `app` serves now (made once per pair, not per request)."""
+    extensions = app.extensions
+    pair, settings = extensions["valence"].current(), extensions["valence_settings"]
+    made = settings.get("service")  # (pair, its Service)
+    if made is None or made[0] is not pair:
+        made = settings["service"] = (pair, request_service(pair, settings))
+    return made[1]

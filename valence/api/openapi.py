@@ -1,0 +1,109 @@
+"""The OpenAPI 3.1 document of the API, its schemas generated from the pydantic models that validate."""
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+
+from valence.api.schemas import (MAX_QUERY_BYTES, RESPONSE_MODELS, ExplainBody, ExplanationList, PredictionList, Song,
+                             SongBody, SongExplanation, SongPrediction, Text)
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+class DocumentSchema(GenerateJsonSchema):
+    """JSON Schema as the document shows it: no generated field titles, no defaults of optional fields."""
+
+    def field_title_should_be_set(self, schema):
+        """Leave out titles made from field names ("Track Id"): the names say it."""
+        return False
+
+    def default_schema(self, schema):
+        """Describe an optional field by its type alone: absent, not null, is its default."""
+        return self.generate_inner(schema["schema"])
+
+
+def ref(name):
+    """Return a reference to a schema of the document."""
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+def inline_schema(kind, components):
+    """Return the JSON Schema of a type, moving the models it names into components."""
+    schema = TypeAdapter(kind).json_schema(ref_template=REF_TEMPLATE, schema_generator=DocumentSchema)
+    components.update(schema.pop("$defs", {}))
+    return schema
+
+
+def components():
+    """Return the document's named schemas: the request and response models and what they use."""
+    models = [(model, "validation") for model in (Song, *RESPONSE_MODELS)]
+    _, found = models_json_schema(models, ref_template=REF_TEMPLATE, schema_generator=DocumentSchema)
+    return found["$defs"]
+
+
+def _answer(description, schema):
+    """Return a JSON response object."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes):
+    """Return error responses for the given status codes."""
+    why = {400: "bad parameters or body", 404: "no such track", 413: "body too large",
+           414: f"query string over {MAX_QUERY_BYTES:,} bytes", 415: "body is not JSON, or compressed",
+           503: "no model or no catalog loaded (/explain: no regression model)"}
+    return {str(code): _answer(why[code], ref("Error")) for code in codes}
+
+
+def openapi_document():
+    """Return the OpenAPI 3.1 document as a plain dict."""
+    schemas = components()
+    text = inline_schema(Text, schemas)
+    query = [{"name": name, "in": "query", "required": False, "schema": dict(text),
+              "description": f"{about}; blank or given twice: a 400"}
+             for name, about in (("artist_name", "with track_name; case and extra spaces are ignored"),
+                                 ("track_name", "with artist_name; case and extra spaces are ignored"),
+                                 ("track_id", "instead of the names; surrounding spaces are ignored"))]
+    songs = inline_schema(SongBody, schemas)
+    predictions = inline_schema(SongPrediction | PredictionList, schemas)
+    explain_songs = inline_schema(ExplainBody, schemas)
+    explanations = inline_schema(SongExplanation | ExplanationList, schemas)
+    search = [{"name": "q", "in": "query", "required": True, "schema": dict(text),
+               "description": "the start of an artist's or a track's name, or a piece of an artist's name"}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Musical valence predictor", "version": "1.0.0",
+                 "description": "Predicts Spotify songs' valence (0 sad .. 1 happy) from audio features."},
+        "paths": {
+            "/predict": {
+                "get": {"summary": "Look up a catalog track by names or track_id", "parameters": query,
+                        "responses": {"200": _answer("the track and its prediction", ref("Track")),
+                                      **_errors(400, 404, 414, 503)}},
+                "post": {"summary": "Predict songs from their features",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": songs}}},
+                         "responses": {"200": _answer("one answer per song, in order", predictions),
+                                       **_errors(400, 413, 415, 503)}},
+            },
+            "/explain": {
+                "get": {"summary": "Why a catalog track (found as GET /predict finds it) gets its prediction",
+                        "parameters": query,
+                        "responses": {"200": _answer("the track, its prediction and each feature group's "
+                                                     "contribution", ref("TrackExplanation")),
+                                      **_errors(400, 404, 414, 503)}},
+                "post": {"summary": "Why songs given by their features get their predictions (at most 100)",
+                         "requestBody": {"required": True,
+                                         "content": {"application/json": {"schema": explain_songs}}},
+                         "responses": {"200": _answer("one explanation per song, in order", explanations),
+                                       **_errors(400, 413, 415, 503)}},
+            },
+            "/search": {"get": {"summary": "Catalog songs for a partly typed name, for suggestions as you type",
+                                "parameters": search,
+                                "responses": {"200": _answer("up to 10 songs, best first", ref("SearchResults")),
+                                              **_errors(400, 414, 503)}}},
+            "/health": {"get": {"summary": "Liveness and what is loaded",
+                                "responses": {"200": _answer("always, even when degraded", ref("Health"))}}},
+            "/model": {"get": {"summary": "Metadata of the loaded model",
+                               "responses": {"200": _answer("the bundles' metadata", ref("ModelMetadata")),
+                                             **_errors(503)}}},
+            "/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": _answer("OpenAPI 3.1 document", {"type": "object"})}}},
+        },
+        "components": {"schemas": schemas},
+    }

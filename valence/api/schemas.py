@@ -1,0 +1,314 @@
+"""Request and response bodies as pydantic models: the one source of validation and of the OpenAPI schemas."""
+import re
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from valence.data import cells
+from valence import config
+from valence.api.strict_json import MAX_ECHO, BodyError
+
+MAX_SONGS = 1000
+MAX_EXPLAIN_SONGS = 100  # a list of 100 takes about half a second of a worker (bench/explain_speed.py)
+# Longest text a field or a lookup parameter may hold: far above any name in the
+# Kaggle file (its longest track name has 208 characters), so a catalog row can
+# always be sent back as it is.
+MAX_TEXT = 1000
+MAX_QUERY_TEXT = MAX_TEXT
+# Longest raw query string: gunicorn refuses request lines over 8,190 bytes
+# before the app sees them; two 1,000-character names fit unless mostly non-ASCII.
+MAX_QUERY_BYTES = 8000
+MAX_ERRORS = 100  # a 1,000-row body of junk should not answer with 15,000 messages
+# Text may not hold control characters (NUL and the like; tab and newline count
+# as spaces); lone UTF-16 surrogates, which no UTF-8 text can hold, fail as
+# strings. The patterns are valid in Rust (pydantic), Python and JavaScript alike.
+CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+TEXT_PATTERN = rf"^[^{CONTROL}]*$"
+GENRE_PATTERN = rf"^[^{CONTROL}]*[^\s{CONTROL}][^{CONTROL}]*$"  # the same, and not blank
+BAD_CHARACTER = re.compile(rf"[{CONTROL}\ud800-\udfff]")
+BAD_TEXT = "must not contain control characters (such as NUL) or lone surrogates"
+NO_SURROGATES = "; no control characters (pattern) and no lone surrogates (\\ud800 without its pair)"
+
+# Key and mode are read as the CSV reader reads a cell (cells.parse_key, cells.parse_mode), then
+# answered in the Kaggle spelling: "c#", " Db " and "1" are all C#.
+SPELLINGS = {"key": (cells.KEY_PATTERN, "flats such as Db, and Spotify's numbers 0 (C) to 11 (B) as text"),
+             "mode": (cells.MODE_PATTERN, 'Spotify\'s numbers "1" (Major) and "0" (Minor)')}
+Probability = Annotated[float, Field(ge=0, le=1)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=TEXT_PATTERN)]
+Mood = Literal[config.CLASS_NAMES]
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _song_fields():
+    """Return the Song model's fields and the one message each gives when its value is bad."""
+    fields, messages = {}, {}
+    genre = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=GENRE_PATTERN, description=(
+        "a genre of the training data; others are predicted with a warning; not blank" + NO_SURROGATES))]
+    choices = {"key": config.KEYS, "mode": config.MODES, "time_signature": config.TIME_SIGNATURES}
+    for name in config.FEATURE_COLUMNS:
+        if name == "genre":
+            fields[name], messages[name] = genre, f"must be a non-empty string of at most {MAX_TEXT} characters"
+        elif name in SPELLINGS:  # read as a CSV cell is: one set of spelling rules (cells.py)
+            pattern, also = SPELLINGS[name]
+            fields[name] = Annotated[str, Field(pattern=pattern, examples=list(choices[name]), description=(
+                f"one of {', '.join(choices[name])}, in any case; also {also}"))]
+            messages[name] = f"must be one of {', '.join(choices[name])} (any case; also {also})"
+        elif name in choices:
+            fields[name], messages[name] = Literal[choices[name]], f"must be one of {', '.join(choices[name])}"
+        else:
+            low, high = config.NUMERIC_RANGES[name]
+            fields[name] = Annotated[float, Field(ge=low, le=high)]
+            messages[name] = f"must be a number from {low:g} to {high:g}"
+    # Kaggle columns a client may send along with the features (a catalog row
+    # pasted back): accepted and checked; artist_name and track_name are used.
+    uses = {"artist_name": "passed to the model (the artist's history)",
+            "track_name": "passed to the model, which reads its version marker (remix, live, acoustic, ...) and "
+                          "finds the artist's other releases of the same title",
+            "track_id": "accepted and ignored"}
+    for name, use in uses.items():
+        fields[name] = Annotated[Text, Field(description=f"optional; {use}{NO_SURROGATES}")]
+        messages[name] = f"must be a string of at most {MAX_TEXT} characters"
+    fields["valence"] = Annotated[Probability, Field(description="optional; accepted and ignored")]
+    messages["valence"] = "must be a number from 0 to 1"
+    return {name: (kind, ... if name in config.FEATURE_COLUMNS else None) for name, kind in fields.items()}, messages
+
+
+SONG_FIELDS, FIELD_MESSAGES = _song_fields()
+OPTIONAL_FIELDS = tuple(name for name in SONG_FIELDS if name not in config.FEATURE_COLUMNS)
+# Booleans are not numbers, strings are not numbers, NaN and infinity are refused.
+Song = create_model("Song", __config__=STRICT, __doc__="One song's features, as POST /predict takes them.",
+                    **SONG_FIELDS)
+SongList = Annotated[list[Song], Field(min_length=1, max_length=MAX_SONGS)]
+SongBody = Song | SongList
+ExplainBody = Song | Annotated[list[Song], Field(min_length=1, max_length=MAX_EXPLAIN_SONGS)]
+_SONGS = TypeAdapter(list[Song])
+
+
+class MoodProbabilities(BaseModel):
+    """Probability of each mood class."""
+
+    model_config = STRICT
+    sad: Probability
+    neutral: Probability
+    happy: Probability
+
+
+class SongPrediction(BaseModel):
+    """The answer for one song; mood only with a classification model."""
+
+    model_config = STRICT
+    prediction: Annotated[Probability | None, Field(description="the predicted valence; null without a "
+                                                                "regression model (a folder of moods only)")]
+    mood: Mood = None
+    mood_probabilities: MoodProbabilities = None
+    warnings: list[str]
+
+
+class PredictionList(BaseModel):
+    """The answers for a list of songs, in order."""
+
+    model_config = STRICT
+    predictions: list[SongPrediction]
+
+
+class TrackBrief(BaseModel):
+    """A catalog track named in a list."""
+
+    model_config = STRICT
+    track_id: str
+    artist_name: str
+    track_name: str
+    genres: list[str]
+
+
+class Track(TrackBrief):
+    """A catalog track and its prediction."""
+
+    popularity: float
+    expected: Annotated[Probability, Field(description="the track's valence in the catalog")]
+    prediction: Annotated[Probability | None, Field(description="mean of the per-genre predictions; null "
+                                                                "without a regression model")]
+    genre_predictions: dict[str, Probability | None]
+    warnings: list[str]
+    mood: Mood = None
+    mood_probabilities: MoodProbabilities = None
+    other_matches: Annotated[list[TrackBrief], Field(
+        description="other tracks with the same names (lookups by name only)")] = None
+
+
+Contributions = create_model(
+    "Contributions", __config__=STRICT,
+    __doc__="Each feature group's contribution to the prediction, in valence units; with base_value they add up "
+            "to the prediction. version is the version marker read off track_name (remix, acoustic, live, ...; 0 "
+            "without one); artist is the artist's history (all artist statistics).",
+    **{group: (float, ...) for group in config.EXPLANATION_GROUPS})
+
+
+class SongExplanation(BaseModel):
+    """Why a song gets its prediction: Shapley values of the feature groups against the background song."""
+
+    model_config = STRICT
+    prediction: Probability
+    base_value: Annotated[Probability, Field(description="the prediction for the background: the training "
+                                                         "split's typical song, by an unknown artist")]
+    contributions: Contributions
+    warnings: list[str]
+
+
+class ExplanationList(BaseModel):
+    """The explanations of a list of songs, in order."""
+
+    model_config = STRICT
+    explanations: list[SongExplanation]
+
+
+class TrackExplanation(TrackBrief):
+    """Why a catalog track gets its prediction; a track under several genres: the mean of its listings'."""
+
+    prediction: Annotated[Probability, Field(description="mean of the per-genre predictions")]
+    base_value: Probability
+    contributions: Contributions
+    features: Annotated[Song, Field(description="the track's features (its first genre's listing)")]
+    warnings: list[str]
+    other_matches: Annotated[list[TrackBrief], Field(
+        description="other tracks with the same names (lookups by name only)")] = None
+
+
+class SearchResults(BaseModel):
+    """Catalog songs for a partly typed artist or track name, best first."""
+
+    model_config = STRICT
+    query: str
+    results: list[TrackBrief]
+
+
+class ModelState(BaseModel):
+    """Whether the model is loaded, and its version."""
+
+    model_config = STRICT
+    loaded: bool
+    regression: Annotated[bool, Field(description="predicted valence and explanations need it")]
+    classification: bool
+    version: Annotated[str | None, Field(description="short sha256 of the bundle files; every answer's "
+                                                     "X-Model-Version header")]
+    error: str | None
+
+
+class CatalogState(BaseModel):
+    """Whether the catalog is loaded, its size, and the model it was scored with (always the one served)."""
+
+    model_config = STRICT
+    loaded: bool
+    backend: Literal["sqlite", "postgresql"]
+    tracks: Annotated[int, Field(ge=0)]
+    rows: Annotated[int, Field(ge=0)]
+    model_version: str | None
+    built_at: str | None
+    error: str | None
+
+
+class Health(BaseModel):
+    """Liveness and what is loaded."""
+
+    model_config = STRICT
+    status: Literal["ok", "degraded"]
+    model: ModelState
+    catalog: CatalogState
+    notes: Annotated[list[str], Field(description="what an operator should know: newer files waiting for "
+                                                  "their match, settings no longer used")]
+
+
+class ModelMetadata(BaseModel):
+    """Per bundle: kind, created_at, data, split, metrics, train_config, model_args, versions, features."""
+
+    model_config = STRICT
+    regression: dict[str, Any] = None
+    classification: dict[str, Any] = None
+
+
+class FieldError(BaseModel):
+    """One bad field of a POST body."""
+
+    model_config = STRICT
+    index: Annotated[int | None, Field(description="null for a single object")]
+    field: str | None
+    message: str
+
+
+class Error(BaseModel):
+    """Every answer other than 200."""
+
+    model_config = STRICT
+    status: int
+    error: str
+    message: str
+    errors: list[FieldError] = None
+    missing: list[str] = None
+    suggestions: list[TrackBrief] = None
+
+
+RESPONSE_MODELS = (SongPrediction, PredictionList, TrackBrief, Track, SongExplanation, ExplanationList,
+                   TrackExplanation, SearchResults, Health, ModelMetadata, Error)
+
+
+def text_error(value):
+    """Return why a string is not acceptable text (control characters, lone surrogates), or None."""
+    return BAD_TEXT if BAD_CHARACTER.search(value) else None
+
+
+def _field_error(error, index):
+    """Turn one pydantic error into {index, field, message}."""
+    location, kind = error["loc"], error["type"]
+    if len(location) == 1:  # the song itself: not an object, or a key that is no text
+        if kind == "string_unicode":
+            return {"index": index, "field": error["input"][:MAX_ECHO], "message": "is not a known field"}
+        return {"index": index, "field": None, "message": "must be a JSON object of features"}
+    name = str(location[1])
+    if kind == "missing":
+        message = "is required"
+    elif kind == "extra_forbidden":
+        message, name = "is not a known field", name[:MAX_ECHO]
+    elif kind == "string_unicode" or (kind == "string_pattern_mismatch" and name not in SPELLINGS
+                                      and error["input"].strip()):
+        message = BAD_TEXT
+    else:
+        message = FIELD_MESSAGES[name]
+    return {"index": index, "field": name, "message": message}
+
+
+def validate_songs(body, max_songs=MAX_SONGS):
+    """Return (songs, is_list) for a valid body; raise BodyError listing every bad field."""
+    is_list = isinstance(body, list)
+    if not isinstance(body, (list, dict)):
+        raise BodyError("body must be a JSON object of features or a list of them")
+    songs = body if is_list else [body]
+    if not 1 <= len(songs) <= max_songs:
+        raise BodyError(f"a list must hold 1 to {max_songs} songs, not {len(songs)}")
+    try:
+        return _SONGS.validate_python(songs), is_list
+    except ValidationError as failure:
+        found = failure.errors(include_url=False, include_context=False)
+    errors = []
+    for error in found:
+        entry = _field_error(error, error["loc"][0] if is_list else None)
+        if not errors or errors[-1] != entry:  # one entry per field
+            errors.append(entry)
+    shown = errors[:MAX_ERRORS]
+    more = f" (first {MAX_ERRORS} shown)" if len(errors) > MAX_ERRORS else ""
+    raise BodyError(f"{len(errors)} invalid field(s){more}; nothing was predicted", shown)
+
+
+def songs_to_columns(songs):
+    """Turn validated songs into the column lists a Predictor frame is built from."""
+    columns = {name: [getattr(song, name) for song in songs] for name in config.FEATURE_COLUMNS}
+    for name in config.NUMERIC_FEATURES:  # as arrays: pandas would inspect every value of a list (3 ms a 1,000 songs)
+        columns[name] = np.array(columns[name], dtype=np.float64)
+    columns["genre"] = [genre.strip() for genre in columns["genre"]]
+    columns["key"] = [cells.parse_key(key)[0] for key in columns["key"]]
+    columns["mode"] = [cells.parse_mode(mode)[0] for mode in columns["mode"]]
+    for name in ("artist_name", "track_name"):  # the artist's history; the title's version marker
+        given = [getattr(song, name) for song in songs]
+        if any(value is not None for value in given):
+            columns[name] = ["" if value is None else value for value in given]
+    return columns

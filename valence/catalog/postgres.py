@@ -1,0 +1,235 @@
+"""The catalog in PostgreSQL: new tables per build, swapped in by one transaction; a pool per process.
+
+Each build fills tables of its own (`valence_tracks_<generation>`, COPY) and then
+points the one-row table `valence_catalog` at them in one transaction, so readers
+see the old catalog or the new one, never half of one. The previous generation is
+kept, so a process still serving the previous model keeps a catalog scored with it.
+"""
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import time
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from valence.catalog import store
+from valence.config import NUMERIC_FEATURES, ValenceError
+from valence.catalog.store import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
+from valence.catalog.store import CatalogMissing, CatalogUnavailable
+from valence.catalog.store import shown_target as safe_url
+
+POINTER = "valence_catalog"
+POOL_WAIT = 1.0  # seconds a request waits for a connection before it is answered 503
+RETRY_AFTER = 1.0  # after a failure, answer 503 at once for this long, then try the server again
+CONNECT_TIMEOUT = 3
+STATEMENT_TIMEOUT_MS = 5000
+SIMILARITY = 0.1  # pg_trgm's threshold for candidate artist names, which rapidfuzz then ranks (0.2 missed close ones)
+BUILD_LOCK = 0x76616C63  # advisory lock: one build at a time per database
+GENERATION = re.compile(r"^g[0-9a-f]{1,32}$")
+
+
+def column_type(name):
+    """Return the PostgreSQL type of a catalog column (names in bytewise order, so prefixes are index ranges)."""
+    if name in ("artist_key", "track_key"):
+        return 'text COLLATE "C"'
+    if name == "seq":
+        return "bigint"
+    numeric = {"expected", "prediction", "p_sad", "p_neutral", "p_happy", *NUMERIC_FEATURES}
+    return "double precision" if name in numeric else "text"
+
+
+def first_line(error):
+    """Return the first line of a database error's message."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def tables(generation):
+    """Return the quoted names of a generation's tracks, artists and listings tables."""
+    assert GENERATION.match(generation), generation
+    return tuple(f'"valence_{kind}_{generation}"' for kind in ("tracks", "artists", "listings"))
+
+
+class PostgresDatabase:
+    """A PostgreSQL database holding catalogs; its connection pool is made in the process that uses it."""
+
+    def __init__(self, url):
+        self.url, self.shown = url, safe_url(url)
+        self.pool, self.pool_pid = None, None
+        self.down_until, self.down_message = 0.0, ""
+
+    def __repr__(self):
+        return f"PostgresDatabase({self.shown!r})"
+
+    def _pool(self):
+        """Return this process's pool, made on first use: a pool made before a fork is not the child's."""
+        if self.pool is None or self.pool_pid != os.getpid():
+            options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c pg_trgm.similarity_threshold={SIMILARITY}"
+            self.pool = ConnectionPool(self.url, min_size=1, max_size=4, open=False, timeout=POOL_WAIT,
+                                       kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
+                                               "options": options},
+                                       name="valence-catalog")
+            self.pool.open(wait=False)
+            self.pool_pid = os.getpid()
+        return self.pool
+
+    def run(self, work):
+        """Return work(connection) on a pooled connection; a server that cannot answer is a CatalogUnavailable.
+
+        A connection the server closed (a restart) is dropped and the work tried once more
+        on another; after a failure, requests are answered at once for RETRY_AFTER seconds.
+        """
+        if time.monotonic() < self.down_until:
+            raise CatalogUnavailable(self.down_message)
+        for attempt in range(2):
+            try:
+                with self._pool().connection(timeout=POOL_WAIT) as connection:
+                    return work(connection)
+            except psycopg.errors.UndefinedTable:
+                raise
+            except (PoolTimeout, psycopg.errors.QueryCanceled) as error:
+                failure = error
+                break
+            except psycopg.Error as error:
+                failure = error  # a closed connection: the pool drops it; the next one may be fresh
+        self.down_until = time.monotonic() + RETRY_AFTER
+        what = "did not answer in time" if isinstance(failure, PoolTimeout) else first_line(failure)
+        self.down_message = f"the catalog database {self.shown} cannot be reached ({what}); retrying"
+        raise CatalogUnavailable(self.down_message)
+
+    def signature(self):
+        """Return the generation of the catalog the database serves now, or None when it has none."""
+        try:
+            row = self.run(lambda c: c.execute(f"SELECT generation FROM {POINTER}").fetchone())
+        except psycopg.errors.UndefinedTable:
+            return None
+        return row[0] if row else None
+
+    def open(self):
+        """Open the catalog the database serves now; raise CatalogMissing saying what to run when it has none."""
+        hint = f"build one with: {BUILD_HINT} --catalog '{self.shown}'"
+        try:
+            row = self.run(lambda c: c.execute(f"SELECT generation, meta FROM {POINTER}").fetchone())
+        except psycopg.errors.UndefinedTable:
+            row = None
+        if row is None:
+            raise CatalogMissing(f"no catalog in the database {self.shown}; {hint}")
+        generation, meta = row[0], json.loads(row[1])
+        if not GENERATION.match(generation) or meta.get("format") != str(CATALOG_FORMAT):
+            raise CatalogMissing(f"the catalog in {self.shown} was built in catalog format {meta.get('format')}; "
+                                 f"this version reads format {CATALOG_FORMAT}: {hint}")
+        return PostgresStore(self, generation, meta)
+
+    def close(self):
+        """Close this process's pool."""
+        if self.pool is not None and self.pool_pid == os.getpid():
+            self.pool.close()
+        self.pool = None
+
+
+class PostgresStore(store.SqlStore):
+    """One generation of the catalog in PostgreSQL; lookups are indexed queries on its tables."""
+
+    PARAM = "%s"
+
+    def __init__(self, database, generation, meta):
+        # The signature is what database.signature() says while this generation is served.
+        super().__init__(database, meta, generation, tables(generation))
+
+    def _rows(self, query, params=()):
+        """Run a query on this generation's tables and return its rows."""
+        try:
+            return self.database.run(lambda c: c.execute(query, params).fetchall())
+        except psycopg.errors.UndefinedTable:
+            raise CatalogUnavailable(f"the catalog in {self.database.shown} was replaced twice in a moment; "
+                                     "reloading") from None
+
+    def artist_candidates(self, artist_key):
+        """Return the artist names pg_trgm finds most similar to `artist_key` (a shortlist)."""
+        rows = self._rows(f"SELECT artist_key FROM {self.artists} WHERE artist_key %% %s "
+                          f"ORDER BY similarity(artist_key, %s) DESC, artist_key LIMIT %s",
+                          (artist_key, artist_key, store.ARTIST_CANDIDATES))
+        return [row[0] for row in rows]
+
+    def artists_containing(self, text, most):
+        """Return (artist, popularity of its best track) of the artists whose name contains text, by name."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._rows(f"SELECT artist_key, popularity FROM {self.artists} WHERE artist_key LIKE %s "
+                          "ORDER BY artist_key LIMIT %s", (pattern, most))
+
+    def close(self):
+        """Release nothing of the shared pool, unless this store owns its database."""
+        if self.owns_database:
+            self.database.close()
+
+
+def _connect(url):
+    """Return a new autocommit connection for a build, or say why there is none."""
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    except psycopg.Error as error:
+        raise ValenceError(f"cannot connect to {safe_url(url)}: {first_line(error)}") from None
+
+
+def check_writable(url):
+    """Say clearly, before a long build, when the database cannot take a catalog (unreachable, no pg_trgm)."""
+    with _connect(url) as connection:
+        try:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        except psycopg.Error as error:
+            raise ValenceError(f"{safe_url(url)} cannot hold a catalog: the pg_trgm extension is needed "
+                               f"({first_line(error)})") from None
+
+
+def publish(staged, url, log=print):
+    """Copy a built catalog file into new tables and swap them in with one transaction."""
+    shown = safe_url(url)
+    with _connect(url) as connection, contextlib.closing(sqlite3.connect(staged)) as source:
+        try:
+            _publish(connection, source, shown, log)
+        except psycopg.Error as error:
+            raise ValenceError(f"writing the catalog into {shown} failed ({first_line(error)}); "
+                               "the previous catalog, if any, still serves") from None
+
+
+def _publish(connection, source, shown, log):
+    """Fill a new generation's tables from the staged file, swap them in, drop the generations before the last."""
+    if not connection.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK,)).fetchone()[0]:
+        raise ValenceError(f"another build is writing a catalog into {shown}; try again when it has finished")
+    connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {POINTER} (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
+                       "generation text NOT NULL, previous text, model_version text NOT NULL, meta text NOT NULL, "
+                       "swapped_at timestamptz NOT NULL DEFAULT now())")
+    generation = f"g{time.time_ns():x}"
+    tracks, artists, listings = tables(generation)
+    started = time.perf_counter()
+    for table, columns, key in ((tracks, TRACK_COLUMNS, "track_id"), (listings, LISTING_COLUMNS, "track_id, seq")):
+        types = ", ".join(f"{name} {column_type(name)}" for name in columns)
+        connection.execute(f"CREATE TABLE {table} ({types}, PRIMARY KEY ({key}))")
+        with connection.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in source.execute(f"SELECT {', '.join(columns)} FROM {table.split('_')[1]}"):
+                copy.write_row(row)
+    for statement in (f"CREATE INDEX ON {tracks} (artist_key, track_key, {BEST_FIRST})",
+                      f"CREATE INDEX ON {tracks} (track_key, {BEST_FIRST})",
+                      f"CREATE TABLE {artists} AS SELECT artist_key, max(popularity) AS popularity FROM {tracks} "
+                      "GROUP BY artist_key",
+                      f"ALTER TABLE {artists} ADD PRIMARY KEY (artist_key)",
+                      f"CREATE INDEX ON {artists} USING gin (artist_key gin_trgm_ops)",
+                      f"ANALYZE {tracks}", f"ANALYZE {artists}", f"ANALYZE {listings}"):
+        connection.execute(statement)
+    meta = dict(source.execute("SELECT key, value FROM meta"))
+    with connection.transaction():
+        old = connection.execute(f"SELECT generation FROM {POINTER} FOR UPDATE").fetchone()
+        connection.execute(f"DELETE FROM {POINTER}")
+        connection.execute(f"INSERT INTO {POINTER} (generation, previous, model_version, meta) VALUES (%s, %s, %s, %s)",
+                           (generation, old[0] if old else None, meta["model_version"], json.dumps(meta)))
+    keep = {generation, old[0] if old else None}
+    for (name,) in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                      "AND tablename ~ '^valence_(tracks|artists|listings)_g[0-9a-f]+$'").fetchall():
+        if name.split("_", 2)[2] not in keep:
+            connection.execute(f'DROP TABLE IF EXISTS "{name}"')
+    connection.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
+    log(f"copied {meta['tracks']} tracks into {shown} in {time.perf_counter() - started:.1f} s "
+        f"and swapped them in (generation {generation})")

@@ -1,0 +1,207 @@
+"""The catalog in a SQLite file: written once into a temporary file, then only read.
+
+Readers open the file read-only and `immutable` (no locks, no journal checks): a
+catalog file is never changed in place, only replaced by a rename, and an open
+connection keeps reading the file it opened until it is closed.
+"""
+import os
+import sqlite3
+import threading
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+from valence.catalog import store
+from valence.config import FEATURE_COLUMNS
+from valence.catalog.store import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
+from valence.catalog.store import CatalogMissing
+
+APP_ID = "valence-catalog"
+RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find close names
+SCORED = ("seq", "track_id", "genre", "artist_name", "track_name", "popularity", "valence", "prediction",
+          "p_sad", "p_neutral", "p_happy", "warnings")  # then the other features, as catalog_build.listing_rows
+OTHER_FEATURES = tuple(c for c in FEATURE_COLUMNS if c not in SCORED)
+SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tracks (
+    track_id TEXT PRIMARY KEY, artist_name TEXT NOT NULL, track_name TEXT NOT NULL,
+    artist_key TEXT NOT NULL, track_key TEXT NOT NULL, popularity REAL, expected REAL, prediction REAL,
+    genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL
+) WITHOUT ROWID;
+CREATE TEMP TABLE scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED[1:] + OTHER_FEATURES)});
+"""
+INDEXES = f"""
+CREATE TABLE listings ({', '.join(LISTING_COLUMNS)}, PRIMARY KEY (track_id, seq)) WITHOUT ROWID;
+INSERT INTO listings SELECT {', '.join(LISTING_COLUMNS)} FROM scored ORDER BY track_id, seq;
+DROP TABLE scored;
+CREATE INDEX tracks_by_names ON tracks (artist_key, track_key, {BEST_FIRST});
+CREATE INDEX tracks_by_track_name ON tracks (track_key, {BEST_FIRST});
+CREATE TABLE artists (id INTEGER PRIMARY KEY, artist_key TEXT NOT NULL UNIQUE, popularity REAL);
+INSERT INTO artists (artist_key, popularity)
+    SELECT artist_key, max(popularity) FROM tracks GROUP BY artist_key ORDER BY artist_key;
+CREATE VIRTUAL TABLE artist_grams USING fts5 (name, content='', detail='none', tokenize='trigram case_sensitive 1');
+INSERT INTO artist_grams (rowid, name) SELECT id, '  ' || artist_key || ' ' FROM artists;
+CREATE VIRTUAL TABLE artist_gram_counts USING fts5vocab (artist_grams, 'row');
+"""
+
+
+class SqliteDatabase:
+    """A catalog file; open() reads the catalog it holds now."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.shown = str(self.path)  # how messages name it
+
+    def __repr__(self):
+        return f"SqliteDatabase({str(self.path)!r})"
+
+    def signature(self):
+        """Return what identifies the file now at the path (a rebuild renames a new file over it), or None."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def open(self):
+        """Open the catalog file read-only; raise CatalogMissing saying what to run when it is not usable."""
+        hint = f"build it with: {BUILD_HINT} --catalog {self.path}"
+        for _attempt in range(5):
+            signature = self.signature()
+            if signature is None:
+                raise CatalogMissing(f"no catalog at {self.path}; {hint}")
+            if self.path.is_dir():
+                raise CatalogMissing(f"{self.path} is a directory, not a catalog file")
+            if signature[2] == 0:
+                raise CatalogMissing(f"the catalog {self.path} is empty; {hint}")
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+            try:
+                connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            except sqlite3.Error as error:
+                raise CatalogMissing(f"cannot open the catalog {self.path}: {error}") from None
+            try:
+                meta = read_meta(connection, self.path, signature[2], hint)
+            except BaseException:
+                connection.close()
+                raise
+            if self.signature() == signature:  # else it was replaced while opening: open the new one
+                return SqliteStore(self, connection, meta, signature)
+            connection.close()
+        raise CatalogMissing(f"the catalog {self.path} keeps changing; try again")
+
+    def close(self):
+        """Nothing to release: each store holds its own connection."""
+
+
+def read_meta(connection, path, size, hint):
+    """Return a catalog file's meta table after checking that it is a whole catalog of this format."""
+    try:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        if pages * page_size != size:
+            raise CatalogMissing(f"the catalog {path} is damaged ({size:,} bytes, expected "
+                                 f"{pages * page_size:,}: truncated?); {hint}")
+        meta = dict(connection.execute("SELECT key, value FROM meta"))
+    except sqlite3.DatabaseError as error:
+        what = "the catalog {} is damaged" if "malformed" in str(error) else "{} is not a catalog of this tool"
+        raise CatalogMissing(f"{what.format(path)} ({error}); {hint}") from None
+    if meta.get("app") != APP_ID:
+        raise CatalogMissing(f"{path} is a SQLite file but not a catalog of this tool; {hint}")
+    if meta.get("format") != str(CATALOG_FORMAT):
+        raise CatalogMissing(f"{path} was built in catalog format {meta.get('format')}; this version reads "
+                             f"format {CATALOG_FORMAT}: rebuild it with: {BUILD_HINT} --catalog {path}")
+    if int(meta.get("tracks", 0)) == 0:
+        raise CatalogMissing(f"the catalog {path} holds no tracks; {hint}")
+    return meta
+
+
+class SqliteStore(store.SqlStore):
+    """A catalog file opened read-only: lookups are indexed queries, suggestions use its trigram index."""
+
+    def __init__(self, database, connection, meta, signature):
+        super().__init__(database, meta, signature, ("tracks", "artists", "listings"))
+        self.connection = connection
+        self.lock = threading.Lock()  # one connection, shared by the threads of a threaded worker
+
+    def _rows(self, sql, params=()):
+        """Run a query and return its rows; a damaged file is a CatalogMissing."""
+        with self.lock:
+            try:
+                return self.connection.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise CatalogMissing(f"the catalog {self.database.path} cannot be read ({error}); "
+                                     f"rebuild it with: {BUILD_HINT}") from None
+
+    def artist_candidates(self, artist_key):
+        """Return the artist names that share the most of the rarest trigrams of `artist_key` (a shortlist)."""
+        grams = sorted(store.trigrams(artist_key))
+        counts = dict(self._rows(f"SELECT term, doc FROM artist_gram_counts WHERE term IN "
+                                 f"({', '.join('?' * len(grams))})", grams))
+        rarest = sorted(counts, key=counts.get)[:RAREST_GRAMS]
+        if not rarest:
+            return []
+        ids = [self._rows("SELECT rowid FROM artist_grams WHERE artist_grams MATCH ?", (_phrase(gram),))
+               for gram in rarest]
+        found, hits = np.unique(np.array([row[0] for rows in ids for row in rows]), return_counts=True)
+        top = found[np.lexsort((found, -hits))][:store.ARTIST_CANDIDATES].tolist()
+        return [row[0] for row in self._rows(f"SELECT artist_key FROM artists WHERE id IN "
+                                             f"({', '.join('?' * len(top))})", top)]
+
+    def artists_containing(self, text, most):
+        """Return (artist, popularity of its best track) of the artists whose name contains text, by name."""
+        grams = " AND ".join(_phrase(text[i:i + 3]) for i in range(len(text) - 2))
+        return self._rows("SELECT artist_key, popularity FROM artists WHERE id IN (SELECT rowid FROM artist_grams "
+                          "WHERE artist_grams MATCH ?) AND instr(artist_key, ?) > 0 ORDER BY id LIMIT ?",
+                          (grams, text, most))
+
+    def close(self):
+        """Close the connection."""
+        self.connection.close()
+
+
+def _phrase(gram):
+    """Return an FTS5 query that matches one trigram exactly."""
+    return '"' + gram.replace('"', '""') + '"'
+
+
+class SqliteWriter:
+    """Write a new catalog file: listings into a temporary table, then one row per track, then indexes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.shown = str(self.path)  # how messages name it
+        self.connection = sqlite3.connect(self.path, isolation_level=None)
+        # A temporary file that is renamed into place when complete: no journal, no syncs
+        # until the end (the rename's caller syncs the file). Listings go to SQLite's own
+        # temporary file, which the OS removes even if this process is killed.
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
+            self.connection.execute(f"PRAGMA {pragma}")
+        self.connection.executescript(SCHEMA)
+        self.connection.execute("BEGIN")  # one transaction for the bulk inserts
+
+    def add_listings(self, rows):
+        """Store scored listings: rows of SCORED, then OTHER_FEATURES."""
+        self.connection.executemany(f"INSERT INTO scored VALUES ({', '.join('?' * (len(SCORED) + len(OTHER_FEATURES)))})",
+                                    rows)
+
+    def listings_by_track(self):
+        """Return a cursor over the listings, grouped by track_id and in file order within a track."""
+        return self.connection.execute(f"SELECT {', '.join(SCORED)} FROM scored ORDER BY track_id, seq")
+
+    def add_tracks(self, rows):
+        """Store tracks as rows of TRACK_COLUMNS."""
+        self.connection.executemany(f"INSERT INTO tracks VALUES ({', '.join('?' * len(TRACK_COLUMNS))})", rows)
+
+    def finish(self, meta):
+        """Index the tracks, record the meta data and close the file."""
+        self.connection.execute("COMMIT")
+        self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
+        meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), **meta}
+        self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        self.connection.execute("PRAGMA optimize")
+        self.close()
+
+    def close(self):
+        """Close the connection (an unfinished file is the caller's to delete)."""
+        self.connection.close()

@@ -1,0 +1,97 @@
+"""Predictions from saved bundles: bundles in, predictions out (no training or CSV code)."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from valence.model.bundle import load_bundle_from_dir
+from valence.config import CATEGORICAL_FEATURES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
+
+
+@dataclass
+class Prediction:
+    """Predictions for a batch of songs, row for row."""
+
+    valence: np.ndarray | None  # None without a regression bundle
+    mood: list | None  # None without a classification bundle
+    mood_probabilities: np.ndarray | None
+    warnings: list
+
+
+class Predictor:
+    """Score songs with a regression bundle, a classification bundle, or both."""
+
+    def __init__(self, regression=None, classification=None):
+        if regression is None and classification is None:
+            raise ValueError("a Predictor needs a regression or a classification bundle")
+        self.regression = regression
+        self.classification = classification
+
+    @classmethod
+    def from_model_dir(cls, model_dir, required=(), optional=MODEL_KINDS):
+        """Load the bundles of the `required` kinds, and of the `optional` kinds that are saved in `model_dir`.
+
+        By default every saved kind is loaded, and at least one must be: a folder trained with
+        `--model classification` serves moods without a valence.
+        """
+        encoders = []  # the kinds' encoders, shared when equal
+        bundles = {kind: load_bundle_from_dir(model_dir, kind, encoders) for kind in MODEL_KINDS
+                   if kind in required or (kind in optional and bundle_path(model_dir, kind).exists())}
+        if not bundles:
+            looked = " or ".join(str(bundle_path(model_dir, kind)) for kind in optional)
+            raise ValenceError(f"no saved model in {model_dir} (looked for {looked}); train one first with "
+                               f"`python musical_valence_predictor.py --model-dir {model_dir}`")
+        return cls(**bundles)
+
+    def predict(self, frame):
+        """Return the predictions for every row of `frame` in one forward pass per model (numpy: see network.py)."""
+        valence = mood = probabilities = None
+        encoded = {}  # by encoder: the two kinds usually share one (see from_model_dir), so rows are encoded once
+        for bundle in (self.regression, self.classification):
+            if bundle is not None and id(bundle.encoder) not in encoded:
+                encoded[id(bundle.encoder)] = bundle.encoder.transform(frame)
+        if self.regression is not None:
+            valence = self.regression.network.predict(encoded[id(self.regression.encoder)])
+        if self.classification is not None:
+            probabilities = self.classification.network.predict(encoded[id(self.classification.encoder)])
+            mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
+        encoder = (self.regression or self.classification).encoder
+        return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,
+                          warnings=unknown_category_warnings(encoder, frame))
+
+    def metadata(self):
+        """Return what is loaded, as plain JSON-able values."""
+        bundles = {"regression": self.regression, "classification": self.classification}
+        return {kind: describe(bundle) for kind, bundle in bundles.items() if bundle is not None}
+
+
+def describe(bundle):
+    """Return a bundle's metadata without its weights or encoder internals."""
+    meta = bundle.meta
+    keys = ("kind", "created_at", "data", "split", "metrics", "train_config", "model_args", "versions",
+            "class_edges", "class_names")
+    described = {key: meta.get(key) for key in keys}
+    # The server's own folders are nobody's business: name the training file, not its path.
+    if isinstance(described["data"], dict) and "path" in described["data"]:
+        described["data"] = {**described["data"], "path": Path(described["data"]["path"]).name}
+    if isinstance(described["metrics"], dict) and "data_path" in described["metrics"]:
+        described["metrics"] = {**described["metrics"], "data_path": Path(described["metrics"]["data_path"]).name}
+    described["features"] = bundle.encoder.feature_names()
+    return described
+
+
+def unknown_category_warnings(encoder, frame):
+    """Return, per row, a warning for each categorical value and artist the model never saw in training."""
+    warnings = [[] for _ in range(len(frame))]
+    for column in CATEGORICAL_FEATURES:
+        if column not in frame:
+            continue
+        values = frame[column].astype(str)
+        unknown = np.flatnonzero(~values.isin(encoder.vocab_[column]).to_numpy())
+        values = values.to_numpy()
+        for row in unknown:
+            warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
+    artists = frame["artist_name"].to_numpy() if "artist_name" in frame else ()
+    for row in np.flatnonzero(encoder.unknown_artists(frame)):
+        warnings[row].append(f"unknown artist_name {artists[row]!r}: predicted as an unseen artist")
+    return warnings
