@@ -31,14 +31,13 @@ class Service:
     version: str | None = None
     train_hint: str = ""
     models: object = None  # the valence.api.serving.Models of `predictor`
-    threads: int | None = None  # torch's threads for explanations (VALENCE_THREADS)
 
     @property
     def explainer(self):
         """Return the Explainer of the served regression model (made once per model), or None without one."""
         if self.models is None or self.models.predictor.regression is None:
             return None
-        return explainer_for(self.models, self.threads)
+        return explainer_for(self.models)
 
     def require_predictor(self):
         """Return the predictor, or raise a 503 saying how to train one."""
@@ -85,20 +84,13 @@ def request_service(pair, settings):
     catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target, model_dir)
     return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
                    catalog=pair.store, catalog_error=catalog_error, version=pair.version,
-                   train_hint=settings["train_hint"], models=pair.models, threads=settings.get("threads"))
+                   train_hint=settings["train_hint"], models=pair.models)
 
 
 @functools.lru_cache(maxsize=2)  # the models served, and those served before a swap
-def explainer_for(models, threads=None):
-    """Return the Explainer of a loaded pair's regression model.
-
-    The first one imports torch and captum (2.5 s): a worker that never explains never pays it.
-    threads: torch's intra-op threads for the explanations (None leaves torch's setting alone).
-    """
-    import torch
+def explainer_for(models):
+    """Return the Explainer of a loaded pair's regression model, made once per model."""
     from valence.model.explain import Explainer
-    if threads:
-        torch.set_num_threads(int(threads))
     return Explainer(models.predictor.regression)
 
 

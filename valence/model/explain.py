@@ -5,60 +5,35 @@ training split's typical song (each numeric feature at its training median, each
 its most frequent training value, and an artist the model has never seen). A coalition S of the
 16 groups (each numeric feature, genre, key, mode, time signature, the version marker read off the
 track name, and the artist's history: every artist statistic is one group) takes the song's values
-in S and the background's elsewhere. The
-base value is the prediction for the background; contributions plus base value = prediction.
+in S and the background's elsewhere. The base value is the prediction for the background;
+contributions plus base value = prediction, the same number `/predict` serves.
 
-How: Captum's ShapleyValueSampling (permutation sampling), one attribute() call per request.
-- Captum sees each song as 16 switches, one per group (1: the song's value; the baseline, 0: the
-  background's), and a forward function that turns a batch of switch vectors into predictions.
-  The model's input encoding is separable by column and its first layer is linear, so the
-  first-layer activations of a coalition are the background's plus the sum of its groups' deltas
-  (computed once per song): only the layers after the first run per coalition.
-- The songs of a request are Captum's batch, and perturbations_per_eval=16 puts a whole permutation
-  in one forward call: N_PERMUTATIONS + 1 forward calls per request, however many songs it holds.
-- Captum draws permutations from the global torch generator; here it is handed a fixed list
-  instead (its permutation_generator, which Captum's own ShapleyValues sets the same way): 16 in
-  antithetic pairs (one and its reverse: exact for models whose interactions are at most
-  pairwise, a lower error otherwise) from a seeded generator of their own. A song's explanation
-  is the same on every request, alone or in a list, and the global RNG is never read or moved.
-- Additivity holds by construction: each permutation's steps telescope from the base value to the
-  prediction (float rounding leaves about 1e-7); a group where the song equals the background
-  contributes exactly 0 (the null-player axiom, set explicitly against rounding).
-
-Why, measured in one run (a /tmp script, p50 of interleaved rounds) with one torch thread on the
-2-core dev machine at load average 2.6, a 5-member 128 x 128 model, with the 15 groups there were
-before the version group:
-- exact Shapley values need all 2**15 = 32,768 coalitions: 435 ms a song even with the
-  first-layer shortcut, far over the 30 ms target; SHAP's exact explainer needs them too.
-- Captum's own loop costs about 0.5 ms of Python per permutation whatever the forward function
-  (7.9 ms for 16 permutations, 15.0 ms for 32, with a trivial one), so the permutation count sets
-  the time of one song: 13.4 ms at 16 permutations, 24.2 ms at 32, against 3.6 ms for the former
-  batched reimplementation of the same estimator (equal to Captum's numbers within 1e-7 at 32).
-  100 songs: 134 ms at 16, 243 ms at 32, 236 ms for the former one (in 64-song passes).
-- against exact values (40 generated songs x 15 groups, valence units), 16 antithetic permutations
-  err by 0.00030 on average, 0.0010 at p95, 0.0095 at most; 32 by 0.00017, 0.0006, 0.0058;
-  Captum's own kind, 16 independent random permutations, by 0.00040, 0.0017, 0.0086. So 16:
-  one song leaves room under the 30 ms target for the request around it; 32 would leave little.
+How: permutation sampling, run by the served numpy network (valence.model.network), so an
+explanation needs no torch and its prediction is the served one to the last bit.
+- The input encoding is separable by column and the first layer is linear, so a coalition's
+  first-layer pre-activations are the background's plus the sum of its groups' deltas (computed
+  once per song): only the layers after the first run per coalition.
+- 16 fixed permutations in antithetic pairs (one and its reverse: exact for models whose
+  interactions are at most pairwise, a lower error otherwise), from a seeded generator of their
+  own: a song's explanation is the same on every request, alone or in a list.
+- Each permutation's steps telescope from the background's prediction to the song's, both from the
+  network's own forward pass, so additivity holds up to float rounding; a group where the song
+  equals the background contributes exactly 0 (the null-player axiom, set explicitly).
+Exact Shapley values need all 2**16 coalitions, far over a request's budget; docs/quality.md gives
+the sampling error of 16 permutations against them.
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from valence import config
 
 GROUPS = config.EXPLANATION_GROUPS
 ARTIST_GROUP = GROUPS[-1]
-N_PERMUTATIONS = 16  # 8 antithetic pairs; 32 cut the mean error from 0.0003 to 0.00017 at twice the time (docstring)
+N_PERMUTATIONS = 16  # 8 antithetic pairs: the error against exact values is in docs/quality.md
 SEED = 0
-CHUNK_SONGS = 100  # songs per attribute() call: a request's list (at most 100) in one; bounds the activations
-
-# Bundles saved before the background was stored: the encoder knows the medians but no
-# category frequencies, so these (the most common values of the Kaggle file) stand in.
-FALLBACK_CATEGORIES = {"key": "C", "mode": "Major", "time_signature": "4/4"}
+MAX_ROWS = 1 << 21  # coalition rows x hidden units of one pass: bounds the activations (8 MiB a buffer)
 
 
 def typical_song(frame):
@@ -69,18 +44,6 @@ def typical_song(frame):
     for col in config.CATEGORICAL_FEATURES:
         counts = frame[col].astype(str).value_counts()
         song[col] = str(min(counts.index[counts == counts.max()]))  # ties: the first by name
-    song["artist_name"] = ""
-    return song
-
-
-def fallback_song(encoder):
-    """Return a background for a bundle saved without one, from the encoder's fitted state."""
-    levels = np.linspace(0.0, 1.0, len(encoder.normal_scores_))
-    song = {col: float(np.interp(0.5, levels, encoder.quantiles_[col])) for col in config.NUMERIC_FEATURES}
-    for col in config.CATEGORICAL_FEATURES:
-        known = sorted(encoder.vocab_[col])
-        fallback = FALLBACK_CATEGORIES.get(col)
-        song[col] = fallback if fallback in encoder.vocab_[col] else (known[0] if known else "")
     song["artist_name"] = ""
     return song
 
@@ -102,23 +65,17 @@ class Explanation:
 
 def antithetic_permutations(n_groups, n_permutations, seed):
     """Return (n_permutations, n_groups) permutations in pairs: a random one, then its reverse."""
-    generator = torch.Generator().manual_seed(seed)
-    pairs = [torch.randperm(n_groups, generator=generator) for _ in range((n_permutations + 1) // 2)]
-    return torch.stack([p for first in pairs for p in (first, first.flip(0))])[:n_permutations]
+    generator = np.random.default_rng(seed)
+    pairs = [generator.permutation(n_groups) for _ in range((n_permutations + 1) // 2)]
+    return np.stack([p for first in pairs for p in (first, first[::-1])])[:n_permutations]
 
 
-def captum_sampler(forward_func, permutations):
-    """Return Captum's ShapleyValueSampling of forward_func over a fixed list of permutations instead of
-    fresh torch.randperm draws from the global generator: the same answer on every request, and no
-    global RNG state touched (Captum's own ShapleyValues sets permutation_generator the same way)."""
-    # Imported here, not at the top: importing captum imports matplotlib too (0.7 s); a gunicorn
-    # worker pays it on its first explanation, not at start (lookups and start-up don't need it).
-    from captum.attr import ShapleyValueSampling
-
-    sampler = ShapleyValueSampling(forward_func)
-    orders = [[int(group) for group in order] for order in permutations]
-    sampler.permutation_generator = lambda n_features, n_samples: iter(orders)
-    return sampler
+def prefix_masks(permutations):
+    """Return (permutations, groups + 1, groups) coalitions: step k of a permutation holds its first k groups."""
+    n_permutations, n_groups = permutations.shape
+    steps = np.arange(n_groups + 1)[None, :, None] > np.argsort(permutations, axis=1)[:, None, :]
+    assert steps.shape == (n_permutations, n_groups + 1, n_groups)
+    return steps.astype(np.float32)
 
 
 class Explainer:
@@ -127,36 +84,27 @@ class Explainer:
     def __init__(self, bundle, n_permutations=N_PERMUTATIONS, seed=SEED):
         if bundle.kind != "regression":
             raise config.ValenceError(f"explanations need a regression model, not a {bundle.kind} model")
-        self.model, self.encoder = bundle.model, bundle.encoder
-        self.background = dict(bundle.meta.get("background") or fallback_song(self.encoder))
-        self.background_is_stored = bool(bundle.meta.get("background"))
+        if not bundle.meta.get("background"):
+            raise config.ValenceError("the regression model has no background song to explain against; "
+                                      "train the model again")
+        self.network, self.encoder = bundle.network, bundle.encoder
+        self.background = dict(bundle.meta["background"])
         names = self.encoder.feature_names()
         group_of = {name: GROUPS.index(name) for name in GROUPS}
-        self.numeric_groups = torch.tensor([group_of.get(c, group_of[ARTIST_GROUP]) for c in names["numeric"]])
-        self.categorical_groups = torch.tensor([group_of[c] for c in names["categorical"]], dtype=torch.int64)
+        self.numeric_groups = np.array([group_of.get(c, group_of[ARTIST_GROUP]) for c in names["numeric"]],
+                                       dtype=np.int64)
+        self.categorical_groups = np.array([group_of[c] for c in names["categorical"]], dtype=np.int64)
         try:
             base = self.encoder.transform(pd.DataFrame([self.background]))
         except (KeyError, TypeError, ValueError, config.ValenceError) as error:
             raise config.ValenceError(f"the model's background song cannot be encoded ({error}); "
                                       "train the model again") from None
-        self.base_numeric = torch.as_tensor(base["numeric"])
-        self.base_categorical = torch.as_tensor(base["categorical"])
+        self.base_numeric = np.asarray(base["numeric"], dtype=np.float32)
+        self.base_categorical = np.asarray(base["categorical"], dtype=np.int64)
         self.permutations = antithetic_permutations(len(GROUPS), n_permutations, seed)
-        # Every member's first layer as one: (hidden of all members, inputs); each later layer of all the
-        # members as one batched product (the members share one architecture).
-        members = self.model.members
-        kinds = [[type(layer) for layer in member if not isinstance(layer, nn.Dropout)] for member in members]
-        assert all(k == [nn.Linear, nn.ReLU] * (len(k) // 2) + [nn.Linear] for k in kinds), "Linear, ReLU, ..., Linear"
-        self.first_weight = torch.cat([member[0].weight for member in members]).detach()
-        self.width = members[0][0].out_features
-        later = [[layer for layer in member[1:] if isinstance(layer, nn.Linear)] for member in members]
-        self.later = [(torch.stack([layers[i].weight.T for layers in later]).detach(),
-                       torch.stack([layers[i].bias for layers in later])[:, None, :].detach())
-                      for i in range(len(later[0]))]
-        with torch.no_grad():
-            self.base_dense = self.model.inputs(self.base_numeric, self.base_categorical)
-            self.base_first = torch.cat([member[0](self.base_dense) for member in self.model.members], dim=1)
-            self.base_value = float(self._after_first(self.base_first)[0])
+        self.masks = prefix_masks(self.permutations).reshape(-1, len(GROUPS))
+        self.base_first = self.network.first_layer(self.base_numeric, self.base_categorical).copy()
+        self.base_value = float(self.network.predict(base)[0])
 
     def explain(self, frame):
         """Return the Explanation of every row of a frame of songs (features, artist_name optional)."""
@@ -164,82 +112,53 @@ class Explainer:
         return self.explain_arrays(arrays["numeric"], arrays["categorical"])
 
     def explain_arrays(self, numeric, categorical):
-        """Return the Explanation of encoded songs, CHUNK_SONGS at a time."""
-        numeric = torch.as_tensor(np.asarray(numeric, dtype=np.float32))
-        categorical = torch.as_tensor(np.asarray(categorical, dtype=np.int64))
-        predictions, contributions = [], []
-        with torch.no_grad():
-            for start in range(0, len(numeric), CHUNK_SONGS):
-                end = start + CHUNK_SONGS
-                prediction, contribution = self._shapley(numeric[start:end], categorical[start:end])
-                predictions.append(prediction)
-                contributions.append(contribution)
-        if not predictions:
-            return Explanation(np.zeros(0, np.float32), self.base_value, np.zeros((0, len(GROUPS)), np.float32))
-        return Explanation(torch.cat(predictions).numpy(), self.base_value, torch.cat(contributions).numpy())
+        """Return the Explanation of encoded songs, a bounded number of songs per pass."""
+        numeric = np.asarray(numeric, dtype=np.float32).reshape(len(numeric), -1)
+        categorical = np.asarray(categorical, dtype=np.int64).reshape(len(categorical), -1)
+        prediction = self.network.predict({"numeric": numeric, "categorical": categorical})
+        contributions = np.zeros((len(numeric), len(GROUPS)), dtype=np.float32)
+        songs = max(1, MAX_ROWS // (len(self.masks) * self.base_first.shape[1]))
+        for start in range(0, len(numeric), songs):
+            end = start + songs
+            contributions[start:end] = self._shapley(numeric[start:end], categorical[start:end],
+                                                     prediction[start:end])
+        return Explanation(prediction, self.base_value, contributions)
 
     def group_deltas(self, numeric, categorical):
         """Return what each group of each song adds to the first layers' pre-activations, (songs, groups,
-        hidden of all members), and the mask of groups where a song equals the background.
-
-        The input encoding is separable by column and the first layer is linear, so a coalition's
-        first-layer pre-activations are the background's plus the sum of its groups' deltas."""
+        members x width), and the mask of groups where a song equals the background."""
         n, n_groups = len(numeric), len(GROUPS)
         # Single swaps: the background with one group taken from the song, for every song and group.
-        alone = torch.eye(n_groups, dtype=torch.bool)
-        swapped_numeric = torch.where(alone[:, self.numeric_groups][None], numeric[:, None, :], self.base_numeric)
-        swapped_categorical = torch.where(alone[:, self.categorical_groups][None], categorical[:, None, :],
-                                          self.base_categorical)
-        dense = self.model.inputs(swapped_numeric.reshape(n * n_groups, -1),
-                                  swapped_categorical.reshape(n * n_groups, -1))
-        # Differences first, then the weights: a group equal to the background moves nothing, exactly.
-        change = (dense - self.base_dense).reshape(n, n_groups, -1)
-        return nn.functional.linear(change, self.first_weight), (change == 0).all(dim=2)
+        alone = np.eye(n_groups, dtype=bool)
+        take_numeric, take_categorical = alone[:, self.numeric_groups], alone[:, self.categorical_groups]
+        swapped_numeric = np.where(take_numeric[None], numeric[:, None, :], self.base_numeric)
+        swapped_categorical = np.where(take_categorical[None], categorical[:, None, :], self.base_categorical)
+        first = self.network.first_layer(swapped_numeric.reshape(n * n_groups, -1),
+                                         swapped_categorical.reshape(n * n_groups, -1))
+        deltas = first.reshape(n, n_groups, -1) - self.base_first
+        same_numeric = (numeric[:, None, :] == self.base_numeric) | ~take_numeric[None]
+        same_categorical = (categorical[:, None, :] == self.base_categorical) | ~take_categorical[None]
+        null = same_numeric.all(axis=2) & same_categorical.all(axis=2)
+        deltas[null] = 0.0
+        return deltas, null
 
-    def coalition_values(self, switches, deltas):
-        """Return the served prediction of each row of switches: a coalition (1: the song's value of a
-        group, 0: the background's) of song r % n, for the deltas of n songs. Captum's forward function:
-        it stacks its perturbations of the n songs' switches one block of n rows after another."""
-        n, n_groups = deltas.shape[0], deltas.shape[1]
-        blocks = switches.reshape(-1, n, n_groups).transpose(0, 1)  # (songs, perturbations, groups)
-        first = torch.bmm(blocks, deltas).transpose(0, 1).reshape(-1, deltas.shape[2]) + self.base_first
-        return self._after_first(first)
+    def coalition_values(self, masks, deltas):
+        """Return the served prediction of each coalition (rows of masks: 1 takes the song's value of a group,
+        0 the background's) of each song, (songs, coalitions)."""
+        first = np.matmul(masks[None], deltas) + self.base_first  # (songs, coalitions, members x width)
+        n, rows = first.shape[:2]
+        raw = self.network.after_first(first.reshape(n * rows, -1))[:, 0]
+        return np.clip(raw, 0.0, 1.0).reshape(n, rows)
 
-    def _after_first(self, first):
-        """Return the served prediction (clamped to [0, 1]) from all members' first-layer pre-activations,
-        (rows, members x width): the model's later layers, every member's in one batched product."""
-        hidden = first.reshape(len(first), -1, self.width).transpose(0, 1)  # (members, rows, width)
-        for weight, bias in self.later:
-            hidden = torch.baddbmm(bias, hidden.relu(), weight)
-        return self.model.output(hidden.mean(dim=0)).clamp(0.0, 1.0)
-
-    def _shapley(self, numeric, categorical):
-        """Return (prediction, contributions) of a chunk of encoded songs, from one Captum call."""
+    def _shapley(self, numeric, categorical, prediction):
+        """Return the contributions of a few encoded songs, one forward pass for all their coalitions."""
         n, n_groups = len(numeric), len(GROUPS)
         deltas, null = self.group_deltas(numeric, categorical)
-        sampler = captum_sampler(lambda switches: self.coalition_values(switches, deltas), self.permutations)
-        # Every song at once (Captum's batch), all 16 steps (one per group) of a permutation in one forward call.
-        contributions = sampler.attribute(torch.ones(n, n_groups), baselines=0.0, n_samples=len(self.permutations),
-                                          perturbations_per_eval=n_groups)
-        # A group whose encoded values are the background's is a null player: its Shapley value is 0.
-        # Said explicitly, so that rounding in the batched matrix products leaves no 1e-9 residue.
+        values = self.coalition_values(self.masks, deltas).reshape(n, len(self.permutations), n_groups + 1)
+        # The ends of every permutation are the network's own answers: the background's and the song's.
+        values[:, :, 0], values[:, :, -1] = self.base_value, prediction[:, None]
+        steps = np.diff(values.astype(np.float64), axis=2)  # (songs, permutations, step): step k adds perm[k]
+        order = np.argsort(self.permutations, axis=1)  # where each group comes in each permutation
+        contributions = np.take_along_axis(steps, np.broadcast_to(order, steps.shape), axis=2).mean(axis=1)
         contributions[null] = 0.0
-        prediction = self.coalition_values(torch.ones(n, n_groups), deltas)
-        return prediction, contributions
-
-    def exact(self, numeric, categorical):
-        """Return one encoded song's exact Shapley values, from all 2**G coalitions (slow: for checks)."""
-        n_groups = len(GROUPS)
-        codes = torch.arange(2 ** n_groups)
-        coalitions = ((codes[:, None] >> torch.arange(n_groups)) & 1).bool()
-        with torch.no_grad():
-            deltas, _ = self.group_deltas(torch.as_tensor(numeric), torch.as_tensor(categorical))
-            values = self.coalition_values(coalitions.float(), deltas[:1])
-        values, sizes = values.double(), coalitions.sum(dim=1)
-        weight = torch.tensor([math.factorial(s) * math.factorial(n_groups - s - 1) / math.factorial(n_groups)
-                               for s in range(n_groups)], dtype=torch.float64)
-        phi = []
-        for g in range(n_groups):
-            without = codes[~coalitions[:, g]]
-            phi.append((weight[sizes[without]] * (values[without | (1 << g)] - values[without])).sum())
-        return torch.stack(phi).numpy()
+        return contributions

@@ -2,7 +2,7 @@
 
 Serving runs the saved networks with numpy rather than torch: importing torch takes 1.6 to
 1.9 s of a gunicorn worker's 2 s start-up budget, and the forward pass of these models is
-a handful of matrix products (models.py is the torch module they are trained as; the tests
+a handful of matrix products (valence.training.modules holds the torch modules they are trained as; the tests
 hold the two to the same answers). The members' first layers are one product, with the
 one-hot block read as rows of its weights; their later layers are batched products.
 """
@@ -99,7 +99,7 @@ def _workspace(name, shape):
 
 
 class Network:
-    """A saved network's forward pass in numpy (float32), the same function as models._Ensemble's."""
+    """A saved network's forward pass in numpy (float32), the same function as the torch ensemble it was trained as (valence.training.modules)."""
 
     def __init__(self, kind, model_args, state):
         """state: the state dict as numpy arrays; a missing, extra or misshapen tensor raises ValueError."""
@@ -126,8 +126,12 @@ class Network:
 
     def raw(self, numeric, categorical):
         """The members' mean raw output, (n, n_outputs), for float32 numerics and int64 category codes."""
+        return self.after_first(self.first_layer(numeric, categorical))
+
+    def first_layer(self, numeric, categorical):
+        """Every member's first-layer pre-activations, (n, members x width), in this thread's workspace
+        (valid until its next call: copy what must outlive it)."""
         n, width = numeric.shape
-        members, hidden_width = self.config.n_members, len(self.first_bias) // self.config.n_members
         if self.config.numeric_embedding == "ple":
             dense = _workspace("dense", (n, width * (1 + self.config.n_bins)))
             dense[:, :width] = numeric
@@ -143,7 +147,14 @@ class Network:
             rows = _workspace("rows", first.shape)
             for codes in (categorical + self.offsets).T:
                 first += np.take(self.first_onehot, codes, axis=0, out=rows)
-        # One (n, hidden) block per member, for the batched products of the later layers.
+        return first
+
+    def after_first(self, first):
+        """The members' mean raw output, (n, n_outputs), from their first-layer pre-activations: the
+        later layers, one (n, width) block per member in batched products."""
+        members = self.config.n_members
+        hidden_width = len(self.first_bias) // members
+        n = len(first)
         hidden = _workspace("hidden", (members, n, hidden_width))
         np.copyto(hidden, first.reshape(n, members, hidden_width).transpose(1, 0, 2))
         for layer, (weight, bias) in enumerate(self.later):
