@@ -17,11 +17,8 @@ MAX_BATCH, MIN_BATCH, MIN_STEPS = 1024, 64, 64
 
 def batch_size_for(config, n_rows):
     """config.batch_size, or (0) the largest power of two up to MAX_BATCH that gives an epoch MIN_STEPS
-    steps (at least MIN_BATCH). On 1,200 training rows batch 1024 made 2 steps an epoch and stopped
-    undertrained (test MAE 0.171 on a 1,500-row file); batch 64 reached 0.143. On the real slice (fold models
-    of 11,400 training rows, five split seeds of bench/quality.py) 8 / 16 / 32 / 64 steps an epoch (batch
-    1024 / 512 / 256 / 128) measured test MAE 0.1253 / 0.1247 / 0.1245 / 0.1243 and R² 0.513 / 0.517 /
-    0.517 / 0.519. From 65,536 training rows on it is 1024, so the full-size file trains as fast as before."""
+    steps (at least MIN_BATCH): a small file with large batches gets a few steps an epoch and stops
+    undertrained (docs/quality.md); from 65,536 training rows on it is MAX_BATCH."""
     if config.batch_size:
         return config.batch_size
     size = MAX_BATCH
@@ -31,8 +28,8 @@ def batch_size_for(config, n_rows):
 
 
 def learning_rate_for(config, batch_size):
-    """config.lr, scaled by (batch / MAX_BATCH) ** 0.25 for an automatic batch below MAX_BATCH: at batch
-    64 on 1,500-row files, 1e-3 measured test MAE 0.1405 against 0.1430 at 2e-3 and 0.1419 at 5e-4."""
+    """config.lr, scaled by (batch / MAX_BATCH) ** 0.25 for an automatic batch below MAX_BATCH, where the full
+    rate overshoots (docs/quality.md)."""
     if config.batch_size or batch_size >= MAX_BATCH:
         return config.lr
     return config.lr * (batch_size / MAX_BATCH) ** 0.25
