@@ -120,20 +120,19 @@ def _pause(workdir):
 
 def _hook(name, workdir):
     """Patch this child so that it pauses at one moment of saving the regression bundle."""
-    import torch
+    from safetensors.numpy import save as as_bytes
 
-    real_save, real_replace = torch.save, os.replace
+    from valence.model import bundlefile
+
+    real_replace = os.replace
 
     def is_bundle(target):
-        return str(target).endswith("regression.pt")
+        return str(target).endswith("regression.safetensors")
 
-    def half_written_save(payload, target, *args, **kwargs):
-        import io
-
-        buffer = io.BytesIO()
-        real_save(payload, buffer)
+    def half_written_save(tensors, target, metadata=None):
+        content = as_bytes(tensors, metadata=metadata)
         with open(target, "wb") as out:
-            out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            out.write(content[: len(content) // 2])
             out.flush()
         _pause(workdir)
 
@@ -145,7 +144,7 @@ def _hook(name, workdir):
             _pause(workdir)
 
     if name == "mid-write":
-        torch.save = half_written_save
+        bundlefile.save_file = half_written_save
     elif name in ("before-replace", "after-replace"):
         os.replace = replace
     else:

@@ -225,7 +225,7 @@ def test_without_a_model_health_says_why_and_predictions_say_how_to_train(make_a
     client = make_app(model_dir=tmp_path).test_client()
     health = client.get("/health")
     assert health.status_code == 200 and health.json["status"] == "degraded"
-    assert not health.json["model"]["loaded"] and "regression.pt" in health.json["model"]["error"]
+    assert not health.json["model"]["loaded"] and "regression.safetensors" in health.json["model"]["error"]
     for response in (client.get("/predict?track_id=X"), client.post("/predict", json=SONG), client.get("/model")):
         assert response.status_code == 503
         assert "python musical_valence_predictor.py" in response.json["message"]
@@ -236,7 +236,8 @@ def test_the_hint_names_the_configured_model_folder_and_answers_show_no_server_p
     (tmp_path / "my models").mkdir()
     client = make_app(model_dir="my models", data=tmp_path / "songs" / "absent.csv").test_client()
     error = client.get("/health").json["model"]["error"]
-    assert error.startswith("neither regression.pt nor classification.pt is in the model folder; train one with: ")
+    assert error.startswith("neither regression.safetensors nor classification.safetensors is in the model folder; "
+                            "train one with: ")
     assert error.endswith("--data songs/absent.csv --model-dir my models")
     for response in (client.post("/predict", json=SONG), client.get("/predict?track_id=X"), client.get("/model")):
         assert response.status_code == 503 and "--model-dir my models" in response.json["message"]
@@ -244,12 +245,12 @@ def test_the_hint_names_the_configured_model_folder_and_answers_show_no_server_p
 
 
 def test_a_refused_model_file_is_named_without_its_folder(make_app, tmp_path):
-    (tmp_path / "regression.pt").write_bytes(b"not a model")
+    (tmp_path / "regression.safetensors").write_bytes(b"not a model")
     client = make_app(model_dir=tmp_path).test_client()
     error = client.get("/health").json["model"]["error"]
-    assert error.startswith("regression.pt is not a valid model bundle") and str(tmp_path) not in error
+    assert error.startswith("regression.safetensors is not a valid model bundle") and str(tmp_path) not in error
     message = client.post("/predict", json=SONG).json["message"]
-    assert "regression.pt is not a valid model bundle" in message and str(tmp_path) not in message
+    assert "regression.safetensors is not a valid model bundle" in message and str(tmp_path) not in message
 
 
 def test_a_missing_catalog_is_named_without_its_folder(make_app, tmp_path):

@@ -1,56 +1,83 @@
-import os
+import json
+import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
+import safetensors.numpy
 import torch
 
 from valence.model import bundle as bundle_module
+from valence.model import bundlefile
 from valence.model.bundle import load_bundle, load_bundle_from_dir
+from valence.model.predictor import Predictor
 from valence.config import BUNDLE_FORMAT, ValenceError, bundle_path
 from valence.data.load import load_dataset
-from valence.training.modules import predict_arrays
+from valence.training.modules import predict_arrays, state_arrays, torch_module
 
 
-def test_bundle_loads_with_weights_only_and_is_self_describing(trained):
-    model_dir, _ = trained
-    payload = torch.load(bundle_path(model_dir, "regression"), weights_only=True)
+def test_bundle_is_a_safetensors_file_with_its_metadata_as_json(trained):
+    model_dir, run = trained
+    path = bundle_path(model_dir, "regression")
+    assert path.name == "regression.safetensors"
+    tensors = safetensors.numpy.load_file(path)
+    with safetensors.safe_open(str(path), framework="np") as handle:
+        payload = json.loads(handle.metadata()[bundlefile.METADATA_KEY])
     assert payload["format"] == BUNDLE_FORMAT and payload["kind"] == "regression"
     assert payload["class_edges"] == [0.35, 0.65]
     assert len(payload["data"]["sha256"]) == 64
     assert payload["versions"]["torch"] == torch.__version__
     assert set(payload["metrics"]) >= {"test_mae", "test_rmse", "test_r2", "baseline_mae"}
+    # Every array is a tensor: the weights and the encoder's tables; the JSON holds none.
+    weights = state_arrays(run.models["regression"].model)
+    assert {f"state_dict/{key}" for key in weights} < set(tensors)
+    assert {"encoder/artist_table/rows", "encoder/song_table/rows", "encoder/reference/artist_codes",
+            "encoder/reference/values", "encoder/normal_scores", "encoder/quantiles/energy"} < set(tensors)
+    assert tensors["encoder/reference/artist_codes"].dtype == np.int32
+    assert payload["encoder"]["artist_table"]["names"] and "rows" not in payload["encoder"]["artist_table"]
+    for key, value in weights.items():
+        assert np.array_equal(tensors[f"state_dict/{key}"], value), key
 
 
 @pytest.mark.parametrize("kind", ["regression", "classification"])
 def test_round_trip_rebuilds_the_same_predictions(trained, demo_csv, kind):
     model_dir, run = trained
     frame, _ = load_dataset(demo_csv)
-    original = predict_arrays(run.models[kind].model, run.models[kind].encoder.transform(frame))
+    original = run.models[kind].encoder.transform(frame)
+    expected = predict_arrays(run.models[kind].model, original)
     loaded = load_bundle_from_dir(model_dir, kind)
-    rebuilt = predict_arrays(loaded.model, loaded.encoder.transform(frame))
-    np.testing.assert_allclose(rebuilt, original, rtol=0, atol=1e-6)
-    assert not loaded.model.training
+    arrays = loaded.encoder.transform(frame)
+    for key in ("numeric", "categorical"):
+        assert np.array_equal(arrays[key], original[key]) and arrays[key].dtype == original[key].dtype
+    module = torch_module(loaded)
+    np.testing.assert_allclose(predict_arrays(module, arrays), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(loaded.network.predict(arrays), expected, rtol=0, atol=1e-5)
+    assert not module.training
+
+
+def test_both_kinds_share_one_encoder_when_their_states_are_equal(trained):
+    model_dir, _ = trained
+    predictor = Predictor.from_model_dir(model_dir)
+    assert predictor.regression.encoder is predictor.classification.encoder
 
 
 def test_save_interrupted_mid_write_keeps_the_previous_bundle(trained, tmp_path, monkeypatch):
     model_dir, run = trained
-    path = tmp_path / "regression.pt"
+    path = tmp_path / "regression.safetensors"
     path.write_bytes(bundle_path(model_dir, "regression").read_bytes())
     before = path.read_bytes()
 
-    def dies_half_way(payload, target):
+    def dies_half_way(tensors, target, metadata=None):
         with open(target, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a zip")
+            handle.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{half a header")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(torch, "save", dies_half_way)
+    monkeypatch.setattr(bundlefile, "save_file", dies_half_way)
     trained_model = run.models["regression"]
     with pytest.raises(KeyboardInterrupt):
-        bundle_module.save_bundle(path, "regression", trained_model.model, {}, trained_model.encoder,
+        bundle_module.save_bundle(path, "regression", state_arrays(trained_model.model), {}, trained_model.encoder,
                                   metrics={}, train_config={}, data={}, split={})
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["regression.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["regression.safetensors"]
     assert load_bundle(path, "regression").kind == "regression"
 
 
@@ -61,7 +88,7 @@ def test_missing_bundle_says_how_to_train(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"not a bundle at all", b"PK\x03\x04truncated"])
 def test_damaged_files_are_refused(tmp_path, content):
-    path = tmp_path / "regression.pt"
+    path = tmp_path / "regression.safetensors"
     path.write_bytes(content)
     with pytest.raises(ValenceError, match="not a valid model bundle"):
         load_bundle(path)
@@ -70,35 +97,18 @@ def test_damaged_files_are_refused(tmp_path, content):
 def test_truncated_real_bundle_is_refused(trained, tmp_path):
     model_dir, _ = trained
     data = bundle_path(model_dir, "regression").read_bytes()
-    path = tmp_path / "regression.pt"
+    path = tmp_path / "regression.safetensors"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValenceError, match="not a valid model bundle"):
         load_bundle(path)
 
 
-class Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_malicious_pickle_is_not_executed(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "regression.pt"
-    torch.save({"format": BUNDLE_FORMAT, "kind": "regression", "payload": Exploit(marker)}, path)
-    with pytest.raises(ValenceError, match="not a valid model bundle"):
-        load_bundle(path)
-    assert not marker.exists()
-
-
 def test_other_format_version_is_refused(trained, tmp_path):
     model_dir, _ = trained
-    payload = torch.load(bundle_path(model_dir, "regression"), weights_only=True)
+    payload = bundlefile.read(bundle_path(model_dir, "regression"))
     payload["format"] = BUNDLE_FORMAT + 1
-    path = tmp_path / "regression.pt"
-    torch.save(payload, path)
+    path = tmp_path / "regression.safetensors"
+    bundlefile.write(path, payload)
     with pytest.raises(ValenceError, match="bundle format"):
         load_bundle(path)
 
@@ -119,13 +129,36 @@ def test_a_missing_bundle_says_once_how_to_train_it_into_the_folder_asked_for(tm
                             f"--model-dir '{folder}'`")
 
 
-def test_a_bundle_in_torch_legacy_format_loads_and_predicts_as_the_zip_one(trained, tmp_path, demo_csv):
-    """torch.save's older, non-zip format goes through torch.load(weights_only=True); the bundle serves alike."""
-    model_dir, _ = trained
-    payload = torch.load(bundle_path(model_dir, "regression"), weights_only=True)
-    path = tmp_path / "regression.pt"
-    torch.save(payload, path, _use_new_zipfile_serialization=False)
-    legacy, current = load_bundle(path), load_bundle(bundle_path(model_dir, "regression"))
-    arrays = current.encoder.transform(pd.read_csv(demo_csv).head(50))
-    assert np.array_equal(legacy.network.predict(arrays), current.network.predict(arrays))
-    assert np.array_equal(predict_arrays(legacy.model, arrays), predict_arrays(current.model, arrays))
+def earlier_bundle(model_dir, path, legacy=False):
+    """Write the regression bundle as the earlier version saved it: torch.save of one dict."""
+    payload = bundlefile.read(bundle_path(model_dir, "regression"))
+    payload["state_dict"] = {key: torch.from_numpy(value.copy()) for key, value in payload["state_dict"].items()}
+    payload["format"] = 4
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_bundle_of_the_earlier_version_is_refused_in_one_line_that_says_how_to_train(trained, tmp_path, legacy):
+    path = earlier_bundle(trained[0], tmp_path / "regression.safetensors", legacy)
+    with pytest.raises(ValenceError) as refused:
+        load_bundle_from_dir(tmp_path, "regression")
+    assert str(refused.value) == (
+        f"{path} was saved by an earlier version of this tool in a format this version no longer reads (nothing in "
+        f"it was loaded); train again with `python musical_valence_predictor.py --model regression "
+        f"--model-dir {tmp_path}`")
+
+
+def test_a_folder_with_only_the_earlier_versions_files_says_so(trained, tmp_path):
+    earlier = earlier_bundle(trained[0], tmp_path / "regression.pt")
+    with pytest.raises(ValenceError, match=r"^\S*regression\.pt was saved by an earlier version .*no longer reads.*"
+                                           r"--model regression --model-dir") as refused:
+        load_bundle_from_dir(tmp_path, "regression")
+    assert "\n" not in str(refused.value)
+    shutil.copy(earlier, tmp_path / "classification.pt")
+    with pytest.raises(ValenceError, match=r"regression\.pt and \S*classification\.pt were saved by an earlier "
+                                           r"version .* `python musical_valence_predictor.py --model both --model-dir"):
+        Predictor.from_model_dir(tmp_path)
+    # A current bundle beside an earlier one is served; the earlier file is left alone.
+    shutil.copy(bundle_path(trained[0], "regression"), bundle_path(tmp_path, "regression"))
+    assert Predictor.from_model_dir(tmp_path).classification is None

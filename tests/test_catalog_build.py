@@ -108,7 +108,7 @@ def test_a_classification_only_training_run_ends_by_scoring_moods_into_the_catal
 def test_build_catalog_writes_beside_the_models_by_default(trained, catalog_csv, tmp_path, capsys):
     model_dir = tmp_path / "models"
     model_dir.mkdir()
-    for bundle in trained[0].glob("*.pt"):
+    for bundle in trained[0].glob("*.safetensors"):
         (model_dir / bundle.name).write_bytes(bundle.read_bytes())
     assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(model_dir)]) == 0
     store = open_store(model_dir / "catalog.sqlite")

@@ -26,7 +26,7 @@ from valence.training.pipeline import load_splits
 from valence.training.settings import FoldPlan
 from valence.model.predictor import Predictor
 from valence.data.synthetic import generate_dataset, write_csv
-from valence.training.modules import predict_arrays
+from valence.training.modules import predict_arrays, torch_module
 
 from cli_runner import shared_server, wait_until
 
@@ -97,7 +97,7 @@ def test_sigkill_inside_the_save_leaves_a_loadable_bundle(songs, previous, tmp_p
     # A killed save leaves its temporary (nothing can delete it); it is hidden, named *.tmp
     # and never read as a model. After rename, no temporary remains.
     assert len(temporaries(folder)) == (1 if kept_previous else 0)
-    assert all(name.startswith(".regression.pt.") for name in temporaries(folder))
+    assert all(name.startswith(".regression.safetensors.") for name in temporaries(folder))
 
 
 @pytest.mark.slow
@@ -121,20 +121,20 @@ def test_sigkill_at_random_moments_of_training_leaves_a_loadable_bundle(songs, p
 
 
 def test_the_next_save_removes_stale_temporaries_and_spares_young_ones(tmp_path):
-    path = tmp_path / "regression.pt"
-    stale = tmp_path / ".regression.pt.abc123.tmp"
-    young = tmp_path / ".regression.pt.def456.tmp"  # another process may be writing it now
-    other = tmp_path / ".classification.pt.ghi789.tmp"
+    path = tmp_path / "regression.safetensors"
+    stale = tmp_path / ".regression.safetensors.abc123.tmp"
+    young = tmp_path / ".regression.safetensors.def456.tmp"  # another process may be writing it now
+    other = tmp_path / ".classification.safetensors.ghi789.tmp"
     for stray in (stale, young, other):
         stray.write_bytes(b"PK\x03\x04 half a zip")
     hour_ago = time.time() - STALE_SECONDS - 60
     os.utime(stale, (hour_ago, hour_ago))
     os.utime(other, (hour_ago, hour_ago))
     write_text_atomic(path, "new")
-    assert listing(tmp_path) == sorted([".classification.pt.ghi789.tmp", ".regression.pt.def456.tmp",
-                                        "regression.pt"])
+    assert listing(tmp_path) == sorted([".classification.safetensors.ghi789.tmp", ".regression.safetensors.def456.tmp",
+                                        "regression.safetensors"])
     assert remove_stale_temporaries(path, older_than=0) == 1 and listing(tmp_path) == sorted(
-        [".classification.pt.ghi789.tmp", "regression.pt"])
+        [".classification.safetensors.ghi789.tmp", "regression.safetensors"])
 
 
 # ---- Ctrl-C -----------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def test_ctrl_c_without_the_flag_saves_nothing_and_exits_130(interrupted, previo
     assert err.strip() == ("interrupted: stopped the regression model without saving it; its saved model, "
                            "if any, is as it was (--save-on-interrupt keeps the best epoch so far)")
     assert bundle_path(folder, "regression").read_bytes() == previous[1]
-    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # the previous run's files
+    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.safetensors"]  # the previous run's
     assert "saved " not in out
 
 
@@ -201,14 +201,14 @@ def test_ctrl_c_with_the_flag_saves_the_best_epoch_so_far(interrupted, songs):
     assert err.strip() == (f"interrupted: saved the regression model's fold models so far ({folds}; the last at its "
                            f"best epoch, {record['best_epoch'][-1]}, interrupted during epoch {last + 1}); nothing "
                            f"else was trained")
-    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # the previous run's files
+    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.safetensors"]  # the previous run's
     # The saved weights are the best epoch's: fold model 1 of the saved bundle gives its validation MAE again.
     bundle = load_bundle_from_dir(folder, "regression")
     assert bundle.meta["metrics"]["interrupted_at_epoch"] == last + 1
     assert bundle.meta["train_config"]["seed"] == 1 and bundle.meta["split"]["folds_trained"] == folds
     splits = load_splits(songs, FoldPlan(folds=2, seed=1), log=lambda message: None)
     _, val, encoder, _ = fold_encoder(splits.frame, splits.fold, 0, splits.plan, bundle.encoder)
-    first = fold_model("regression", bundle.meta["model_args"], bundle.model.state_dict(), 0, 1)
+    first = fold_model("regression", bundle.meta["model_args"], torch_module(bundle).state_dict(), 0, 1)
     predicted = predict_arrays(first, encoder.transform(val))
     mae = float(np.mean(np.abs(predicted - val["valence"].to_numpy())))
     assert mae == pytest.approx(logged[best], abs=1e-4)
@@ -226,7 +226,7 @@ def test_ctrl_c_during_the_save_leaves_the_previous_bundle_whole(songs, previous
     assert done.returncode == 130 and "Traceback" not in done.stderr
     assert done.stderr.startswith("interrupted: stopped the regression model without saving it")
     assert bundle_path(folder, "regression").read_bytes() == previous[1]
-    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.pt"]  # as before; the temporary was removed
+    assert listing(folder) == ["catalog.sqlite", "regression.metrics.json", "regression.safetensors"]  # the temporary: gone
 
 
 @pytest.mark.slow
@@ -240,8 +240,8 @@ def test_ctrl_c_in_the_second_model_names_the_first_as_saved(songs, tmp_path):
     assert done.stderr.strip() == (
         "interrupted: stopped the classification model without saving it; its saved model, if any, is as "
         "it was (--save-on-interrupt keeps the best epoch so far); saved before the interrupt: "
-        f"{tmp_path / 'models' / 'regression.pt'}")
-    assert listing(tmp_path / "models") == ["regression.metrics.json", "regression.pt"]
+        f"{tmp_path / 'models' / 'regression.safetensors'}")
+    assert listing(tmp_path / "models") == ["regression.metrics.json", "regression.safetensors"]
 
 
 def test_atomic_path_removes_its_temporary_on_ctrl_c(tmp_path):

@@ -1,16 +1,16 @@
 """FeatureEncoder: fitted on training rows only, plain-type state, unknowns, out-of-fold artist statistics."""
-import io
 import json
 import zlib
 
 import numpy as np
 import pytest
-import torch
 from sklearn.preprocessing import QuantileTransformer
 
 from songs import make_songs, split
 from valence import config
-from valence.model.encoder import VERSION, FeatureEncoder, song_title, title_version
+from valence.model import bundlefile
+from valence.model.encoder import FeatureEncoder
+from valence.model.versions import VERSION, song_title, title_version
 from valence.data.synthetic import generate_dataset
 
 N_PLAIN = len(config.NUMERIC_FEATURES)
@@ -45,10 +45,10 @@ def test_shapes_and_index_ranges(frames, fitted):
 def test_statistics_come_from_the_training_rows_only(frames):
     train, _, test = frames
     encoder = FeatureEncoder().fit(train, train["valence"].to_numpy())
-    state = json.dumps(encoder.to_state())
+    state = as_json(encoder.to_state())
     shifted = test.assign(energy=test["energy"] + 100.0, valence=1.0)
     encoder.transform(shifted)
-    assert json.dumps(encoder.to_state()) == state  # transform learns nothing
+    assert as_json(encoder.to_state()) == state  # transform learns nothing
     # A value beyond the training range maps to the top score, not a rescaled one.
     top = max(encoder.normal_scores_)
     assert np.allclose(encoder.transform(shifted)["numeric"][:, config.NUMERIC_FEATURES.index("energy")], top)
@@ -56,13 +56,20 @@ def test_statistics_come_from_the_training_rows_only(frames):
     assert encoder.quantiles_["energy"][-1] == pytest.approx(train["energy"].max())
 
 
-def test_state_round_trips_through_json_and_weights_only_torch_load(frames, fitted):
+def as_json(state):
+    """The state as JSON text, its arrays as lists."""
+    return json.dumps(state, default=lambda array: array.tolist())
+
+
+def test_state_is_plain_values_and_arrays_and_round_trips_through_a_bundle_file(frames, fitted, tmp_path):
     state = fitted.to_state()
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    for restored in (FeatureEncoder.from_state(json.loads(json.dumps(state))),
-                     FeatureEncoder.from_state(torch.load(buffer, weights_only=True))):
+    arrays = [state["artist_table"]["rows"], state["song_table"]["rows"], state["reference"]["values"],
+              state["reference"]["artist_codes"], state["normal_scores"], *state["quantiles"].values()]
+    assert all(isinstance(a, np.ndarray) for a in arrays)
+    assert state["artist_table"]["names"] == fitted.artist_table_.names
+    bundlefile.write(tmp_path / "state.safetensors", {"encoder": state})
+    for restored in (FeatureEncoder.from_state(bundlefile.read(tmp_path / "state.safetensors")["encoder"]),
+                     FeatureEncoder.from_state(json.loads(as_json(state)))):
         a, b = fitted.transform(frames[2]), restored.transform(frames[2])
         assert np.array_equal(a["numeric"], b["numeric"])
         assert np.array_equal(a["categorical"], b["categorical"])
@@ -121,7 +128,7 @@ def test_known_artist_gets_the_spread_and_mood_shares_of_its_training_songs(fram
 def test_an_encoder_saved_before_the_mood_and_song_statistics_loads_without_them(frames):
     train, _, test = frames
     without = FeatureEncoder(artist_moods=False, song_versions=False).fit(train, train["valence"].to_numpy())
-    state = json.loads(json.dumps(without.to_state()))
+    state = json.loads(as_json(without.to_state()))
     del state["settings"]["artist_moods"], state["mood_prior"]  # as the code before them wrote it
     del state["settings"]["song_versions"], state["settings"]["song_smoothing"], state["song_table"]
     old = FeatureEncoder.from_state(state)
@@ -163,7 +170,7 @@ def test_other_tracks_of_the_same_artist_and_title_give_the_song_versions_statis
     assert out[1, mean_at] == pytest.approx((train.loc[other, "valence"] + m * prior) / (1 + m) - prior, abs=1e-6)
     assert out[1, count_at] == pytest.approx(np.log1p(1), abs=1e-6)
     assert out[2:, [mean_at, count_at]].tolist() == [[0, 0], [0, 0]]  # another title; a title without its artist
-    restored = FeatureEncoder.from_state(json.loads(json.dumps(encoder.to_state())))
+    restored = FeatureEncoder.from_state(json.loads(as_json(encoder.to_state())))
     np.testing.assert_array_equal(restored.transform(songs)["numeric"], out)
     # Without track names (a POST of features only) no song is known.
     assert (encoder.transform(songs.drop(columns="track_name"))["numeric"][:, [mean_at, count_at]] == 0).all()
@@ -337,7 +344,7 @@ def test_the_version_is_a_categorical_column_of_the_encoder(frames):
     # Without a track_name column (a POST without names) every song reads as none.
     assert (encoder.transform(songs.drop(columns="track_name"))["categorical"][:, column] == 1).all()
     # The state keeps the column; an encoder saved before it existed encodes the four other categoricals.
-    again = FeatureEncoder.from_state(json.loads(json.dumps(encoder.to_state())))
+    again = FeatureEncoder.from_state(json.loads(as_json(encoder.to_state())))
     np.testing.assert_array_equal(again.transform(songs)["categorical"], encoder.transform(songs)["categorical"])
     old = encoder.to_state()
     del old["vocab"][VERSION]

@@ -122,7 +122,7 @@ def test_without_a_regression_model_explanations_say_so(mood_app):
                    client.post("/explain", json=[SONG, SONG])):
         assert answer.status_code == 503
         assert answer.get_json()["message"].startswith(
-            "no regression model is loaded (regression.pt is not in the model folder, which serves moods only): "
-            "explanations are of the predicted valence; train one with: python musical_valence_predictor.py")
+            "no regression model is loaded (regression.safetensors is not in the model folder, which serves moods "
+            "only): explanations are of the predicted valence; train one with: python musical_valence_predictor.py")
     assert client.get("/explain?track_id=NOSUCHTRACK").status_code == 404  # the lookup rules still come first
     assert client.get("/search?q=twin").status_code == 200

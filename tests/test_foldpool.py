@@ -90,7 +90,7 @@ def test_ctrl_c_in_a_later_fold_model_ends_the_run(tmp_path, workers):
     assert run.interrupted == "regression" and list(run.models) == ["regression"]
     record = run.models["regression"].metrics_record
     assert record["interrupted"] is True and record["interrupted_fold"] == 3 and len(record["epochs_run"]) == 3
-    assert not (tmp_path / "models" / "classification.pt").exists()
+    assert not (tmp_path / "models" / "classification.safetensors").exists()
 
 
 def test_a_workers_error_is_raised_here_with_its_traceback(songs, monkeypatch):

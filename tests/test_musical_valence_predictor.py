@@ -236,10 +236,10 @@ def test_read_only_model_dir_stops_before_any_work(demo_csv, tmp_path, monkeypat
 
 
 def test_bundle_path_that_is_a_folder_stops_before_any_work(demo_csv, tmp_path, capsys):
-    (tmp_path / "classification.pt").mkdir()
+    (tmp_path / "classification.safetensors").mkdir()
     assert cli.main(["--data", str(demo_csv), "--model-dir", str(tmp_path), "--model", "both"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and f"{tmp_path / 'classification.pt'} is a folder, not a file" in captured.err
+    assert captured.out == "" and f"{tmp_path / 'classification.safetensors'} is a folder, not a file" in captured.err
 
 
 def test_plots_dir_that_is_a_file_stops_before_any_work(demo_csv, tmp_path, capsys):

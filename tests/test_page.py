@@ -83,8 +83,8 @@ def test_with_only_a_classifier_the_page_says_it_needs_a_regression_model(mood_a
     page = mood_app.test_client().get("/")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'data-ready="false"' in html
-    assert ("No regression model is loaded (regression.pt is not in the model folder), and this page shows "
-            "predicted valence and its reasons") in html
+    assert ("No regression model is loaded (regression.safetensors is not in the model folder), and this page "
+            "shows predicted valence and its reasons") in html
     assert "python musical_valence_predictor.py --model regression" in html
 
 

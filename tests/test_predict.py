@@ -44,7 +44,7 @@ def test_unknown_genre_is_predicted_with_a_warning(predictor, songs):
 
 
 def test_without_a_classifier_there_is_no_mood(trained, tmp_path, songs):
-    shutil.copy(trained[0] / "regression.pt", tmp_path / "regression.pt")
+    shutil.copy(trained[0] / "regression.safetensors", tmp_path / "regression.safetensors")
     predictor = Predictor.from_model_dir(tmp_path)
     assert predictor.classification is None
     assert predictor.predict(songs).mood is None
@@ -52,7 +52,7 @@ def test_without_a_classifier_there_is_no_mood(trained, tmp_path, songs):
 
 
 def test_with_only_a_classifier_there_is_no_valence(trained, tmp_path, songs):
-    shutil.copy(trained[0] / "classification.pt", tmp_path / "classification.pt")
+    shutil.copy(trained[0] / "classification.safetensors", tmp_path / "classification.safetensors")
     predictor = Predictor.from_model_dir(tmp_path, required=(), optional=MODEL_KINDS)
     assert predictor.regression is None
     result = predictor.predict(songs)
@@ -63,10 +63,11 @@ def test_with_only_a_classifier_there_is_no_valence(trained, tmp_path, songs):
 
 
 def test_by_default_every_saved_kind_is_loaded_and_one_is_enough(trained, tmp_path):
-    shutil.copy(trained[0] / "classification.pt", tmp_path / "classification.pt")
+    shutil.copy(trained[0] / "classification.safetensors", tmp_path / "classification.safetensors")
     predictor = Predictor.from_model_dir(tmp_path)  # as a folder trained with --model classification is served
     assert predictor.regression is None and predictor.classification.kind == "classification"
-    with pytest.raises(ValenceError, match=r"no saved model in .*regression\.pt or .*classification\.pt"):
+    with pytest.raises(ValenceError, match=r"no saved model in .*regression\.safetensors or "
+                                           r".*classification\.safetensors"):
         Predictor.from_model_dir(tmp_path / "empty")
 
 
@@ -76,7 +77,8 @@ def test_only_the_required_kinds_are_loaded_when_nothing_is_optional(trained):
 
 
 def test_an_empty_model_dir_names_the_files_looked_for(tmp_path):
-    with pytest.raises(ValenceError, match=r"no saved model in .*regression\.pt or .*classification\.pt"):
+    with pytest.raises(ValenceError, match=r"no saved model in .*regression\.safetensors or "
+                                           r".*classification\.safetensors"):
         Predictor.from_model_dir(tmp_path, required=(), optional=MODEL_KINDS)
 
 

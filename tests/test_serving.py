@@ -3,12 +3,12 @@ import shlex
 import shutil
 
 import pytest
-import torch
 
 from conftest import empty_target
 from valence.catalog.build import build_catalog
 from valence.config import MODEL_KINDS, bundle_path
 from valence.fileio import atomic_path
+from valence.model import bundlefile
 from valence.api import serving as serving_module
 from valence.api.serving import Serving, load_models, model_version
 from valence.catalog.store import shown_target
@@ -26,11 +26,11 @@ def copy_models(source, target):
 
 def save_changed(model_dir, kind, shift=0.05):
     """Replace a bundle atomically with one whose output bias is shifted: a new model, as a retrain saves it."""
-    payload = torch.load(bundle_path(model_dir, kind), weights_only=True)
+    payload = bundlefile.read(bundle_path(model_dir, kind))
     last_bias = [name for name in payload["state_dict"] if name.endswith("bias")][-1]
     payload["state_dict"][last_bias] = payload["state_dict"][last_bias] + shift
     with atomic_path(bundle_path(model_dir, kind)) as temporary:
-        torch.save(payload, temporary)
+        bundlefile.write(temporary, payload)
 
 
 def build(catalog_csv, model_dir, target):

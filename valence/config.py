@@ -29,7 +29,7 @@ KAGGLE_COLUMNS = (
 # What a song needs for a prediction (valence is the answer, never an input).
 FEATURE_COLUMNS = tuple(c for c in KAGGLE_COLUMNS if c not in ("artist_name", "track_name", "track_id", TARGET))
 # The groups an explanation gives a contribution to: each feature, the version marker the encoder reads off
-# the track name (encoding.title_version), and all artist statistics as one.
+# the track name (versions.title_version), and all artist statistics as one.
 EXPLANATION_GROUPS = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "version", "artist")
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -65,8 +65,8 @@ class SplitConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
-BUNDLE_FORMAT = 4  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
-# 4: the encoder's artist table and reference songs packed into a few strings, loading in milliseconds)
+BUNDLE_FORMAT = 5  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
+# 5: a safetensors file, arrays as tensors and the rest as JSON)
 
 
 # Cached: a training run folds each artist's name dozens of times. Bounded, as a server folds names
@@ -92,7 +92,11 @@ class ValenceError(Exception):
 
 def bundle_path(model_dir, kind):
     """Return where the bundle of a model kind lives."""
-    return Path(model_dir) / f"{kind}.pt"
+    return Path(model_dir) / f"{kind}.safetensors"
+
+
+# Where bundle_path pointed before bundles were safetensors files (torch.save's format, refused with a hint).
+EARLIER_BUNDLE_SUFFIX = ".pt"
 
 
 def metrics_path(model_dir, kind):

@@ -13,8 +13,8 @@ from valence.api.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TE
 bp = Blueprint("explain", __name__)
 
 
-NO_REGRESSION = ("no regression model is loaded (regression.pt is not in the model folder, which serves moods "
-                 "only): explanations are of the predicted valence; {train_hint}")
+NO_REGRESSION = ("no regression model is loaded (regression.safetensors is not in the model folder, which serves "
+                 "moods only): explanations are of the predicted valence; {train_hint}")
 
 
 def explainer():

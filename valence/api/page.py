@@ -69,8 +69,8 @@ def index():
         problem = (f"No model is loaded, so nothing can be predicted yet ({state.model_error}). "
                    "Train one with: python musical_valence_predictor.py --model both")
     elif not ready:
-        problem = ("No regression model is loaded (regression.pt is not in the model folder), and this page shows "
-                   "predicted valence and its reasons; the API still answers moods. "
+        problem = ("No regression model is loaded (regression.safetensors is not in the model folder), and this page "
+                   "shows predicted valence and its reasons; the API still answers moods. "
                    "Train one with: python musical_valence_predictor.py --model regression")
     html = render_template("index.html", ready=ready, catalog_ready=ready and state.catalog is not None,
                            problem=problem, sliders=sliders, selects=selects)

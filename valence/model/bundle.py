@@ -1,20 +1,15 @@
-"""Saved models: one self-describing file per model kind, written atomically.
+"""Saved models: one self-describing safetensors file per model kind, written atomically.
 
-A bundle is a plain dict of tensors and plain Python values, so it loads with
-`torch.load(path, weights_only=True)` (no code runs while unpickling) and holds
-everything needed to rebuild the model: architecture arguments, weights, the
-fitted encoder's state, class edges, metrics, settings and provenance.
-
-Loading reads it with torchfile.load (the same refusals, tensors as numpy arrays) and
-predicts with the numpy network: torch is imported only when the torch model is asked
-for (training, explanations), so a serving worker never imports it.
+A bundle holds everything needed to rebuild the model: the network's weights and the fitted
+encoder's arrays as tensors, and as JSON the architecture arguments, the encoder's settings and
+vocabularies, class edges, metrics, settings and provenance (see bundlefile.py). Loading runs no
+code from the file and needs no torch: the numpy network predicts, so a serving worker never
+imports torch (valence.training.modules.torch_module rebuilds the torch module for training jobs).
 """
 import datetime
-import functools
 import pickle
 import platform
 import shlex
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from valence import __version__
-from valence.model import torchfile
-from valence.config import BUNDLE_FORMAT, CLASS_EDGES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
-from valence.model.encoder import FeatureEncoder
+from valence.config import (BUNDLE_FORMAT, CLASS_EDGES, CLASS_NAMES, EARLIER_BUNDLE_SUFFIX, MODEL_KINDS,
+                            ValenceError, bundle_path)
 from valence.fileio import atomic_path
+from valence.model import bundlefile
+from valence.model.encoder import FeatureEncoder
 from valence.model.network import Network
 
 REQUIRED_KEYS = ("format", "kind", "model_args", "state_dict", "encoder")
+# How torch.save's legacy format starts (its magic number, pickled); its zip format is a zip archive.
+TORCH_LEGACY_START = pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2)[:-1]
 
 
 @dataclass
@@ -39,43 +37,20 @@ class Bundle:
     network: Network
     encoder: FeatureEncoder
     meta: dict = field(default_factory=dict)
-    weights: dict = field(default_factory=dict, repr=False)  # the state dict as numpy arrays
-
-    @functools.cached_property
-    def model(self):
-        """The network as the torch module it was trained as (imports torch), in eval mode."""
-        import torch
-        from valence.training.modules import build_model
-        model = build_model(self.kind, self.meta["model_args"])
-        model.load_state_dict({key: torch.from_numpy(value) for key, value in self.weights.items()})
-        return model.eval()
+    weights: dict = field(default_factory=dict, repr=False)  # the state dict as float32 numpy arrays
 
 
-def to_plain(value):
-    """Return `value` with numpy scalars and arrays, tuples and paths turned into plain types."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    for plain in (bool, int, float, str):  # exact types: subclasses (torch's version string) don't unpickle safely
-        if isinstance(value, plain):
-            return plain(value)
-    return None if value is None else str(value)
-
-
-def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config, data, split, background=None):
+def save_bundle(path, kind, weights, model_args, encoder, *, metrics, train_config, data, split, background=None,
+                versions=None):
     """Write a model bundle to `path` atomically; the previous file survives any failure.
 
+    weights: the network's state dict as numpy arrays (valence.training.modules.state_arrays).
     background: the song explanations are measured against (explain.typical_song of the training split).
+    versions: the versions of what trained the model (torch), beside those of valence, numpy and python.
     """
-    import torch
     assert kind in MODEL_KINDS, kind
     extra = {"background": background} if background is not None else {}
-    payload = to_plain({
+    payload = {
         **extra,
         "format": BUNDLE_FORMAT,
         "kind": kind,
@@ -88,35 +63,38 @@ def save_bundle(path, kind, model, model_args, encoder, *, metrics, train_config
         "data": data,
         "split": split,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {
-            "valence": __version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-    })
-    # Detached CPU copies: the file must load on a machine without the training device.
-    payload["state_dict"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        "versions": {"valence": __version__, "numpy": np.__version__, "python": platform.python_version(),
+                     **(versions or {})},
+        "state_dict": {key: np.asarray(value, dtype=np.float32) for key, value in weights.items()},
+    }
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        bundlefile.write(temporary, payload)
 
 
-def read_bundle(path):
-    """Return the raw dict of a bundle file, refusing anything that is not one."""
+def read_bundle(path, kind=None):
+    """Return the raw tree of a bundle file, refusing anything that is not one (kind: for the retraining hint)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValenceError(f"{path} is a directory, not a model bundle")
     try:
-        payload = _load(path)
-    except FileNotFoundError:
+        if _saved_by_torch(path):
+            raise _earlier_version([path], [kind] if kind else [])
+        payload = bundlefile.read(path)
+    except (FileNotFoundError, ValenceError):
         raise
-    except IsADirectoryError:
-        raise ValenceError(f"{path} is a directory, not a model bundle") from None
     except PermissionError as error:
         raise ValenceError(f"cannot read the model bundle {path}: {error.strerror}") from None
+    except bundlefile.Damaged as error:
+        raise ValenceError(f"{path} is damaged: {error.part!r} inside it fails its checksum; "
+                           f"train the model again or restore a copy") from None
+    except bundlefile.NotOurs:
+        raise ValenceError(f"{path} is not a model bundle of this tool (it holds tensors without this tool's "
+                           f"metadata)") from None
     except Exception as error:  # a damaged or foreign file fails in many ways
-        _refuse_if_damaged(path)  # a flipped bit is the clearer reason
-        raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or unsafe): "
-                           f"{_unreadable_reason(error)}; train the model again or restore a copy you trust") from None
-    _refuse_if_damaged(path)
-    if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
+        raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or another kind of file): "
+                           f"{_unreadable_reason(path, error)}; train the model again or restore a copy you trust"
+                           ) from None
+    if any(key not in payload for key in REQUIRED_KEYS):
         raise ValenceError(f"{path} is not a model bundle of this tool (required keys: {', '.join(REQUIRED_KEYS)})")
     if payload["format"] != BUNDLE_FORMAT:
         raise ValenceError(
@@ -125,46 +103,45 @@ def read_bundle(path):
     return payload
 
 
-def _load(path):
-    """The object in a torch.save file: torch's zip format read without torch, other formats by torch.load."""
-    if zipfile.is_zipfile(path):
-        return torchfile.load(path)
-    import torch  # torch's legacy format, or not a torch file at all: torch.load tells which, running no code
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _saved_by_torch(path):
+    """Whether a file is one torch.save wrote (a zip archive, or its legacy pickle): an earlier version's bundle."""
+    with open(path, "rb") as handle:
+        start = handle.read(len(TORCH_LEGACY_START))
+    return start == TORCH_LEGACY_START or (start.startswith(b"PK") and zipfile.is_zipfile(path))
 
 
-def _unreadable_reason(error):
-    """Say in our words why a file was refused; never pass on torch's advice to load it unsafely."""
+def _unreadable_reason(path, error):
+    """Say in our words why safetensors refused a file."""
     text = str(error)
-    if isinstance(error, torchfile.UnsafeGlobal) or (
-            isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text):
-        found = re.search(r"Unsupported global: (?:GLOBAL )?([\w.]{1,80})", text)
-        what = f" ({found.group(1)})" if found else ""
-        return (f"it holds a Python object{what} that a model file never holds and that could run code "
-                f"when loaded; nothing in it was run")
-    if isinstance(error, EOFError):
-        return "it is empty or ends too early"
-    if isinstance(error, RuntimeError) and "zip archive" in text:
-        return "its zip archive is damaged or truncated"
-    return "it is not a file written by torch.save"
+    if path.stat().st_size < 8:
+        return "it is empty or too short"
+    if "incomplete metadata" in text or "not fully covered" in text:
+        return "it ends too early"
+    if "header" in text:
+        return "it is not a safetensors file, or its header is damaged"
+    return f"its contents do not fit together ({text.splitlines()[0][:120]})" if text else "it cannot be read"
 
 
-def _refuse_if_damaged(path):
-    damaged = _failed_checksum(path)
-    if damaged:
-        raise ValenceError(f"{path} is damaged: {damaged!r} inside it fails its checksum; "
-                           f"train the model again or restore a copy") from None
+def _earlier_version(paths, kinds):
+    """The error for bundles an earlier version saved (torch files), saying how to train them again."""
+    model = "both" if len(set(kinds)) > 1 else (kinds[0] if kinds else None)
+    folder = shlex.quote(str(paths[0].parent))
+    files = " and ".join(str(p) for p in paths)
+    return ValenceError(
+        f"{files} {'was' if len(paths) == 1 else 'were'} saved by an earlier version of this tool in a format this "
+        f"version no longer reads (nothing in {'it' if len(paths) == 1 else 'them'} was loaded); train again with "
+        f"`python musical_valence_predictor.py {f'--model {model} ' if model else ''}--model-dir {folder}`")
 
 
-def _failed_checksum(path):
-    """Return the first member of a bundle's zip archive whose CRC-32 fails (torch.load checks none)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip()
-    except zipfile.BadZipFile:
-        return None  # torch's older, non-zip format: nothing to check
-    except (OSError, EOFError, RuntimeError, ValueError):
-        return "the zip directory"
+def refuse_earlier_bundles(model_dir, kinds):
+    """Raise the retraining error if `model_dir` holds bundles of `kinds` saved by an earlier version only."""
+    earlier = [kind for kind in kinds if _earlier_path(bundle_path(model_dir, kind)).is_file()]
+    if earlier:
+        raise _earlier_version([_earlier_path(bundle_path(model_dir, kind)) for kind in earlier], earlier)
+
+
+def _earlier_path(path):
+    return Path(path).with_suffix(EARLIER_BUNDLE_SUFFIX)
 
 
 def load_bundle(path, kind=None, encoders=None):
@@ -175,8 +152,10 @@ def load_bundle(path, kind=None, encoders=None):
     on the same rows), and its own is appended otherwise.
     """
     try:
-        payload = read_bundle(path)
+        payload = read_bundle(path, kind)
     except FileNotFoundError:
+        if _earlier_path(path).is_file():
+            raise _earlier_version([_earlier_path(path)], [kind] if kind else []) from None
         what = f"{kind} model" if kind else "model"
         # One instruction, naming the folder this run looked in (a default folder would be wrong advice).
         raise ValenceError(
@@ -185,19 +164,28 @@ def load_bundle(path, kind=None, encoders=None):
     if kind is not None and payload["kind"] != kind:
         raise ValenceError(f"{path} holds a {payload['kind']} model, expected a {kind} model")
     try:
-        # numpy float32 whatever the reader gave (torchfile: arrays; torch.load of a legacy file: tensors)
         weights = {key: np.asarray(value, dtype=np.float32) for key, value in dict(payload["state_dict"]).items()}
         network = Network(payload["kind"], payload["model_args"], weights)
         state = payload["encoder"]
-        encoder = next((known for saved, known in encoders or () if saved == state), None)
+        encoder = next((known for saved, known in encoders or () if _same(saved, state)), None)
         if encoder is None:
             encoder = FeatureEncoder.from_state(state)
             if encoders is not None:
                 encoders.append((state, encoder))
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValenceError(f"{path} does not match this version's model: {str(error).splitlines()[0][:200]}") from None
     meta = {key: value for key, value in payload.items() if key not in ("state_dict", "encoder")}
     return Bundle(kind=payload["kind"], network=network, encoder=encoder, meta=meta, weights=weights)
+
+
+def _same(a, b):
+    """Whether two trees of plain values and arrays are equal (== on a dict of arrays is ambiguous)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and np.array_equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    return type(a) is type(b) and a == b  # lists hold no arrays (bundlefile stores none there)
 
 
 def load_bundle_from_dir(model_dir, kind, encoders=None):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valence.model.bundle import load_bundle_from_dir
+from valence.model.bundle import load_bundle_from_dir, refuse_earlier_bundles
 from valence.config import CATEGORICAL_FEATURES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
 
 
@@ -38,6 +38,7 @@ class Predictor:
         bundles = {kind: load_bundle_from_dir(model_dir, kind, encoders) for kind in MODEL_KINDS
                    if kind in required or (kind in optional and bundle_path(model_dir, kind).exists())}
         if not bundles:
+            refuse_earlier_bundles(model_dir, optional)
             looked = " or ".join(str(bundle_path(model_dir, kind)) for kind in optional)
             raise ValenceError(f"no saved model in {model_dir} (looked for {looked}); train one first with "
                                f"`python musical_valence_predictor.py --model-dir {model_dir}`")

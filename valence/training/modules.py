@@ -114,6 +114,19 @@ def build_model(kind, model_args):
     return RegressionModel(cfg) if kind == "regression" else ClassificationModel(cfg)
 
 
+def torch_module(bundle):
+    """The network of a loaded bundle (valence.model.bundle.Bundle) as the torch module it was trained as, in
+    eval mode."""
+    model = build_model(bundle.kind, bundle.meta["model_args"])
+    model.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in bundle.weights.items()})
+    return model.eval()
+
+
+def state_arrays(model):
+    """A module's state dict as float32 numpy arrays on the CPU: the weights a bundle stores."""
+    return {key: value.detach().cpu().numpy().astype(np.float32) for key, value in model.state_dict().items()}
+
+
 def model_config_for(kind, encoder, **overrides):
     """ModelConfig for a kind, its input widths taken from a fitted encoder."""
     n_outputs = 1 if kind == "regression" else N_CLASSES

@@ -22,6 +22,7 @@ from valence.model.encoder import FeatureEncoder
 from valence.model.explain import typical_song
 from valence.fileio import write_text_atomic
 from valence.training.metrics import format_metrics
+from valence.training.modules import state_arrays, torch_module
 from valence.training.settings import FoldPlan, TrainingInterrupted
 from valence.training.trainer import History
 
@@ -168,13 +169,14 @@ def train_test_and_save(kind, splits, options, log, on_epoch):
         f"models, trained in {seconds:.1f} s")
     log(format_metrics(kind, metrics))
     record = metrics_record(kind, metrics, splits, options, seconds, histories)
-    save_bundle(bundle_path(options.model_dir, kind), kind, fitted.model, fitted.model_args, fitted.encoder,
-                metrics=record, train_config=dataclasses.asdict(options.train),
+    save_bundle(bundle_path(options.model_dir, kind), kind, state_arrays(fitted.model), fitted.model_args,
+                fitted.encoder, metrics=record, train_config=dataclasses.asdict(options.train),
                 data={"path": str(options.data), "sha256": splits.report.sha256,
                       "rows": splits.report.rows_kept},
                 split={**dataclasses.asdict(plan), "folds_trained": len(histories),
                        "members_per_fold": members_per_fold(options.train)},
-                background=typical_song(splits.train) if kind == "regression" else None)
+                background=typical_song(splits.train) if kind == "regression" else None,
+                versions={"torch": torch.__version__})
     log(f"saved {bundle_path(options.model_dir, kind)}")
     write_metrics(options.model_dir, kind, record, log)
     predictions = fitted.predictions.astype(np.float64)
@@ -198,8 +200,8 @@ def run_evaluation(options, log=print):
                 f"tracks it learned from are still predicted only by the fold model that did not")
         covered = splits.fold < trained
         frame = splits.frame[covered].reset_index(drop=True)
-        predicted, fold = out_of_fold(kind, bundle.model, bundle.meta["model_args"], bundle.encoder, frame,
-                                      plan, members)
+        predicted, fold = out_of_fold(kind, torch_module(bundle), bundle.meta["model_args"], bundle.encoder,
+                                      frame, plan, members)
         seen = seen_artists(frame, fold, plan)
         metrics = out_of_fold_metrics(kind, frame, predicted, fold, seen)
         log(f"{kind} model saved {bundle.meta.get('created_at')}, evaluated on {options.data}")

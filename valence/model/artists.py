@@ -1,0 +1,252 @@
+"""Artist statistics: per-artist and per-song sums of the training rows, and the columns read from them.
+
+ArtistStatistics is the half of FeatureEncoder that learns from artists: the fitted tables, each row's
+artist and song-version columns, and the out-of-fold block that training rows get instead.
+"""
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from valence import config
+from valence.model.versions import song_title
+
+PAIRS_PER_CHUNK = 1 << 18  # (row, reference song) pairs the similarity-weighted artist mean handles at once
+
+
+class ArtistTable(Mapping):
+    """Per-artist sums (tracks, valence, encoded features), one row per normalised name, indexed once.
+
+    A mapping of name -> row (as a list), backed by one float64 array: a fitted encoder of the
+    full data set holds tens of thousands of artists, which as Python lists of floats would cost
+    tens of MiB per loaded bundle.
+    """
+
+    def __init__(self, names, rows, width):
+        self.names = [str(name) for name in names]
+        self.rows = np.asarray(rows, dtype=np.float64).reshape(len(self.names), width)
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def __getitem__(self, name):
+        return self.rows[self.index[name]].tolist()
+
+    def __contains__(self, name):
+        return name in self.index
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self):
+        return len(self.names)
+
+
+class ArtistLookup:
+    """An artist table and its reference songs, indexed once for per-row lookups (the fitted
+    encoder keeps one, so a request does not re-index tens of thousands of artists)."""
+
+    def __init__(self, table, reference):
+        self.index, self.rows = table.index, table.rows
+        artists = reference["artist"] if reference else ()
+        self.ref_groups = pd.Series(np.arange(len(artists))).groupby(artists).indices if len(artists) else {}
+        if self.ref_groups:
+            self.ref_y, self.ref_f = reference["values"][:, 0], reference["values"][:, 1:]
+            # The reference songs ordered by artist, and where each artist's run starts and how long it is.
+            names = list(self.ref_groups)
+            self.ref_order = np.concatenate([self.ref_groups[name] for name in names])
+            sizes = np.fromiter((len(self.ref_groups[name]) for name in names), dtype=np.int64, count=len(names))
+            self.ref_span = {name: (int(first), int(size))
+                             for name, first, size in zip(names, np.cumsum(sizes) - sizes, sizes)}
+
+    def ref_spans(self, artists):
+        """Per artist name: the start of its run in ref_order and the run's length (0 for an unknown artist)."""
+        spans = np.array([self.ref_span.get(a, (0, 0)) for a in artists], dtype=np.int64).reshape(len(artists), 2)
+        return spans[:, 0], spans[:, 1]
+
+
+class ArtistStatistics:
+    """The artist, similar-song and song-version statistics of FeatureEncoder (its settings and prior_)."""
+
+    def _artist_sums(self, frame, y, plain):
+        """Per artist: count of distinct tracks, sum of valence, sums of encoded features (a track listed
+        twice counts once)."""
+        cols = {"artist": matched_artists(frame), "track": frame["track_id"].astype(str).to_numpy(), "n": 1.0, "y": y}
+        if self.artist_feature_means:
+            cols.update({f"f{j}": plain[:, j] for j in range(plain.shape[1])})
+        if self.artist_moods:
+            cols.update(mood_columns(y))
+        tracks = pd.DataFrame(cols)
+        # "" is a missing name, not an artist: it must never look like a known one.
+        tracks = tracks[tracks["artist"] != ""].drop_duplicates("track")
+        return tracks.drop(columns="track").groupby("artist").sum()
+
+    @property
+    def _songs(self):
+        return self.artist_stats and self.song_versions
+
+    def _song_table(self, keys, frame, y):
+        """Per (artist, title) key (song_keys of the frame): count of distinct tracks and sum of valence (a
+        track listed twice counts once)."""
+        tracks = pd.DataFrame({"key": keys, "track": frame["track_id"].astype(str).to_numpy(),
+                               "n": 1.0, "y": np.asarray(y, dtype=np.float64)})
+        sums = tracks[tracks["key"] != ""].drop_duplicates("track").drop(columns="track").groupby("key").sum()
+        return ArtistTable(sums.index, sums.to_numpy(dtype=np.float64), 2)
+
+    def _song_block(self, keys, table, prior):
+        """Per row: the smoothed mean valence of the other tracks of its artist and title (centred), log count."""
+        known = np.fromiter((table.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        sums = np.zeros((len(keys), 2))
+        hit = known >= 0
+        if hit.any():
+            sums[hit] = table.rows[known[hit]]
+        return self._song_columns(sums[:, 0], sums[:, 1], prior)
+
+    def _song_columns(self, n, total, prior):
+        """The song-versions columns from each row's count of other tracks and the sum of their valence."""
+        m = self.song_smoothing
+        return np.column_stack([(total + m * prior) / (n + m) - prior, np.log1p(n)]).astype(np.float32)
+
+    def _artist_block(self, artists, lookup, prior, mood_prior=None):
+        """Smoothed artist means (centred so an unseen artist reads 0), log track count and a seen flag."""
+        m = self.artist_smoothing
+        sums = np.zeros((len(artists), lookup.rows.shape[1]))
+        # A plain dict lookup: Series.map would turn the whole index into a Series on every call.
+        known = np.fromiter((lookup.index.get(a, -1) for a in artists), dtype=np.int64, count=len(artists))
+        hit = known >= 0
+        if hit.any():
+            sums[hit] = lookup.rows[known[hit]]
+        n = sums[:, 0]
+        # Valence shrinks toward the training mean; encoded features toward 0, their normal-score centre.
+        mean_y = (sums[:, 1] + m * prior) / (n + m) - prior
+        width = self._n_plain if self.artist_feature_means else 0
+        parts = [mean_y[:, None], np.log1p(n)[:, None], (n > 0)[:, None], sums[:, 2:2 + width] / (n + m)[:, None]]
+        if self.artist_moods:
+            # Smoothed toward the training rows' own: second moment (for the spread), sad and happy shares.
+            mood_prior = self.mood_prior_ if mood_prior is None else mood_prior
+            smoothed = (sums[:, 2 + width:] + m * np.asarray(mood_prior)) / (n + m)[:, None]
+            spread = np.sqrt(np.maximum(smoothed[:, 0] - (mean_y + prior) ** 2, 0.0))
+            prior_spread = np.sqrt(max(mood_prior[0] - prior ** 2, 0.0))
+            parts += [(spread - prior_spread)[:, None], smoothed[:, 1:] - np.asarray(mood_prior[1:])]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    @property
+    def _table_width(self):
+        return 2 + (self._n_plain if self.artist_feature_means else 0) + (3 if self.artist_moods else 0)
+
+    def _table(self, sums):
+        """Return the ArtistTable of _artist_sums' frame."""
+        return ArtistTable(sums.index, sums.to_numpy(dtype=np.float64), self._table_width)
+
+    def _make_lookup(self, table, reference):
+        return ArtistLookup(table, reference)
+
+    def _fitted_lookup(self):
+        if self._lookup is None:
+            self._lookup = self._make_lookup(self.artist_table_, self.reference_)
+        return self._lookup
+
+    def _reference(self, frame, y, plain):
+        """The training tracks the similarity-weighted artist mean looks up: artist, valence, encoded features."""
+        artists = matched_artists(frame)
+        keep = ~pd.Series(frame["track_id"].astype(str).to_numpy()).duplicated().to_numpy() & (artists != "")
+        values = np.column_stack([np.asarray(y, dtype=np.float32)[keep], plain[keep]]).astype(np.float32)
+        return {"artist": artists[keep], "values": values}
+
+    def _knn_block(self, artists, plain, lookup, prior):
+        """Per row: kernel-weighted mean valence of the same artist's reference songs (centred), log total weight."""
+        out = np.zeros((len(artists), 2), dtype=np.float32)
+        if not lookup.ref_groups:
+            return out
+        ref_y, ref_f = lookup.ref_y, lookup.ref_f
+        m, h = self.knn_smoothing, self.knn_bandwidth * self._n_plain
+        # Every (row, reference song of its artist) pair at once, in chunks of rows that bound the pairs'
+        # (pairs x features) buffer: one pass of array operations, not a Python loop over tens of thousands
+        # of artists.
+        first, count = lookup.ref_spans(artists)
+        rows = np.flatnonzero(count)
+        ends = np.cumsum(count[rows])
+        start = 0
+        while start < len(rows):
+            stop = max(start + 1, int(np.searchsorted(ends, ends[start] - count[rows[start]] + PAIRS_PER_CHUNK,
+                                                      side="right")))
+            chunk = rows[start:stop]
+            n = count[chunk]
+            query = np.repeat(np.arange(len(chunk)), n)
+            # Position of each pair within its row's run of references, then the reference's index.
+            offset = np.arange(len(query)) - np.repeat(np.cumsum(n) - n, n)
+            ref = lookup.ref_order[np.repeat(first[chunk], n) + offset]
+            diff = plain[chunk][query] - ref_f[ref]
+            w = np.exp(-np.einsum("ij,ij->i", diff, diff) / h)
+            total = np.bincount(query, weights=w, minlength=len(chunk))
+            weighted = np.bincount(query, weights=w * ref_y[ref], minlength=len(chunk))
+            out[chunk, 0] = (weighted + m * prior) / (total + m) - prior
+            out[chunk, 1] = np.log1p(total)
+            start = stop
+        return out
+
+    def _oof_artist_block(self, frame, y, numeric, keys=None):
+        """Artist statistics for training rows from the other folds only; folds group whole tracks."""
+        # A track's fold comes from a hash of its id: all listings of a track share a fold, and the
+        # folds do not depend on row order or on anything else in the data.
+        tracks = frame["track_id"].astype(str)
+        fold = tracks.map(lambda t: zlib.crc32(f"{self.seed}:{t}".encode()) % self.n_folds).to_numpy()
+        artists, y, plain = matched_artists(frame), np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
+        if self._songs:
+            keys = song_keys(frame, artists) if keys is None else keys
+            codes, uniques = pd.factorize(keys)
+            # Each track's first listing with a key, as _song_table counts: a track listed twice counts once, "" never.
+            keyed = keys != ""
+            first = keyed.copy()
+            first[keyed] = ~tracks[keyed].duplicated().to_numpy()
+        block = np.empty((len(frame), self.n_numeric_ - self._n_plain), dtype=np.float32)
+        for k in range(self.n_folds):
+            inside = fold == k
+            sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside])
+            table = self._table(sums)
+            prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
+            reference = self._reference(frame[~inside], y[~inside], plain[~inside]) if self.knn_bandwidth > 0 else {}
+            lookup = self._make_lookup(table, reference)
+            mood_prior = mood_prior_of(y[~inside]) if (~inside).any() else self.mood_prior_
+            block[inside, :self._n_stats] = self._artist_block(artists[inside], lookup, prior, mood_prior)
+            if self.knn_bandwidth > 0:
+                block[inside, self._n_stats:self._n_stats + 2] = self._knn_block(
+                    artists[inside], plain[inside], lookup, prior)
+            if self._songs:
+                # The other folds' tracks of each key, counted by code (not a pandas table per fold).
+                counted = first & ~inside
+                n = np.bincount(codes[counted], minlength=len(uniques))
+                total = np.bincount(codes[counted], weights=y[counted], minlength=len(uniques))
+                block[inside, -2:] = self._song_columns(n[codes[inside]], total[codes[inside]], prior)
+        return block
+
+
+def mood_columns(y):
+    """Per-song columns whose sums give the artist's mood statistics: valence squared, sad, happy."""
+    y = np.asarray(y, dtype=np.float64)
+    return {"y2": y * y, "sad": (y < config.CLASS_EDGES[0]).astype(np.float64),
+            "happy": (y > config.CLASS_EDGES[1]).astype(np.float64)}
+
+
+def mood_prior_of(y):
+    """The mean of each mood_columns column over the given targets (the smoothed statistics' prior)."""
+    return [float(v.mean()) for v in mood_columns(y).values()]
+
+
+def song_keys(frame, artists=None):
+    """Per row: the matched artist and the song title, one key ("" without either); `artists`, the frame's
+    matched_artists when the caller has them already."""
+    if "track_name" not in frame.columns:
+        return np.full(len(frame), "", dtype=object)
+    codes, uniques = pd.factorize(frame["track_name"].to_numpy(dtype=object), use_na_sentinel=False)
+    titles = np.array([song_title(t) for t in uniques] or [""], dtype=object)[codes]
+    artists = matched_artists(frame) if artists is None else artists
+    return np.where((artists == "") | (titles == ""), "", artists + "\x1f" + titles)
+
+
+def matched_artists(frame):
+    """Artist names as matched (config.normalise_name); a frame without the column means every artist is unknown."""
+    if "artist_name" not in frame.columns:
+        return np.full(len(frame), "", dtype=object)
+    # Each distinct name folded once (a training run asks for tens of thousands of names dozens of times).
+    codes, uniques = pd.factorize(frame["artist_name"].fillna("").astype(str).to_numpy(), use_na_sentinel=False)
+    return np.array([config.normalise_name(name) for name in uniques] or [""], dtype=object)[codes]
