@@ -19,7 +19,7 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 
-# Prometheus metrics summed over the workers (valence/telemetry.py): the master
+# Prometheus metrics summed over the workers (valence/api/telemetry.py): the master
 # gives every worker one directory, cleared at each start, before any of them
 # imports prometheus_client; a dead worker's live gauges are dropped, its
 # counters kept (so none of its requests is lost, nor counted twice by its

@@ -12,7 +12,6 @@ from valence.api.context import service
 from valence.catalog.names import load_catalog
 from valence.catalog.build import build_catalog
 from valence.config import bundle_path
-from valence.api.observability import flush_log
 from valence.training.pipeline import run_training
 from valence.training.settings import FoldPlan, RunOptions, TrainConfig
 from valence.model.predictor import Predictor
@@ -172,18 +171,3 @@ DATABASE_NUMBERS = itertools.count()
 def empty_target(kind, tmp_path, request):
     """Return a catalog target with nothing in it yet: a file path, or a new PostgreSQL database's URL."""
     return tmp_path / "catalog.sqlite" if kind == "sqlite" else request.getfixturevalue("postgres_url")
-
-
-def flushed_after(phase):
-    """Return a hook wrapper that writes the request log lines queued in a test phase before its capture ends."""
-    @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: inside the capture of the phase
-    def hook(item):
-        try:
-            return (yield)
-        finally:
-            flush_log()
-    hook.__name__ = f"pytest_runtest_{phase}"
-    return hook
-
-
-pytest_runtest_setup, pytest_runtest_call, pytest_runtest_teardown = map(flushed_after, ("setup", "call", "teardown"))

@@ -11,13 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from flask.cli import FlaskGroup
 from werkzeug.serving import make_server
-from werkzeug.test import Client
 
 from conftest import served
 from schema_check import response_errors
 from valence import config
 from valence.api.app import SECURITY_HEADERS
-from valence.api.lookup import LookupFastPath
 from valence.api.schemas import MAX_QUERY_TEXT
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
@@ -478,41 +476,15 @@ def test_post_matches_artists_as_typed_and_warns_about_one_the_model_never_saw(a
         [], [], ["unknown artist_name 'Nobody Heard Of': predicted as an unseen artist"], []]
 
 
-# ---- GET /predict answered below Flask when the track is found (valence.api.lookup.LookupFastPath) ----
+# ---- GET /predict: the headers and the 404's suggestions of a lookup ----
 
-def fast_path(app):
-    """Return the app's LookupFastPath middleware (inside the request-id and security-header ones)."""
-    layer = app.wsgi_app
-    while not isinstance(layer, LookupFastPath):
-        layer = layer.wsgi_app
-    return layer
-
-
-LOOKUPS = ["artist_name=Duo Act&track_name=Shared Song", "artist_name=%20%20duo%20%20%20ACT%20&track_name=shared%20song",
-           "track_id=DUPLICATE0000000000001", "track_id=%20DUPLICATE0000000000001%09", "artist_name=TWIN ARTIST&track_name=same song",
-           "artist_name=Duo Act&track_name=Shared Song&unrelated=1", "artist_name=Duo+Act&track_name=Shared+Song",
-           "artist_name=Duo Act&track_name=Missing Song", "track_id=NOSUCHTRACK", "artist_name=Duo Act", "",
-           "track_id=A&track_id=B", "artist_name=%ff%fe&track_name=x", "track_id=%00", "artist_name=Duo Act&track_name="]
-
-
-@pytest.mark.parametrize("query", LOOKUPS)
-def test_fast_lookups_answer_what_the_flask_route_answers(app, query, monkeypatch):
-    fast = fast_path(app)
-    flask_app, reached = fast.wsgi_app, []
-    monkeypatch.setattr(fast, "wsgi_app", lambda environ, start: reached.append(1) or flask_app(environ, start))
-    answers = []
-    for wsgi in (fast, flask_app):  # below Flask when it finds the track, then through Flask alone
-        response = Client(wsgi).get(f"/predict?{query}")
-        answers.append((response.status, response.get_data(), sorted(response.headers.items())))
-    assert answers[0] == answers[1]
-    assert reached == ([] if answers[0][0] == "200 OK" else [1])  # only a found track is answered below Flask
-
-
-def test_fast_lookups_carry_the_request_id_security_headers_and_model_version(app, client):
-    response = client.get("/predict?track_id=DUPLICATE0000000000001", headers={"X-Request-ID": "fast-1"})
-    assert response.status_code == 200 and response.headers["X-Request-ID"] == "fast-1"
+def test_lookups_carry_the_request_id_security_headers_and_model_version(app, client):
+    response = client.get("/predict?track_id=DUPLICATE0000000000001", headers={"X-Request-ID": "lookup-1"})
+    assert response.status_code == 200 and response.headers["X-Request-ID"] == "lookup-1"
     assert all(response.headers[name] == value for name, value in SECURITY_HEADERS)
     assert response.headers["X-Model-Version"] == served(app).version
+    assert response.mimetype == "application/json" and response.get_data() == (
+        json.dumps(response.json, separators=(",", ":")).encode() + b"\n")  # compact, as jsonify writes it
 
 
 def test_a_track_not_found_is_suggested_for_once(app, client, monkeypatch):
@@ -521,10 +493,10 @@ def test_a_track_not_found_is_suggested_for_once(app, client, monkeypatch):
     monkeypatch.setattr(store, "suggest", lambda self, *names: calls.append(names) or original(self, *names))
     response = client.get("/predict?artist_name=Duo Act&track_name=Shred Song")
     assert response.status_code == 404 and response.json["suggestions"]
-    assert calls == [("Duo Act", "Shred Song")]  # by Flask only: the fast path leaves them out
+    assert calls == [("Duo Act", "Shred Song")]
 
 
-def test_browsers_and_failed_lookups_go_to_flask(app, client):
+def test_browsers_are_sent_to_the_page_and_an_unknown_id_gets_no_suggestions(app, client):
     page = client.get("/predict?track_id=DUPLICATE0000000000001", headers={"Accept": "text/html"})
-    assert page.status_code == 303  # to the page, which the fast path never answers
+    assert page.status_code == 303
     assert client.get("/predict?track_id=NOSUCHTRACK").json["suggestions"] == []

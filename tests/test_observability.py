@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from valence.api import observability
 from valence.config import ValenceError
 from valence.api.serving import Models, Pair, model_version
 
@@ -17,8 +16,7 @@ REQUESTS = "valence_http_requests_total"  # by route, method and status
 
 
 def log_lines(capfd):
-    """Return the JSON request-log lines written to stderr since the last call."""
-    observability.flush_log()
+    """Return the JSON request-log lines written to stderr since the last call (each is written as it is answered)."""
     return [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
 
 
@@ -52,7 +50,6 @@ def test_a_hostile_request_id_is_replaced_and_never_logged(fresh, capfd, hostile
     response = client.get("/health/live", environ_overrides={"HTTP_X_REQUEST_ID": hostile})
     answered = response.headers["X-Request-ID"]
     assert answered != hostile and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", answered)
-    observability.flush_log()
     err = capfd.readouterr().err
     assert json.loads(err.splitlines()[-1])["request_id"] == answered
     if hostile not in ("", "a,b", "a b", "é"):  # short innocent fragments may occur by chance
@@ -119,7 +116,6 @@ def test_bodies_and_lookup_names_are_not_logged_by_default(fresh, capfd):
     client.post("/predict", json=SONG)
     client.get("/predict?artist_name=Duo Act&track_name=Shared Song")
     client.get("/predict?track_id=DUPLICATE0000000000001")
-    observability.flush_log()
     err = capfd.readouterr().err
     for secret in ("ZZMARKERGENRE", "Duo Act", "Shared Song", "DUPLICATE0000000000001"):
         assert secret not in err
@@ -166,6 +162,16 @@ def test_metrics_count_requests_by_route_method_and_status(fresh):
     assert sample(scrape, latency + "_bucket", le="+Inf", method="POST", route="/predict") == 2
     assert sample(scrape, latency + "_bucket", le="0.0005", method="POST", route="/predict") == 0  # 4 songs take longer
     assert 0 < sample(scrape, latency + "_sum", method="GET", route="/predict") < 10 * 5
+
+
+def test_a_scrape_right_after_the_answers_counts_every_one_of_them(fresh):
+    _, client = fresh
+    for answered in range(1, 101):
+        client.get("/predict?track_id=DUPLICATE0000000000001")
+        if answered in (1, 37, 100):
+            scrape = client.get("/metrics").get_data(as_text=True)
+            assert sample(scrape, REQUESTS, method="GET", route="/predict", status=200) == answered
+            assert sample(scrape, "valence_lookups_total", result="found") == answered
 
 
 def test_metrics_show_the_model_and_the_catalog_served(fresh):

@@ -1,14 +1,14 @@
-"""Unit tests of valence.api.telemetry: buffered counts, the log writer, the multiprocess directory."""
+"""Unit tests of valence.api.telemetry: counts written at once, the request log's lines, the multiprocess directory."""
 import json
-import os
-import time
+import logging
+import re
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from valence.api import telemetry
 from valence.config import ValenceError
-from valence.api.telemetry import LATENCY_BUCKETS, LogWriter, Metrics, ProcessId
+from valence.api.telemetry import LATENCY_BUCKETS, Metrics, request_logger
 
 
 def samples(metrics):
@@ -17,14 +17,13 @@ def samples(metrics):
             for family in metrics.registry.collect() for sample in family.samples}
 
 
-def test_buffered_requests_match_what_observe_would_record():
+def test_requests_are_recorded_as_observe_records_them():
     metrics = Metrics()
     reference = Histogram("reference", "", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
     durations = [0.0, 0.0004, 0.0005, 0.0005001, 0.001, 0.003, 0.7, 5.0, 7.5, 0.0012] * 3
     for seconds in durations:
         metrics.record_request("/predict", "GET", 200, seconds)
         reference.observe(seconds)
-    metrics.flush()
     ours = {(name.split("_seconds")[-1], dict(labels).get("le")): value for (name, labels), value in samples(metrics).items()
             if name.startswith("valence_http_request_duration_seconds") and not name.endswith("_created")}
     theirs = {(sample.name.split("reference")[-1], sample.labels.get("le")): sample.value
@@ -34,35 +33,21 @@ def test_buffered_requests_match_what_observe_would_record():
     assert ours[("_count", None)] == len(durations)
 
 
-def test_counts_appear_at_the_flush_and_are_never_added_twice():
+def test_counts_appear_as_each_request_is_recorded():
     metrics = Metrics()
     key = ("valence_http_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))
-    for _ in range(3):
+    for count in range(1, 4):
         metrics.record_request("/predict", "POST", 200, 0.01, songs=4)
-    assert samples(metrics).get(key, 0) == 0
-    metrics.flush()
-    metrics.flush()
-    assert samples(metrics)[key] == 3
+        assert samples(metrics)[key] == count
     assert samples(metrics)[("valence_songs_predicted_total", ())] == 12
 
 
 def test_an_unknown_method_is_labelled_other_and_statuses_are_text():
     metrics = Metrics()
-    metrics.record_request("unmatched", "BREW", 405, 0.001)
-    metrics.flush()
+    for method in ("BREW", "PROPFIND"):
+        metrics.record_request("unmatched", method, 405, 0.001)
     assert samples(metrics)[("valence_http_requests_total",
-                             (("method", "other"), ("route", "unmatched"), ("status", "405")))] == 1
-
-
-def test_a_forked_child_drops_the_counts_its_parent_held(monkeypatch):
-    metrics = Metrics()
-    metrics.record_request("/health", "GET", 200, 0.001)
-    monkeypatch.setattr(ProcessId, "pid", -1)  # what the fork hook does in a child
-    monkeypatch.setattr(telemetry.Flusher, "ensure_running", classmethod(lambda cls: None))
-    metrics.record_request("/health", "GET", 200, 0.001)
-    metrics.flush()
-    key = ("valence_http_requests_total", (("method", "GET"), ("route", "/health"), ("status", "200")))
-    assert samples(metrics)[key] == 1
+                             (("method", "other"), ("route", "unmatched"), ("status", "405")))] == 2
 
 
 def test_model_info_marks_the_served_bundles_and_zeroes_the_replaced_ones():
@@ -101,35 +86,27 @@ def test_clearing_the_directory_removes_metric_files_only(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "notes.txt"]
 
 
-def test_log_writer_batches_whole_lines_under_pipe_buf_in_order(monkeypatch):
-    writes = []
-    monkeypatch.setattr(telemetry.os, "write", lambda fd, data: writes.append((fd, data)) or len(data))
-    writer = LogWriter(fd=7)
-    lines = [json.dumps({"n": i, "pad": "x" * (i % 300)}).encode() + b"\n" for i in range(500)]
-    for line in lines:
-        writer.write(line)
-    writer.flush()
-    assert {fd for fd, _ in writes} == {7} and len(writes) > 10
-    assert all(len(data) <= 4096 and data.endswith(b"\n") for _, data in writes)
-    assert b"".join(data for _, data in writes) == b"".join(lines)
-    writer.flush()
-    assert len(b"".join(data for _, data in writes)) == len(b"".join(lines))  # nothing written twice
+def log_record(logger, **fields):
+    """Write one request-log record carrying `fields`, as the observer does."""
+    logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "request", None, None,
+                                    extra={"fields": fields}))
 
 
-def test_log_writer_flushes_by_itself_within_a_moment():
-    read_end, write_end = os.pipe()
-    try:
-        writer = LogWriter(fd=write_end)
-        writer.write(b'{"n":1}\n')
-        os.set_blocking(read_end, False)
-        deadline, got = time.monotonic() + 5, b""
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.02)
-            try:
-                got = os.read(read_end, 100)
-            except BlockingIOError:
-                pass
-        assert got == b'{"n":1}\n'
-    finally:
-        os.close(read_end)
-        os.close(write_end)
+def test_the_request_log_writes_one_json_line_per_record_at_once(capfd):
+    logger = request_logger()
+    log_record(logger, request_id="a-1", method="GET", route="/predict", status=200, duration_ms=0.25,
+               model=None, pid=7, artist_name="Beyoncé \n {x}")
+    line = capfd.readouterr().err  # no flush, no wait: the line is on stderr when handle returns
+    assert line.endswith("}\n") and line.count("\n") == 1
+    entry = json.loads(line)
+    assert list(entry) == ["time", "request_id", "method", "route", "status", "duration_ms", "model", "pid",
+                           "artist_name"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    assert (entry["status"], entry["model"], entry["artist_name"]) == (200, None, "Beyoncé \n {x}")
+
+
+def test_the_request_logger_is_set_up_once_and_keeps_its_lines_from_the_root_logger(capfd, caplog):
+    logger = request_logger()
+    assert request_logger() is logger and len(logger.handlers) == 1 and not logger.propagate
+    log_record(logger, request_id="a-2")
+    assert caplog.records == [] and json.loads(capfd.readouterr().err)["request_id"] == "a-2"

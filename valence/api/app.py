@@ -1,22 +1,23 @@
 """The JSON API: app factory, one blueprint, JSON errors and security headers."""
+import json
 import os
 from pathlib import Path
 
 import pandas as pd
 import threadpoolctl
 from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
-from valence.api import observability
-from valence.api.lookup import LookupFastPath, find_track
-from valence.api.openapi import openapi_document
-from valence.api.schemas import MAX_SONGS, songs_to_columns, validate_songs
-from valence.api.serving import Serving
+from valence.api import explain_routes, observability, page
+from valence.api.bodies import json_songs
 from valence.api.context import ApiError, in_own_words, service, shown_path
+from valence.api.lookup import find_track
+from valence.api.openapi import openapi_document
+from valence.api.schemas import songs_to_columns
+from valence.api.serving import Serving
 from valence.catalog.store import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres, shown_target
-from valence.api.strict_json import BodyError, parse_json
 
 TRAIN_HINT = "train one with: python musical_valence_predictor.py --data {data} --model-dir {model_dir}"
 SECURITY_HEADERS = (
@@ -91,9 +92,7 @@ def create_app(test_config=None):
         app.logger.warning("%s", app.extensions["valence_settings"]["note"])
     app.extensions["valence_openapi"] = openapi_document()
     app.register_blueprint(bp)
-    from valence.api import explain_routes as explain_api
-    from valence.api import page  # flaskr's pattern: blueprints that use this module, imported here
-    app.register_blueprint(explain_api.bp)
+    app.register_blueprint(explain_routes.bp)
     app.register_blueprint(page.bp)
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(CatalogMissing, catalog_error)
@@ -101,7 +100,7 @@ def create_app(test_config=None):
     app.after_request(add_model_version)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, internal_error)
-    app.wsgi_app = SecurityHeaders(LookupFastPath(app, app.wsgi_app))
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)
     observability.init_app(app)  # last: its middleware wraps every answer
     return app
 
@@ -185,35 +184,9 @@ def lookup():
     if wants_page():  # a person who followed an old link: the page shows the same song
         query = request.query_string.decode("latin-1")
         return redirect(url_for("page.index") + (f"?{query}" if query else ""), code=303)
-    return find_track()
-
-
-def request_body():
-    """Return the body's bytes: framed by Content-Length or chunked, and under MAX_CONTENT_LENGTH (else 413)."""
-    codings = request.headers.get("Transfer-Encoding")
-    if codings is not None and codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
-        # RFC 9112 6.1: its length cannot be known. gunicorn would read Content-Length
-        # instead, which a proxy in front may not have done.
-        raise ApiError(400, f"Transfer-Encoding {codings[:50]!r} is not supported: send the body plainly or chunked")
-    raw = request.get_data(cache=False)
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and request.content_length is None and len(raw) >= limit:
-        raise RequestEntityTooLarge()  # werkzeug stops reading a chunked body at the limit without a word
-    return raw
-
-
-def json_songs(max_songs=MAX_SONGS):
-    """Return (songs, is_list) of a JSON body of songs, or raise the 4xx that says what is wrong."""
-    if not request.is_json:
-        raise ApiError(415, "send the songs as JSON with Content-Type: application/json")
-    if request.content_encoding not in (None, "", "identity"):
-        raise ApiError(415, "Content-Encoding is not supported: send the JSON uncompressed")
-    service().require_predictor()
-    try:
-        songs, is_list = validate_songs(parse_json(request_body()), max_songs)
-    except BodyError as error:
-        raise ApiError(400, error.message, errors=error.errors) from None
-    return songs, is_list
+    # json.dumps and a Response made with its Content-Type: what jsonify does, less its per-call settings lookups.
+    return current_app.response_class(json.dumps(find_track(), separators=(",", ":")) + "\n",
+                                      content_type="application/json")
 
 
 @bp.post("/predict")

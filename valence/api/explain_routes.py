@@ -4,11 +4,11 @@ from flask import Blueprint, request
 
 from valence import config
 from valence.api import observability
-from valence.api.app import json_songs
-from valence.api.lookup import find_track
+from valence.api.bodies import json_songs
 from valence.api.context import ApiError, service
-from valence.model.predictor import unknown_category_warnings
+from valence.api.lookup import find_track
 from valence.api.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
+from valence.model.predictor import unknown_category_warnings
 
 bp = Blueprint("explain", __name__)
 

@@ -1,11 +1,10 @@
-"""Catalog lookups (GET /predict): the query's parameters, the track they name, and the fast path below Flask."""
+"""Catalog lookups (GET /predict, GET /explain): the query's parameters and the track they name."""
 from urllib.parse import parse_qsl
 
 from flask import request
 
-from valence.api import observability
 from valence.api.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
-from valence.api.context import ApiError, served_service, service
+from valence.api.context import ApiError, service
 
 
 def query_args(query_string):
@@ -42,17 +41,13 @@ def lookup_parameters(query_string):
     return values
 
 
-def find_track(query_string=None, state=None, suggest=True):
-    """Return the catalog answer for the track a query names, or raise the 400, 404 or 503.
-
-    query_string and state default to the Flask request's raw query string and Service;
-    suggest=False leaves a 404's suggestions out (the fast path, which hands a 404 to Flask).
-    """
-    track_id, artist, track = lookup_parameters(request.query_string if query_string is None else query_string)
+def find_track():
+    """Return the catalog answer for the track the request's query names, or raise the 400, 404 or 503."""
+    track_id, artist, track = lookup_parameters(request.query_string)
     if track_id is not None:
         if artist is not None or track is not None:
             raise ApiError(400, "give either track_id or artist_name and track_name, not both")
-        answer = (state or service()).require_catalog().by_track_id(track_id)
+        answer = service().require_catalog().by_track_id(track_id)
         if answer is None:
             raise ApiError(404, f"no track with track_id {track_id!r} in the catalog", suggestions=[])
         return answer
@@ -60,48 +55,9 @@ def find_track(query_string=None, state=None, suggest=True):
     if missing:
         raise ApiError(400, f"missing query parameter(s): {', '.join(missing)} "
                             "(or give track_id)", missing=missing)
-    catalog = (state or service()).require_catalog()
+    catalog = service().require_catalog()
     answer = catalog.by_names(artist, track)
     if answer is None:
         raise ApiError(404, f"no track {track!r} by {artist!r} in the catalog",
-                       suggestions=catalog.suggest(artist, track) if suggest else [])
+                       suggestions=catalog.suggest(artist, track))
     return answer
-
-
-class LookupFastPath:
-    """WSGI middleware: a catalog lookup that finds its track is answered here, below Flask.
-
-    GET /predict is the route a load balancer sends most traffic to, and Flask's contexts,
-    routing and response objects cost about as much as the lookup itself. This answers it
-    with the same functions as the Flask route (find_track, the served pair, the app's JSON
-    provider) and the same bytes and headers (tests/test_api.py compares the two); every
-    other request, and any lookup that is not a 200 (a 4xx or 503, a browser asking for the
-    page, a server in debug mode), goes on to Flask, which answers it as it always has.
-    """
-
-    def __init__(self, app, wsgi_app):
-        self.app, self.wsgi_app = app, wsgi_app
-
-    def __call__(self, environ, start_response):
-        """Answer a found lookup here; pass everything else on."""
-        if (environ.get("PATH_INFO") == "/predict" and environ.get("REQUEST_METHOD") == "GET"
-                and "html" not in environ.get("HTTP_ACCEPT", "") and self.compact()):
-            try:
-                state = served_service(self.app)
-                answer = find_track(environ.get("QUERY_STRING", "").encode("latin-1"), state, suggest=False)
-            except Exception:  # noqa: BLE001 - Flask answers it again, with its error handlers
-                answer = None
-            if answer is not None:
-                data = self.app.json.dumps(answer, separators=(",", ":")).encode() + b"\n"
-                headers = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(data)))]
-                if state.version is not None:
-                    headers.append(("X-Model-Version", state.version))
-                environ[observability.ROUTE] = "/predict"  # the route label of the metrics and the log
-                start_response("200 OK", headers)
-                return [data]
-        return self.wsgi_app(environ, start_response)
-
-    def compact(self):
-        """Return whether Flask writes JSON answers compact (else, as in debug mode, Flask answers)."""
-        json = self.app.json
-        return json.compact is not False and (json.compact is not None or not self.app.debug)

@@ -1,6 +1,6 @@
 """What operators watch: request ids, one JSON log line per request, /metrics, liveness and readiness."""
 import itertools
-import json
+import logging
 import os
 import re
 import time
@@ -11,8 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from valence.config import ValenceError
 from valence.api.probes import bp, metrics_bp, openapi_paths, service_problems
-from valence.api.telemetry import (LOOKUP_ROUTE, METHODS, UNMATCHED, Flusher, LogWriter, Metrics, ProcessId,
-                               multiprocess_dir)
+from valence.api.telemetry import LOOKUP_ROUTE, METHODS, UNMATCHED, Metrics, ProcessId, multiprocess_dir, request_logger
 
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}").fullmatch
 REQUEST_ID, ROUTE, SONGS = "valence.request_id", "valence.route", "valence.songs"  # keys of the WSGI environ
@@ -24,8 +23,7 @@ SETTINGS = {  # app.config key: default; the environment overrides the default, 
     "VALENCE_LOG_LOOKUP_NAMES": False,
 }
 TRUE, FALSE = frozenset(("1", "true", "yes", "on")), frozenset(("0", "false", "no", "off", ""))
-LOG_LINE = ('{"time":"%s.%03dZ","request_id":"%s","method":%s,"route":%s,"status":%d,"duration_ms":%.3f,'
-            '"model":%s,"pid":%d')  # and the optional fields, then "}"
+
 
 def flag(name, value):
     """Return a setting's value as a bool; refuse text that is not clearly on or off."""
@@ -42,14 +40,11 @@ class Observer:
 
     def __init__(self, settings, readiness, url_map):
         self.metrics = Metrics(multiprocess_dir()) if settings["VALENCE_METRICS"] else None
-        self.log_requests = settings["VALENCE_LOG_REQUESTS"]
-        self.log = log_writer() if self.log_requests else None
+        self.log = request_logger() if settings["VALENCE_LOG_REQUESTS"] else None
         self.log_names = settings["VALENCE_LOG_LOOKUP_NAMES"]
         self.readiness, self.url_map = readiness, url_map
-        self.model_version, self.encoded_model = None, "null"
-        self._json = {method: json.dumps(method) for method in METHODS}  # and routes, as they come
+        self.model_version = None
         self._pid = self._prefix = self._count = None
-        self._second, self._stamp = None, ""
 
     def new_request_id(self):
         """Return a fresh id: a random per-process prefix and a counter (cheaper than a uuid4)."""
@@ -58,36 +53,29 @@ class Observer:
         return f"{self._prefix}-{next(self._count):x}"
 
     def finish(self, environ, status, seconds):
-        """Record a finished request in the metrics and write its log line."""
+        """Count a finished request in the metrics and write its log line, before its answer is sent."""
         method, route, songs = environ.get("REQUEST_METHOD", ""), environ.get(ROUTE), environ.get(SONGS)
         if route is None:
             route = self.route_of_405(environ) if status == 405 else UNMATCHED
         if self.metrics is not None:
             self.metrics.record_request(route, method, status, seconds, songs)
-        if self.log_requests:
-            self.log.write(self.log_line(environ, method, route, status, seconds, songs))
+        if self.log is not None:
+            # makeRecord and handle: what logger.info does, less its search of the stack for the caller.
+            self.log.handle(self.log.makeRecord(self.log.name, logging.INFO, __file__, 0, "request", None, None,
+                                                extra={"fields": self.log_fields(environ, method, route, status,
+                                                                                 seconds, songs)}))
 
-    def log_line(self, environ, method, route, status, seconds, songs):
-        """Return the JSON log line of a request, as bytes with its newline."""
-        # json.dumps costs 3 us a line: only the values a client chooses are encoded
-        # each time; the id is checked or ours, the route and model are encoded once.
-        fragments = self._json
-        encoded_route = fragments.get(route) or fragments.setdefault(route, json.dumps(route))
-        encoded_method = fragments.get(method) if method in METHODS else json.dumps(method[:20])
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        line = LOG_LINE % (self._stamp, (now - second) * 1000, environ[REQUEST_ID], encoded_method, encoded_route,
-                           status, seconds * 1000, self.encoded_model, ProcessId.pid)
+    def log_fields(self, environ, method, route, status, seconds, songs):
+        """Return the fields of a request's log line, in their order (the time goes first, from the record)."""
+        fields = {"request_id": environ[REQUEST_ID], "method": method if method in METHODS else method[:20],
+                  "route": route, "status": status, "duration_ms": round(seconds * 1000, 3),
+                  "model": self.model_version, "pid": ProcessId.pid}
         if songs is not None:
-            line += ',"songs":%d' % songs
+            fields["songs"] = songs
         if self.log_names and route == LOOKUP_ROUTE and method == "GET":
             query = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=20)
-            names = {name: query[name][0][:LOGGED_NAME_CHARS] for name in LOGGED_NAMES if name in query}
-            if names:
-                line += "," + json.dumps(names, ensure_ascii=False)[1:-1]
-        return (line + "}\n").encode("utf-8", "replace")
+            fields.update((name, query[name][0][:LOGGED_NAME_CHARS]) for name in LOGGED_NAMES if name in query)
+        return fields
 
     def route_of_405(self, environ):
         """Return the URL rule a 405's path matched with another method (looked up only for these)."""
@@ -98,22 +86,6 @@ class Observer:
             except HTTPException:
                 continue
         return UNMATCHED
-
-
-_log_writer = None
-
-
-def log_writer():
-    """Return the process's request log writer (to stderr), made on first use."""
-    global _log_writer
-    if _log_writer is None:
-        _log_writer = LogWriter()
-    return _log_writer
-
-
-def flush_log():
-    """Write the queued log lines and counts now (tests, and anyone about to read stderr or the metric files)."""
-    Flusher.flush_all()
 
 
 class RequestObserver:
@@ -189,7 +161,7 @@ def watch_swaps(state, old, new):
                 metrics.record_load(what, True)
         metrics.set_model_info(served_models(new))
         metrics.set_catalog_size(new.store.meta.get("tracks", 0) if new.store is not None else 0)
-    state.model_version, state.encoded_model = new.version, json.dumps(new.version)
+    state.model_version = new.version
 
 
 def init_app(app, readiness=service_problems):
@@ -231,7 +203,6 @@ def set_model_info(models, app=None):
     state = observer(app)
     models = list(models)
     state.model_version = models[0][1] if models else None
-    state.encoded_model = json.dumps(state.model_version)
     if state.metrics is not None:
         state.metrics.set_model_info(models)
 

@@ -1,33 +1,27 @@
-"""Prometheus metrics and the request log's writer: counted per process, flushed in the background.
+"""Prometheus metrics and the request log, both written as each answer is given.
 
 Under gunicorn, gunicorn.conf.py gives the workers one directory in
 PROMETHEUS_MULTIPROC_DIR (cleared at start); each worker writes its figures to
-memory-mapped files there, and a scrape of any worker sums them
-(prometheus_client's multiprocess mode). Without that variable the figures are
-kept in the process, in a registry of the app's own.
+memory-mapped files there as it answers, and a scrape of any worker sums them
+(prometheus_client's multiprocess mode, MultiProcessCollector). Without that
+variable the figures are kept in the process, in a registry of the app's own.
 
-A request only adds to plain Python numbers and queues its log line (under a
-microsecond); a background thread per process moves them to prometheus_client
-and to stderr every FLUSH_SECONDS, and once more at exit. Writing each request
-through prometheus_client cost 3 to 7 us (locked, pid-checked writes) and a log
-line's write(2) to a file 1 to 4 us (timeit, on the busy development machine),
-against about 80 us for a lookup in Flask. The price: a scrape may
-miss the last FLUSH_SECONDS of other workers' requests, and a worker killed
-with SIGKILL loses at most its last FLUSH_SECONDS of counts and log lines.
+The request log is the standard logging module's: one JSON line per request,
+written to stderr (a write and a flush) before the answer leaves the worker,
+so a scrape right after an answer counts it and a worker killed with SIGKILL
+has already written every line of the requests it answered.
 """
-import atexit
-import bisect
-import collections
 import glob
+import json
+import logging
 import os
-import threading
+import sys
 import time
-import weakref
 
 from valence.config import ValenceError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-FLUSH_SECONDS = 0.1
+REQUEST_LOGGER = "valence.requests"
 # Seconds; a lookup takes about 0.6 ms, a 1,000-song POST about 30 ms (docs/api.md, Speed).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # Label values must come from a small set: a client can send any method name.
@@ -84,86 +78,60 @@ class ProcessId:
         cls.pid = os.getpid()
 
 
-class Flusher:
-    """The per-process thread that calls flush() on every registered object each FLUSH_SECONDS, and at exit."""
+class StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever sys.stderr is at each line (pytest and some servers replace it)."""
 
-    pid = None
-    targets = weakref.WeakSet()
+    def __init__(self):
+        super().__init__(sys.stderr)
 
-    @classmethod
-    def register(cls, target):
-        """Flush `target` from now on (it is dropped when nothing else holds it)."""
-        ProcessId.watch()
-        cls.targets.add(target)
+    @property
+    def stream(self):
+        """Return the current sys.stderr."""
+        return sys.stderr
 
-    @classmethod
-    def ensure_running(cls):
-        """Start this process's thread unless it runs (a forked child has none of its parent's threads)."""
-        if cls.pid != ProcessId.pid:
-            cls.pid = ProcessId.pid
-            threading.Thread(target=cls.run, name="valence-flush", daemon=True).start()
-            atexit.register(cls.flush_all)
-
-    @classmethod
-    def run(cls):
-        """Flush every FLUSH_SECONDS for the life of the process."""
-        while True:
-            time.sleep(FLUSH_SECONDS)
-            cls.flush_all()
-
-    @classmethod
-    def flush_all(cls):
-        """Flush every registered object now."""
-        for target in list(cls.targets):
-            target.flush()
+    @stream.setter
+    def stream(self, value):
+        pass  # always the current sys.stderr
 
 
-class LogWriter:
-    """The request log: lines queued by requests, written to a file descriptor in batches of whole lines.
+class JsonLineFormatter(logging.Formatter):
+    """Format a record as one JSON object: its UTC time to the millisecond, then the record's `fields` in order.
 
-    Batches of at most PIPE_BUF bytes are written by one write(2) each, so
-    they never interleave with another worker's lines on a shared pipe.
+    Written here rather than taken from python-json-logger: the fields are one
+    ordered dict the caller builds, so the whole formatter is one json.dumps.
     """
 
-    BATCH_BYTES = 4096  # PIPE_BUF on Linux: a write to a pipe up to this size is never split
-    MAX_WAITING = 100_000  # lines; beyond this (a blocked stderr) new lines are dropped
+    def __init__(self):
+        super().__init__()
+        self._second, self._stamp = None, ""
 
-    def __init__(self, fd=2):
-        self.fd, self.pid, self.waiting, self.lock = fd, None, collections.deque(), threading.Lock()
-        Flusher.register(self)
+    def format(self, record):
+        """Return the record's JSON line (without its newline)."""
+        second = int(record.created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = "%s.%03dZ" % (self._stamp, (record.created - second) * 1000)
+        fields = getattr(record, "fields", None) or {"message": record.getMessage()}  # a record logged otherwise
+        return json.dumps({"time": stamp, **fields}, ensure_ascii=False, separators=(",", ":"))
 
-    def write(self, line):
-        """Queue one line (bytes ending in a newline)."""
-        if self.pid != ProcessId.pid:  # lines a parent queued before a fork are the parent's to write
-            self.pid, self.waiting, self.lock = ProcessId.pid, collections.deque(), threading.Lock()
-            Flusher.ensure_running()
-        if len(self.waiting) < self.MAX_WAITING:
-            self.waiting.append(line)  # deque appends and pops are thread-safe
 
-    def flush(self):
-        """Write every queued line now, in batches of whole lines."""
-        with self.lock:
-            waiting, batch, size = self.waiting, [], 0
-            for _ in range(len(waiting)):
-                line = waiting.popleft()
-                if size + len(line) > self.BATCH_BYTES and batch:
-                    self.write_batch(batch)
-                    batch, size = [], 0
-                batch.append(line)
-                size += len(line)
-            if batch:
-                self.write_batch(batch)
+def request_logger():
+    """Return the request log's logger: INFO lines as JSON to stderr, not passed on to the root logger's handlers.
 
-    def write_batch(self, lines):
-        """Write lines in one write(2); a closed or broken stderr loses them without failing anything."""
-        try:
-            os.write(self.fd, b"".join(lines))
-        except OSError:
-            pass
+    Set up on the first call (by an app's factory, never at import); later calls find it ready.
+    """
+    logger = logging.getLogger(REQUEST_LOGGER)
+    if not any(isinstance(handler, StderrHandler) for handler in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(JsonLineFormatter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # one line per request, whatever else the root logger writes to
+    return logger
 
 
 class Metrics:
-    """The API's metrics; requests are added up in the process and flushed to prometheus_client in batches."""
+    """The API's metrics, prometheus_client's own Counter, Histogram and Gauge, written as each request is answered."""
 
     def __init__(self, path=None):
         """Create the metrics: written under `path` (multiprocess mode) or kept in a registry of their own."""
@@ -192,40 +160,17 @@ class Metrics:
         self.catalog_tracks = Gauge("catalog_tracks", "Tracks in the catalog served now.",
                                     multiprocess_mode="livemostrecent", **kept)
         self._models = ()
-        # Per (route, method, status): [requests, sum of seconds, then one count per bucket, +Inf last].
-        self._pending, self._songs, self._pid = {}, 0, None
-        self._lock = threading.Lock()
-        Flusher.register(self)
+        self._children = {}  # (route, method, status): the request counter's and latency histogram's children
 
     def record_request(self, route, method, status, seconds, songs=None):
-        """Add one answered request, its duration and the songs it predicted."""
-        if self._pid != ProcessId.pid:  # counts a parent held before a fork are the parent's to flush
-            self._pid, self._pending, self._songs = ProcessId.pid, {}, 0
-            Flusher.ensure_running()
-        with self._lock:
-            pending = self._pending.get((route, method, status))
-            if pending is None:
-                pending = self._pending[route, method, status] = [0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
-            pending[0] += 1
-            pending[1] += seconds
-            pending[2 + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # buckets count values <= their bound
-            if songs:
-                self._songs += songs
-
-    def flush(self):
-        """Move the added-up requests into prometheus_client (its files, in multiprocess mode)."""
-        with self._lock:
-            pending, songs, self._pending, self._songs = self._pending, self._songs, {}, 0
-        for (route, method, status), (count, seconds, *buckets) in pending.items():
-            label = method if method in METHODS else "other"
-            self.requests.labels(route, label, str(status)).inc(count)
-            histogram = self.latency.labels(route, label)
-            # prometheus_client has no call to add many observations: add to the child's
-            # sum and bucket values as observe() does (tests compare the two).
-            histogram._sum.inc(seconds)
-            for bucket, added in zip(histogram._buckets, buckets):
-                if added:
-                    bucket.inc(added)
+        """Count one answered request, its duration and the songs it predicted."""
+        label = method if method in METHODS else "other"
+        children = self._children.get((route, label, status))
+        if children is None:  # labels() looks its child up under a lock: once per label set, not per request
+            children = self._children[route, label, status] = (self.requests.labels(route, label, str(status)),
+                                                               self.latency.labels(route, label))
+        children[0].inc()
+        children[1].observe(seconds)
         if songs:
             self.songs.inc(songs)
 
@@ -256,7 +201,6 @@ class Metrics:
         from prometheus_client.exposition import choose_encoder
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        self.flush()  # this worker's own figures are exact; the others' are at most FLUSH_SECONDS old
         if self.registry is not None:
             source = self.registry
         else:
