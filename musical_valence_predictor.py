@@ -18,7 +18,7 @@ from valence.data.download import download_dataset
 from valence.fileio import unwritable_file, unwritable_folder
 from valence.training.settings import (LARGE_ROWS, MID_ROWS, SHORT_PATIENCE_ROWS, SMALL_ROWS, FoldPlan, RunOptions, TrainConfig,
                               TrainingInterrupted)
-from valence.catalog.store import CATALOG_FILE, is_postgres
+from valence.catalog.sql import CATALOG_FILE, is_postgres
 
 TRAIN_DEFAULTS = TrainConfig()
 

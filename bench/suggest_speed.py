@@ -26,8 +26,10 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from valence.catalog.names import MAX_FUZZY, MAX_FUZZY_TRACKS, SUGGESTIONS, Catalog, normalise  # noqa: E402
+from memory_catalog import Catalog  # noqa: E402
+from valence.catalog.names import MAX_FUZZY, MAX_FUZZY_TRACKS, SUGGESTIONS, normalise  # noqa: E402
 from valence.data.synthetic import generate_dataset  # noqa: E402
 
 PROLIFIC = "Johann Sebastian Bach"

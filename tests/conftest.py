@@ -9,7 +9,7 @@ import torch
 
 from valence.api.app import create_app
 from valence.api.context import service
-from valence.catalog.names import load_catalog
+from memory_catalog import load_catalog
 from valence.catalog.build import build_catalog
 from valence.config import bundle_path
 from valence.training.pipeline import run_training
@@ -63,6 +63,12 @@ CATALOG_CASES = [
     # A genre the model never saw.
     ("Polka", "Oompah Band", "Beer Barrel", "POLKA00000000000000001", 5),
 ]
+
+
+@pytest.fixture(scope="session")
+def predictor(trained):
+    """The Predictor of the session's trained models (both kinds)."""
+    return Predictor.from_model_dir(trained[0])
 
 
 @pytest.fixture(scope="session")

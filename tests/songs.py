@@ -1,4 +1,7 @@
-"""Small generated song frames with a known signal, for the encoder, model and trainer tests."""
+"""Small generated song frames with a known signal, for the encoder, model and trainer tests, and a stand-in
+predictor with a known rule for the catalog tests."""
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 
@@ -46,3 +49,42 @@ def split(frame, test_share=0.2, val_share=0.1):
     a, b = int(n * (1 - test_share - val_share)), int(n * (1 - test_share))
     return (frame.iloc[:a].reset_index(drop=True), frame.iloc[a:b].reset_index(drop=True),
             frame.iloc[b:].reset_index(drop=True))
+
+
+GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
+
+
+class RulePredictor:
+    """Predict danceability / 2 + a genre shift; moods from fixed weights; warn on genres not in GENRE_SHIFT."""
+
+    def __init__(self, moods=True):
+        self.classification = object() if moods else None
+        self.calls = []
+
+    def predict(self, frame):
+        self.calls.append(len(frame))
+        valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
+        probabilities = None
+        if self.classification is not None:
+            probabilities = np.stack([1 - valence, np.full(len(frame), 0.5), valence], axis=1)
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+        warnings = [[] if g in GENRE_SHIFT else [f"unknown genre {g!r}"] for g in frame["genre"]]
+        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings)
+
+
+def expected_valence(danceability, genre):
+    return danceability / 2 + GENRE_SHIFT.get(genre, 0)
+
+
+def hand_made_listings(songs):
+    """Return six listings built from generated songs: one track under three genres (MULTI), and three tracks
+    whose artist and title differ only in case and spaces (SAMELOW, SAMEHIGH, SAMETIE)."""
+    extra = songs.iloc[[0, 0, 0, 1, 2, 3]].copy()
+    extra["track_id"] = ["MULTI", "MULTI", "MULTI", "SAMELOW", "SAMEHIGH", "SAMETIE"]
+    extra["genre"] = ["Pop", "Rock", "Polka", "Pop", "Rock", "Rock"]
+    extra["artist_name"] = ["Multi Act"] * 3 + ["Twin Artist", "twin   ARTIST", "Twin Artist"]
+    extra["track_name"] = ["Many Genres"] * 3 + ["Same Song", " same song ", "Same Song"]
+    extra["popularity"] = [30, 30, 30, 10, 90, 10]
+    extra["danceability"] = [0.4, 0.4, 0.4, 0.2, 0.6, 0.8]
+    extra["valence"] = [0.25, 0.25, 0.25, 0.5, 0.5, 0.5]
+    return extra

@@ -7,7 +7,7 @@ import pytest
 from conftest import empty_target
 from test_serving import build, copy_models, save_changed
 from valence.config import MODEL_KINDS
-from valence.api.serving import model_version
+from valence.model.predictor import model_version
 
 SONG = {"genre": "Pop", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",

@@ -16,7 +16,7 @@ from valence.catalog.build import build_catalog
 from valence.config import CLASS_NAMES, PROJ_ROOT
 from valence.data.load import load_dataset
 from valence.model.predictor import Predictor
-from valence.api.serving import model_version
+from valence.model.predictor import model_version
 from valence.catalog.store import connect, open_store
 from valence.data.synthetic import generate_dataset, write_csv
 

@@ -13,16 +13,9 @@ from valence import config
 from valence.model.bundle import load_bundle_from_dir
 from valence.model import explain
 from valence.model.explain import GROUPS, Explainer, antithetic_permutations, prefix_masks, typical_song
-from valence.training.modules import build_model, model_config_for
+from valence.training.modules import build_model, model_config_for, torch_module
 from valence.model.network import Network
 from valence.data.synthetic import generate_dataset
-
-
-def torch_model(bundle):
-    """The bundle's network as the torch module it was trained as: the oracle."""
-    model = build_model(bundle.kind, bundle.meta["model_args"])
-    model.load_state_dict({key: torch.from_numpy(np.asarray(value)) for key, value in bundle.weights.items()})
-    return model.eval()
 
 
 def torch_predict(model, arrays):
@@ -50,7 +43,7 @@ def test_contributions_add_up_to_the_served_prediction(explainer, bundle, songs)
     arrays = bundle.encoder.transform(songs)
     assert explanation.contributions.shape == (80, len(GROUPS))
     np.testing.assert_array_equal(explanation.prediction, bundle.network.predict(arrays))  # /predict's numbers
-    np.testing.assert_allclose(explanation.prediction, torch_predict(torch_model(bundle), arrays), atol=1e-5)
+    np.testing.assert_allclose(explanation.prediction, torch_predict(torch_module(bundle), arrays), atol=1e-5)
     total = explanation.contributions.sum(axis=1) + explanation.base_value
     assert np.abs(total - explanation.prediction).max() < 1e-5  # the API promises 0.001
     # Not a trivial explanation: most songs are moved by several groups.
@@ -127,7 +120,7 @@ def test_the_switch_game_gives_captums_numbers_for_the_plain_model(explainer, bu
 
     arrays = bundle.encoder.transform(songs.head(3))
     numeric, categorical = torch.as_tensor(arrays["numeric"]), torch.as_tensor(arrays["categorical"])
-    model = torch_model(bundle)
+    model = torch_module(bundle)
     sampler = ShapleyValueSampling(lambda n, c: model(n, c).clamp(0.0, 1.0))
     permutations = explainer.permutations.tolist()
     sampler.permutation_generator = lambda n_features, n_samples: iter(permutations)
@@ -171,7 +164,7 @@ def test_close_to_exact_shapley_values(explainer, bundle, songs):
     """The served estimate on the demo model (3 networks of 128 x 128)."""
     arrays = bundle.encoder.transform(songs.head(1))
     ours = explainer.explain_arrays(arrays["numeric"], arrays["categorical"]).contributions[0]
-    exact = exact_for(explainer, torch_model(bundle), arrays, 0)
+    exact = exact_for(explainer, torch_module(bundle), arrays, 0)
     assert np.abs(exact).max() > 0.02  # the song is explained by something, so the bound means something
     error = np.abs(ours - exact)
     assert error.max() < 0.02 and error.mean() < 0.003, (error.max(), error.mean())
@@ -205,7 +198,7 @@ def exact_for(explainer, model, arrays, i):
 def test_on_a_tiny_model_the_estimate_is_near_exact_and_nearer_with_more_permutations(bundle, songs):
     tiny = tiny_bundle(bundle, hidden=[16])
     arrays = bundle.encoder.transform(songs.head(3))
-    exact = np.stack([exact_for(Explainer(tiny), torch_model(tiny), arrays, i) for i in range(3)])
+    exact = np.stack([exact_for(Explainer(tiny), torch_module(tiny), arrays, i) for i in range(3)])
     assert np.abs(exact).max() > 0.03  # the tiny model is moved by its inputs: the bounds below mean something
     for n_permutations, largest, mean in ((explain.N_PERMUTATIONS, 0.02, 0.003), (256, 0.003, 0.0006)):
         explainer = Explainer(tiny, n_permutations=n_permutations)
@@ -223,7 +216,7 @@ def test_on_a_network_without_hidden_layers_every_permutation_gives_the_exact_va
     linear = Explainer(tiny)
     arrays = bundle.encoder.transform(songs.head(3))
     estimate = linear.explain_arrays(arrays["numeric"], arrays["categorical"]).contributions
-    exact = np.stack([exact_for(linear, torch_model(tiny), arrays, i) for i in range(3)])
+    exact = np.stack([exact_for(linear, torch_module(tiny), arrays, i) for i in range(3)])
     assert np.abs(exact).max() > 0.01
     np.testing.assert_allclose(estimate, exact, atol=1e-6)
 

@@ -1,58 +1,27 @@
-"""Unit tests of valence.catalog.names: name matching, grouping of listings by track_id and close-name suggestions.
+"""Tests of name matching (valence.catalog.names) and of the in-memory reference catalog (memory_catalog):
+grouping of listings by track_id and close-name suggestions.
 
 A stand-in predictor with a known rule replaces the trained model, so expected answers follow from the inputs.
 """
 import random
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from valence.catalog import names as catalog_module
-from valence.catalog.names import Catalog, closest, load_catalog, normalise, predict_rows
+import memory_catalog as catalog_module
+from memory_catalog import Catalog, load_catalog, predict_rows
+from valence.catalog.names import closest, normalise
 from valence.config import CLASS_NAMES, ValenceError
 from valence.data.synthetic import generate_dataset, write_csv
-
-GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
-
-
-class RulePredictor:
-    """Predict danceability / 2 + a genre shift; moods from fixed weights; warn on genres not in GENRE_SHIFT."""
-
-    def __init__(self, moods=True):
-        self.moods = moods
-        self.calls = []
-
-    def predict(self, frame):
-        self.calls.append(len(frame))
-        valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
-        probabilities = None
-        if self.moods:
-            probabilities = np.stack([1 - valence, np.full(len(frame), 0.5), valence], axis=1)
-            probabilities /= probabilities.sum(axis=1, keepdims=True)
-        warnings = [[] if g in GENRE_SHIFT else [f"unknown genre {g!r}"] for g in frame["genre"]]
-        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings)
-
-
-def expected_valence(danceability, genre):
-    return danceability / 2 + GENRE_SHIFT.get(genre, 0)
-
+from songs import RulePredictor, expected_valence, hand_made_listings
 
 @pytest.fixture(scope="module")
 def frame():
     """Twelve generated songs, then hand-made listings: one track under three genres, two same-named tracks."""
     songs = generate_dataset(12, seed=2).drop_duplicates("track_id").reset_index(drop=True)
     songs["genre"] = "Pop"
-    extra = songs.iloc[[0, 0, 0, 1, 2, 3]].copy()
-    extra["track_id"] = ["MULTI", "MULTI", "MULTI", "SAMELOW", "SAMEHIGH", "SAMETIE"]
-    extra["genre"] = ["Pop", "Rock", "Polka", "Pop", "Rock", "Rock"]
-    extra["artist_name"] = ["Multi Act"] * 3 + ["Twin Artist", "twin   ARTIST", "Twin Artist"]
-    extra["track_name"] = ["Many Genres"] * 3 + ["Same Song", " same song ", "Same Song"]
-    extra["popularity"] = [30, 30, 30, 10, 90, 10]
-    extra["danceability"] = [0.4, 0.4, 0.4, 0.2, 0.6, 0.8]
-    extra["valence"] = [0.25, 0.25, 0.25, 0.5, 0.5, 0.5]
-    return pd.concat([songs, extra], ignore_index=True)
+    return pd.concat([songs, hand_made_listings(songs)], ignore_index=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from valence.config import ValenceError
-from valence.api.serving import Models, Pair, model_version
+from valence.api.serving import Pair
+from valence.model.predictor import Models, model_version
 
 SONG = {"genre": "ZZMARKERGENRE", "popularity": 50, "acousticness": 0.1, "danceability": 0.8, "duration_ms": 200000,
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",

@@ -15,11 +15,6 @@ TRAINING = ("valence.training.trainer", "valence.data.load", "valence.data.csvre
 
 
 @pytest.fixture(scope="module")
-def predictor(trained):
-    return Predictor.from_model_dir(trained[0])
-
-
-@pytest.fixture(scope="module")
 def songs(demo_csv):
     return pd.read_csv(demo_csv).head(40)
 

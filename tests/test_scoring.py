@@ -2,13 +2,7 @@ import pandas as pd
 import pytest
 
 from valence.config import FEATURE_COLUMNS, ValenceError
-from valence.model.predictor import Predictor
 from valence.model.predict_file import score_csv
-
-
-@pytest.fixture(scope="module")
-def predictor(trained):
-    return Predictor.from_model_dir(trained[0])
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from valence.config import MODEL_KINDS, bundle_path
 from valence.fileio import atomic_path
 from valence.model import bundlefile
 from valence.api import serving as serving_module
-from valence.api.serving import Serving, load_models, model_version
-from valence.catalog.store import shown_target
+from valence.api.serving import Serving
+from valence.model.predictor import load_models, model_version
+from valence.catalog.sql import shown_target
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]  # PostgreSQL: the slow run
 

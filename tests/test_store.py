@@ -2,7 +2,6 @@
 
 A stand-in predictor with a known rule replaces the trained model, so expected answers follow from the inputs.
 """
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,35 +10,14 @@ import pytest
 from conftest import empty_target
 from valence.catalog.build import build_catalog
 from valence.config import CLASS_NAMES, FEATURE_COLUMNS
-from valence.api.serving import Models
-from valence.catalog.store import CatalogMissing, connect, normalise, open_store
+from valence.model.predictor import Models
+from valence.catalog.sql import CatalogMissing, normalise
+from valence.catalog.store import connect, open_store
 from valence.data.synthetic import generate_dataset, write_csv
+from songs import RulePredictor, expected_valence, hand_made_listings
 
-GENRE_SHIFT = {"Pop": 0.1, "Rock": 0.3}  # other genres: 0, with a warning
 # The PostgreSQL half starts a server: in the slow run (CI runs both), keeping the default run short.
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
-
-
-class RulePredictor:
-    """Predict danceability / 2 + a genre shift; moods from fixed weights; warn on genres not in GENRE_SHIFT."""
-
-    def __init__(self, moods=True):
-        self.classification = object() if moods else None
-        self.calls = []
-
-    def predict(self, frame):
-        self.calls.append(len(frame))
-        valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
-        probabilities = None
-        if self.classification is not None:
-            probabilities = np.stack([1 - valence, np.full(len(frame), 0.5), valence], axis=1)
-            probabilities /= probabilities.sum(axis=1, keepdims=True)
-        warnings = [[] if g in GENRE_SHIFT else [f"unknown genre {g!r}"] for g in frame["genre"]]
-        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings)
-
-
-def expected_valence(danceability, genre):
-    return danceability / 2 + GENRE_SHIFT.get(genre, 0)
 
 
 def rule_models(moods=True, version="rule00000001"):
@@ -51,14 +29,7 @@ def frame():
     """Twelve generated songs and hand-made listings: one track under three genres far apart, same-named tracks."""
     songs = generate_dataset(12, seed=2).drop_duplicates("track_id").reset_index(drop=True)
     songs["genre"] = "Pop"
-    extra = songs.iloc[[0, 0, 0, 1, 2, 3]].copy()
-    extra["track_id"] = ["MULTI", "MULTI", "MULTI", "SAMELOW", "SAMEHIGH", "SAMETIE"]
-    extra["genre"] = ["Pop", "Rock", "Polka", "Pop", "Rock", "Rock"]
-    extra["artist_name"] = ["Multi Act"] * 3 + ["Twin Artist", "twin   ARTIST", "Twin Artist"]
-    extra["track_name"] = ["Many Genres"] * 3 + ["Same Song", " same song ", "Same Song"]
-    extra["popularity"] = [30, 30, 30, 10, 90, 10]
-    extra["danceability"] = [0.4, 0.4, 0.4, 0.2, 0.6, 0.8]
-    extra["valence"] = [0.25, 0.25, 0.25, 0.5, 0.5, 0.5]
+    extra = hand_made_listings(songs)
     # The three listings of MULTI at the start, the middle and the end: in different chunks of 4 rows.
     parts = [extra.iloc[[0]], songs.iloc[:5], extra.iloc[[1]], songs.iloc[5:], extra.iloc[2:]]
     return pd.concat(parts, ignore_index=True)
@@ -286,8 +257,8 @@ def assert_same(answer, expected):
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, catalog_csv, tmp_path, request):
-    from valence.catalog.names import load_catalog
-    from valence.api.serving import load_models
+    from memory_catalog import load_catalog
+    from valence.model.predictor import load_models
 
     target = empty_target(kind, tmp_path, request)
     models = load_models(trained[0])

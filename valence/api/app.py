@@ -17,7 +17,7 @@ from valence.api.lookup import find_track
 from valence.api.openapi import openapi_document
 from valence.api.schemas import songs_to_columns
 from valence.api.serving import Serving
-from valence.catalog.store import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres, shown_target
+from valence.catalog.sql import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres, shown_target
 
 TRAIN_HINT = "train one with: python musical_valence_predictor.py --data {data} --model-dir {model_dir}"
 SECURITY_HEADERS = (

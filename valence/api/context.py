@@ -26,11 +26,11 @@ class Service:
 
     predictor: object = None
     model_error: str | None = None
-    catalog: object = None  # a valence.catalog.store.CatalogStore scored with `predictor`
+    catalog: object = None  # a valence.catalog.sql.CatalogStore scored with `predictor`
     catalog_error: str | None = None
     version: str | None = None
     train_hint: str = ""
-    models: object = None  # the valence.api.serving.Models of `predictor`
+    models: object = None  # the valence.model.predictor.Models of `predictor`
 
     @property
     def explainer(self):
@@ -77,9 +77,10 @@ def request_service(pair, settings):
     model_error = pair.model_error
     if model_error is not None:
         bundles = [config.bundle_path(model_dir, kind) for kind in config.MODEL_KINDS]
-        missing = not any(bundle.exists() for bundle in bundles)
+        earlier = [bundle.with_suffix(config.EARLIER_BUNDLE_SUFFIX) for bundle in bundles]
+        missing = not any(bundle.exists() for bundle in (*bundles, *earlier))
         model_error = (f"neither {' nor '.join(bundle.name for bundle in bundles)} is in the model folder"
-                       if missing else in_own_words(model_error, *bundles))
+                       if missing else in_own_words(model_error, *bundles, *earlier))
     # The target first: it usually lies inside the model folder.
     catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target, model_dir)
     return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,

@@ -19,8 +19,8 @@ import numpy as np
 from valence.config import CLASS_NAMES, ValenceError
 from valence.data.load import LoadReport, iter_feature_chunks
 from valence.fileio import atomic_path
-from valence.api.serving import load_models
-from valence.catalog.store import CATALOG_FILE, is_postgres, normalise, shown_target
+from valence.model.predictor import load_models
+from valence.catalog.sql import CATALOG_FILE, is_postgres, normalise, shown_target
 from valence.catalog.sqlite import APP_ID, OTHER_FEATURES, SCORED, SqliteWriter
 
 CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the memory of a build

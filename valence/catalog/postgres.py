@@ -15,11 +15,11 @@ import time
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from valence.catalog import store
+from valence.catalog import sql
 from valence.config import NUMERIC_FEATURES, ValenceError
-from valence.catalog.store import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
-from valence.catalog.store import CatalogMissing, CatalogUnavailable
-from valence.catalog.store import shown_target as safe_url
+from valence.catalog.sql import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
+from valence.catalog.sql import CatalogMissing, CatalogUnavailable
+from valence.catalog.sql import shown_target as safe_url
 
 POINTER = "valence_catalog"
 POOL_WAIT = 1.0  # seconds a request waits for a connection before it is answered 503
@@ -129,7 +129,7 @@ class PostgresDatabase:
         self.pool = None
 
 
-class PostgresStore(store.SqlStore):
+class PostgresStore(sql.SqlStore):
     """One generation of the catalog in PostgreSQL; lookups are indexed queries on its tables."""
 
     PARAM = "%s"
@@ -150,7 +150,7 @@ class PostgresStore(store.SqlStore):
         """Return the artist names pg_trgm finds most similar to `artist_key` (a shortlist)."""
         rows = self._rows(f"SELECT artist_key FROM {self.artists} WHERE artist_key %% %s "
                           f"ORDER BY similarity(artist_key, %s) DESC, artist_key LIMIT %s",
-                          (artist_key, artist_key, store.ARTIST_CANDIDATES))
+                          (artist_key, artist_key, sql.ARTIST_CANDIDATES))
         return [row[0] for row in rows]
 
     def artists_containing(self, text, most):

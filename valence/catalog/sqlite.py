@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from valence.catalog import store
+from valence.catalog import sql
 from valence.config import FEATURE_COLUMNS
-from valence.catalog.store import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
-from valence.catalog.store import CatalogMissing
+from valence.catalog.sql import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
+from valence.catalog.sql import CatalogMissing
 
 APP_ID = "valence-catalog"
 RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find close names
@@ -116,7 +116,7 @@ def read_meta(connection, path, size, hint):
     return meta
 
 
-class SqliteStore(store.SqlStore):
+class SqliteStore(sql.SqlStore):
     """A catalog file opened read-only: lookups are indexed queries, suggestions use its trigram index."""
 
     def __init__(self, database, connection, meta, signature):
@@ -135,7 +135,7 @@ class SqliteStore(store.SqlStore):
 
     def artist_candidates(self, artist_key):
         """Return the artist names that share the most of the rarest trigrams of `artist_key` (a shortlist)."""
-        grams = sorted(store.trigrams(artist_key))
+        grams = sorted(sql.trigrams(artist_key))
         counts = dict(self._rows(f"SELECT term, doc FROM artist_gram_counts WHERE term IN "
                                  f"({', '.join('?' * len(grams))})", grams))
         rarest = sorted(counts, key=counts.get)[:RAREST_GRAMS]
@@ -144,7 +144,7 @@ class SqliteStore(store.SqlStore):
         ids = [self._rows("SELECT rowid FROM artist_grams WHERE artist_grams MATCH ?", (_phrase(gram),))
                for gram in rarest]
         found, hits = np.unique(np.array([row[0] for rows in ids for row in rows]), return_counts=True)
-        top = found[np.lexsort((found, -hits))][:store.ARTIST_CANDIDATES].tolist()
+        top = found[np.lexsort((found, -hits))][:sql.ARTIST_CANDIDATES].tolist()
         return [row[0] for row in self._rows(f"SELECT artist_key FROM artists WHERE id IN "
                                              f"({', '.join('?' * len(top))})", top)]
 

@@ -227,16 +227,15 @@ class FeatureEncoder(ArtistStatistics):
     @classmethod
     def from_state(cls, state):
         """Rebuild a fitted encoder from to_state()'s output."""
-        # A state saved before the mood and song-version statistics has neither setting, nor their columns.
-        enc = cls(**{"artist_moods": False, "song_versions": False, **state["settings"]})
+        enc = cls(**state["settings"])
         enc.normal_scores_ = np.asarray(state["normal_scores"], dtype=np.float64).tolist()
         enc.quantiles_ = {c: np.asarray(q, dtype=np.float64).tolist() for c, q in state["quantiles"].items()}
         enc.vocab_ = {c: {str(k): int(i) for k, i in v.items()} for c, v in state["vocab"].items()}
         enc.prior_ = float(state["prior"])
-        enc.mood_prior_ = [float(v) for v in state.get("mood_prior", ())]
+        enc.mood_prior_ = [float(v) for v in state["mood_prior"]]
         table = state["artist_table"]
         enc.artist_table_ = ArtistTable(table["names"], table["rows"], enc._table_width)
-        songs = state.get("song_table", {"names": [], "rows": ()})
+        songs = state["song_table"]
         enc.song_table_ = ArtistTable(songs["names"], songs["rows"], 2)
         enc.reference_ = {}
         if state.get("reference"):

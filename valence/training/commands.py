@@ -14,7 +14,7 @@ from valence.model.explain import Explainer
 from valence.training.plots import write_training_figures
 from valence.model.predictor import Predictor
 from valence.model.predict_file import score_csv
-from valence.catalog.store import shown_target
+from valence.catalog.sql import shown_target
 from valence.data.synthetic import generate_dataset, write_csv
 from valence.training.trainer import batch_size_for
 
