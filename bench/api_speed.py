@@ -280,7 +280,6 @@ def main():
                 build_catalog(data, model_dir, target, log=lambda message: None)
                 print(f"built the {backend} catalog in {time.perf_counter() - started:.1f} s", flush=True)
                 env = {**os.environ, "VALENCE_CATALOG": str(target), "VALENCE_MODEL_DIR": str(model_dir)}
-                env.pop("VALENCE_DATA", None)
                 # Each app's request log goes to a file, as a log collector takes it.
                 with open(Path(tmp) / f"requests-{backend}.log", "wb") as log, \
                         open(Path(tmp) / f"minimal-{backend}.log", "wb") as minimal_log:

@@ -317,7 +317,7 @@ def main():
         target = work / "catalog.sqlite"  # beside the run, never in a model folder it was given
         build_catalog(data, model_dir, target, log=lambda message: None)
         env = {**os.environ, "VALENCE_CATALOG": str(target), "VALENCE_MODEL_DIR": str(model_dir)}
-        for name in ("FLASK_DEBUG", "VALENCE_DATA"):
+        for name in ("FLASK_DEBUG",):
             env.pop(name, None)
         app = create_app({"VALENCE_CATALOG": str(target), "VALENCE_MODEL_DIR": str(model_dir)})
         valence = pd.read_csv(data, keep_default_na=False).groupby("track_id")["valence"].mean().to_dict()

@@ -100,9 +100,9 @@ def reference_catalog(trained, catalog_csv):
 @pytest.fixture(scope="session")
 def make_app(trained, served_catalog):
     """Return a factory of test apps; keyword arguments override the catalog and model paths."""
-    def make(catalog=served_catalog, model_dir=trained[0], data=None, **settings):
+    def make(catalog=served_catalog, model_dir=trained[0], **settings):
         return create_app({"TESTING": True, "VALENCE_CATALOG": str(catalog), "VALENCE_MODEL_DIR": str(model_dir),
-                           "VALENCE_DATA": data and str(data), "VALENCE_THREADS": None, "VALENCE_FREEZE_HEAP": False,
+                           "VALENCE_THREADS": None, "VALENCE_FREEZE_HEAP": False,
                            **settings})
     return make
 

@@ -232,11 +232,11 @@ def test_without_a_model_health_says_why_and_predictions_say_how_to_train(make_a
 def test_the_hint_names_the_configured_model_folder_and_answers_show_no_server_path(make_app, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my models").mkdir()
-    client = make_app(model_dir="my models", data=tmp_path / "songs" / "absent.csv").test_client()
+    client = make_app(model_dir="my models").test_client()
     error = client.get("/health").json["model"]["error"]
     assert error.startswith("neither regression.safetensors nor classification.safetensors is in the model folder; "
                             "train one with: ")
-    assert error.endswith("--data songs/absent.csv --model-dir my models")
+    assert error.endswith("train one with: python musical_valence_predictor.py --model-dir my models")
     for response in (client.post("/predict", json=SONG), client.get("/predict?track_id=X"), client.get("/model")):
         assert response.status_code == 503 and "--model-dir my models" in response.json["message"]
         assert str(tmp_path) not in response.get_data(as_text=True)
@@ -249,6 +249,13 @@ def test_a_refused_model_file_is_named_without_its_folder(make_app, tmp_path):
     assert error.startswith("regression.safetensors is not a valid model bundle") and str(tmp_path) not in error
     message = client.post("/predict", json=SONG).json["message"]
     assert "regression.safetensors is not a valid model bundle" in message and str(tmp_path) not in message
+
+
+def test_a_folder_of_an_earlier_version_s_bundles_is_named_as_such(make_app, tmp_path):
+    (tmp_path / "regression.pt").write_bytes(b"PK\x03\x04 an earlier version's torch file")
+    error = make_app(model_dir=tmp_path).test_client().get("/health").json["model"]["error"]
+    assert error.startswith("regression.pt was saved by an earlier version of this tool")
+    assert "train again with" in error and "neither" not in error
 
 
 def test_a_missing_catalog_is_named_without_its_folder(make_app, tmp_path):

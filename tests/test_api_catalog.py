@@ -51,13 +51,6 @@ def test_a_retrain_is_served_once_its_catalog_is_built_without_a_restart(kind, m
     app.extensions["valence"].close()
 
 
-def test_valence_data_is_reported_as_no_longer_read(make_app, catalog_csv):
-    health = make_app(data=catalog_csv).test_client().get("/health").json
-    assert health["status"] == "ok"
-    assert any(note.startswith("VALENCE_DATA (catalog.csv) is not read") and "--build-catalog" in note
-               for note in health["notes"])
-
-
 @pytest.mark.parametrize(("content", "error"), [
     (lambda whole: b"", "is empty"),
     (lambda whole: whole[:len(whole) // 2], "damaged"),

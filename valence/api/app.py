@@ -17,9 +17,9 @@ from valence.api.lookup import find_track
 from valence.api.openapi import openapi_document
 from valence.api.schemas import songs_to_columns
 from valence.api.serving import Serving
-from valence.catalog.sql import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres, shown_target
+from valence.catalog.sql import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres
 
-TRAIN_HINT = "train one with: python musical_valence_predictor.py --data {data} --model-dir {model_dir}"
+TRAIN_HINT = "train one with: python musical_valence_predictor.py --model-dir {model_dir}"
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
@@ -37,31 +37,20 @@ def catalog_target(app_config):
     return app_config["VALENCE_CATALOG"] or str(Path(app_config["VALENCE_MODEL_DIR"]) / CATALOG_FILE)
 
 
-def data_note(app_config, target):
-    """Return what /health says about VALENCE_DATA when it is set: the API no longer reads it."""
-    if not app_config.get("VALENCE_DATA"):
-        return None
-    return (f"VALENCE_DATA ({Path(app_config['VALENCE_DATA']).name}) is not read: the API serves the catalog "
-            f"{'in ' + shown_target(target) if is_postgres(target) else Path(target).name}, scored once; to serve "
-            f"that file, run: python musical_valence_predictor.py --build-catalog --data "
-            f"{shown_path(app_config['VALENCE_DATA'])}")
-
-
 def create_app(test_config=None):
     """Build the app: config from defaults, environment, then test_config; nothing is loaded yet."""
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(
         VALENCE_MODEL_DIR=str(config.MODELS_DIR),
         VALENCE_CATALOG=None,  # a file path or a postgresql:// URL; None: <VALENCE_MODEL_DIR>/catalog.sqlite
-        VALENCE_DATA=None,  # no longer read (the catalog is built once); /health says so when it is set
         # How often a worker looks for new models and catalogs (a stat, or one query): a
         # retrain or a rebuild is served by every worker within this many seconds.
         VALENCE_RELOAD_SECONDS=1.0,
         MAX_CONTENT_LENGTH=1024 * 1024,  # 1,000 songs take about 300 KB
         # Each gunicorn worker is a process of its own: one BLAS thread (numpy's
-        # forward pass) and one torch thread (explanations) per worker, or their
-        # threads fight over the cores (10x slower here). None leaves both
-        # settings alone (the tests do, to leave no trace).
+        # forward pass and explanations) per worker, or their threads fight over
+        # the cores (10x slower here). None leaves the setting alone (the tests
+        # do, to leave no trace).
         VALENCE_THREADS=1,
         # Each newly served pair is moved out of the cyclic garbage collector's reach
         # (serving.freeze_heap): False leaves the collector alone (the tests do, to leave no trace).
@@ -70,7 +59,7 @@ def create_app(test_config=None):
         # nothing to describe, so it gets the JSON 405 with the Allow header.
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    for name in ("VALENCE_MODEL_DIR", "VALENCE_CATALOG", "VALENCE_DATA", "VALENCE_RELOAD_SECONDS"):
+    for name in ("VALENCE_MODEL_DIR", "VALENCE_CATALOG", "VALENCE_RELOAD_SECONDS"):
         if os.environ.get(name):
             app.config[name] = os.environ[name]
     if test_config is not None:
@@ -84,12 +73,7 @@ def create_app(test_config=None):
     app.extensions["valence"] = Serving(model_dir, target, float(app.config["VALENCE_RELOAD_SECONDS"]),
                                         freeze_heap=bool(app.config["VALENCE_FREEZE_HEAP"]))
     app.extensions["valence_settings"] = {
-        "model_dir": model_dir, "target": target, "note": data_note(app.config, target),
-        "threads": app.config["VALENCE_THREADS"],
-        "train_hint": TRAIN_HINT.format(data=shown_path(app.config["VALENCE_DATA"] or config.DEFAULT_DATA),
-                                        model_dir=shown_path(model_dir))}
-    if app.config.get("VALENCE_DATA"):
-        app.logger.warning("%s", app.extensions["valence_settings"]["note"])
+        "model_dir": model_dir, "target": target, "train_hint": TRAIN_HINT.format(model_dir=shown_path(model_dir))}
     app.extensions["valence_openapi"] = openapi_document()
     app.register_blueprint(bp)
     app.register_blueprint(explain_routes.bp)
@@ -232,7 +216,7 @@ def health():
             "built_at": catalog.meta.get("built_at") if catalog is not None else None,
             "error": state.catalog_error,
         },
-        "notes": [note for note in (*notes, settings["note"]) if note],
+        "notes": notes,
     }
 
 
