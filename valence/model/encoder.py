@@ -147,7 +147,7 @@ class FeatureEncoder(ArtistStatistics):
                     artists, numeric[:, :self._n_plain], lookup, self.prior_)
             if self._songs:
                 numeric[:, -2:] = self._song_block(song_keys(frame, artists), self.song_table_, self.prior_)
-        columns = list(self.vocab_)  # an encoder saved before VERSION existed has no such column
+        columns = list(self.vocab_)  # the fitted vocabulary names the categorical columns, in order
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
             # A dict lookup per value: Series.map(dict) would build a Series of the vocabulary every call.
