@@ -477,3 +477,20 @@ def test_scoring_input_without_track_id_still_skips_repeated_header_lines(tmp_pa
 def test_load_summary_says_1_row_not_1_rows():
     assert data.LoadReport(path="x.csv", rows_read=1, rows_kept=1).summary() == "loaded 1 of 1 row from x.csv (skipped: none)"
     assert data.LoadReport(path="x.csv", rows_read=2, rows_kept=1).summary().startswith("loaded 1 of 2 rows")
+
+
+@pytest.mark.parametrize("column", ["energy", "track_id"])
+def test_a_repeated_column_is_refused_naming_it(tmp_path, songs, column):
+    lines = csv_text(songs).splitlines()
+    text = "\n".join([lines[0] + f",{column}"] + [line + ",0.5" for line in lines[1:]]) + "\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ValenceError, match=rf"{path}: column\(s\) {column} appear more than once"):
+        load_dataset(path)
+    with pytest.raises(ValenceError, match=rf"column\(s\) {column} appear more than once"):
+        next(iter_feature_chunks(path))
+
+
+def test_a_repeated_extra_column_is_only_ignored(tmp_path, songs):
+    text = csv_text(songs.assign(comment="a", other="b")).replace(",other\n", ",comment\n", 1)
+    frame, report = load_dataset(write(tmp_path, text))
+    assert len(frame) == 12 and report.notes == ["ignored 2 extra column(s): comment, comment"]

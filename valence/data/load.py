@@ -94,9 +94,12 @@ def _column_plan(names, path, require_valence, report):
     positions = {}
     for i, name in enumerate(normal):
         positions.setdefault(name, i)
-    repeated = [c for c in KAGGLE_COLUMNS if normal.count(c) > 1]
+    # Two copies of a column may disagree, and which one a reader takes is a guess: refused, not picked.
+    repeated = [c for c in KAGGLE_COLUMNS if normal.count(c) > 1] + [
+        alias for alias, column in ALIASES.items() if column not in positions and normal.count(alias) > 1]
     if repeated:
-        report.notes.append(f"column(s) {', '.join(repeated)} appear more than once; using the first")
+        raise ValenceError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header; "
+                           f"keep one copy of each (or rename the others) and try again")
     for alias, column in ALIASES.items():
         if column not in positions and alias in positions:
             positions[column] = positions[alias]
