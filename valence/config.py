@@ -1,9 +1,12 @@
-"""Paths, schema and defaults, defined once (importing this module reads nothing)."""
+"""Paths, schema and defaults, defined once (importing this module reads no file)."""
 import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJ_ROOT = Path(__file__).resolve().parents[1]
+# A checkout keeps data/ and models/ beside the code; an installed copy (pip install .) keeps them in the
+# folder the tool runs from, as site-packages is no place for a user's files.
+CODE_ROOT = Path(__file__).resolve().parents[1]
+PROJ_ROOT = CODE_ROOT if (CODE_ROOT / "pyproject.toml").is_file() else Path.cwd()
 DATA_DIR = PROJ_ROOT / "data"
 MODELS_DIR = PROJ_ROOT / "models"
 FIGURES_DIR = PROJ_ROOT / "docs" / "figures"
