@@ -54,3 +54,27 @@ def test_unwritable_folder_finds_the_first_existing_ancestor(tmp_path):
 def test_unwritable_folder_asks_the_kernel(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: mode & os.W_OK == 0)
     assert unwritable_folder(tmp_path / "new") == f"{tmp_path} is not writable"
+
+
+def test_a_killed_saves_temporary_is_removed_by_the_next_save_however_young(tmp_path):
+    import subprocess
+    import sys
+
+    from valence import fileio
+
+    path = tmp_path / "model.safetensors"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # a process of this machine that has ended, as a killed save has
+    stray = tmp_path / f".{path.name}.{fileio.HOST}-{dead_pid}-abc123.tmp"
+    stray.write_bytes(b"half a model")
+    running = tmp_path / f".{path.name}.{fileio.HOST}-{os.getppid()}-def456.tmp"
+    running.write_bytes(b"a save still running")  # its writer runs: kept while young
+    other_host = tmp_path / f".{path.name}.elsewhere-{dead_pid}-ghi789.tmp"
+    other_host.write_bytes(b"another machine's save")  # cannot be checked from here: kept while young
+    write_text_atomic(path, "new")
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, running.name, other_host.name])
+    old = os.stat(other_host).st_mtime - fileio.STALE_SECONDS - 1
+    os.utime(other_host, (old, old))
+    write_text_atomic(path, "newer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, running.name])

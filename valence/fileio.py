@@ -2,13 +2,19 @@
 import contextlib
 import glob
 import os
+import re
+import socket
 import tempfile
 import time
 from pathlib import Path
 
-# A temporary older than this was left by a process that died mid-save (SIGKILL, power
-# loss); younger ones may belong to a save still running in another process.
+# A temporary's name says which process on which machine writes it: one whose process is
+# gone (SIGKILL, a crash) is removed by the next save at once. One whose writer cannot be
+# checked (another machine sharing the folder) is removed once older than this, when no
+# save could still be running.
 STALE_SECONDS = 600
+HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
+WRITER = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>[0-9]+)-[^.]*\.tmp$")
 
 
 @contextlib.contextmanager
@@ -18,7 +24,8 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     # Same directory, so os.replace is a rename on one file system, never a copy.
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{HOST}-{os.getpid()}-", suffix=".tmp",
+                                         dir=path.parent)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -42,18 +49,40 @@ def _mode_for(path):
 
 
 def remove_stale_temporaries(path, older_than=STALE_SECONDS):
-    """Delete the temporaries of `path` that a killed save left behind; return how many."""
+    """Delete the temporaries of `path` that a killed save left behind; return how many.
+
+    A temporary written by a process of this machine that no longer runs is stale at once;
+    any other is stale once older than `older_than` seconds.
+    """
     path = Path(path)
     cutoff = time.time() - older_than
     removed = 0
     for stray in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
-            if stray.is_file() and stray.stat().st_mtime < cutoff:
+            if stray.is_file() and (writer_is_gone(stray.name[len(path.name) + 1:])
+                                    or stray.stat().st_mtime < cutoff):
                 stray.unlink()
                 removed += 1
         except OSError:  # gone already, or not ours to delete: it is harmless where it is
             pass
     return removed
+
+
+def writer_is_gone(suffix):
+    """Return whether the temporary named `.<file><suffix>` was written by a process of this machine that has ended."""
+    writer = WRITER.match(suffix)
+    if writer is None or writer["host"] != HOST:
+        return False
+    pid = int(writer["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs, as another user
+        return False
+    return False
 
 
 def write_text_atomic(path, text):
