@@ -120,7 +120,9 @@ def http_error(error):
     # werkzeug's order of the allowed methods follows a set: sorted, it is the same every time.
     allowed = ", ".join(sorted(error.valid_methods)) if error.code == 405 and error.valid_methods else None
     if error.code == 413 and limit:
-        message = f"body is larger than {limit:,} bytes; send at most 1,000 songs at a time"
+        sent = f" (this one has {request.content_length:,} bytes)" if request.content_length else ""
+        message = (f"the body is larger than {limit:,} bytes, the server's limit for a body{sent}: send the "
+                   "songs in smaller requests")
     elif allowed:
         message = f"method {request.method[:20]} is not allowed here; use one of {allowed}"
     response = jsonify(error_body(error.code, error.name, message))
