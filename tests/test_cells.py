@@ -89,3 +89,30 @@ def test_spellings_the_patterns_take(text):
     read = cells.parse_key(text)[0] or cells.parse_mode(text)[0]
     assert read is not None
     assert re.fullmatch(cells.KEY_PATTERN, text) or re.fullmatch(cells.MODE_PATTERN, text)
+
+
+# ---- issue 24, point 6: the time signature's pattern, for JSON bodies, reads what the cell parser reads ------
+
+_BEATS = st.text(alphabet="0123456789/+-. \t", max_size=6)
+
+
+@given(text=_BEATS)
+@settings(max_examples=500, deadline=None)
+def test_time_signature_pattern_takes_only_what_the_parser_reads(text):
+    if re.fullmatch(cells.TIME_SIGNATURE_PATTERN, text):
+        assert cells.parse_time_signature(text)[0] is not None, text
+
+
+@pytest.mark.parametrize("text", ["4", " 7 ", "3.0", "+5", "0", "7/4", " 3 / 4 ", "05"])
+def test_time_signature_spellings_the_pattern_takes(text):
+    assert re.fullmatch(cells.TIME_SIGNATURE_PATTERN, text) and cells.parse_time_signature(text)[0] is not None
+
+
+@pytest.mark.parametrize(("column", "value", "expected"), [
+    ("time_signature", 4, ("4/4", cells.CONVERTED)), ("time_signature", 7, ("7/4", cells.CONVERTED)),
+    ("time_signature", 8, (None, cells.CLEAN)), ("time_signature", "4", ("4/4", cells.CONVERTED)),
+    ("time_signature", "7/4", ("7/4", cells.CLEAN)), ("key", 11, ("B", cells.CONVERTED)),
+    ("key", -1, (None, cells.CLEAN)), ("mode", 0, ("Minor", cells.CONVERTED)), ("mode", 1, ("Major", cells.CONVERTED)),
+])
+def test_parse_cell_reads_an_integer_as_its_digits(column, value, expected):
+    assert cells.parse_cell(column, value) == expected == cells.parse_cell(column, str(value))

@@ -49,9 +49,11 @@ def test_song_schema_follows_config_ranges_and_choices(document):
     assert song["additionalProperties"] is False
     for name, (low, high) in config.NUMERIC_RANGES.items():
         assert (song["properties"][name]["minimum"], song["properties"][name]["maximum"]) == (low, high)
-    assert song["properties"]["key"]["pattern"] == cells.KEY_PATTERN  # spelt as a CSV cell may spell it
-    assert song["properties"]["mode"]["pattern"] == cells.MODE_PATTERN
-    assert song["properties"]["time_signature"]["enum"] == list(config.TIME_SIGNATURES)
+    for name, pattern in (("key", cells.KEY_PATTERN), ("mode", cells.MODE_PATTERN),  # spelt as a CSV cell may
+                          ("time_signature", cells.TIME_SIGNATURE_PATTERN)):     # spell it, or Spotify's integer
+        low, high = cells.NUMBER_RANGES[name]
+        assert song["properties"][name]["anyOf"] == [{"type": "string", "pattern": pattern},
+                                                     {"type": "integer", "minimum": low, "maximum": high}]
     assert song["properties"]["valence"] == {"type": "number", "minimum": 0, "maximum": 1,
                                              "description": "optional; accepted and ignored"}
     assert song["properties"]["track_name"]["maxLength"] == schemas.MAX_TEXT

@@ -6,6 +6,7 @@ import pytest
 
 from valence import config
 from valence.data.load import load_dataset
+from valence.data import cells
 from valence.api.schemas import (BAD_TEXT, SPELLINGS, MAX_ERRORS, MAX_SONGS, MAX_TEXT, OPTIONAL_FIELDS, Song, songs_to_columns,
                              text_error, validate_songs)
 from valence.api.strict_json import BodyError
@@ -95,7 +96,12 @@ def test_every_bad_field_is_listed_once_with_its_index_name_and_range(song):
     ({"track_id": 7}, ("track_id", f"must be a string of at most {MAX_TEXT} characters")),
     ({"track_name": "x" * (MAX_TEXT + 1)}, ("track_name", f"must be a string of at most {MAX_TEXT} characters")),
     ({"valence": 1.5}, ("valence", "must be a number from 0 to 1")),
-    ({"time_signature": 4}, ("time_signature", "must be one of " + ", ".join(config.TIME_SIGNATURES))),
+    ({"time_signature": 8}, ("time_signature", "must be one of " + ", ".join(config.TIME_SIGNATURES)
+                             + " (any case; also " + SPELLINGS["time_signature"][1] + ")")),
+    ({"key": -1}, ("key", "must be one of " + ", ".join(config.KEYS) + " (any case; also " + SPELLINGS["key"][1]
+                   + ")")),
+    ({"mode": True}, ("mode", "must be one of " + ", ".join(config.MODES) + " (any case; also "
+                      + SPELLINGS["mode"][1] + ")")),
     ({"\ud800": 1}, ("\ud800", "is not a known field")),
     ({"x" * 5000: 1}, ("x" * 200, "is not a known field")),
 ])
@@ -155,3 +161,28 @@ def test_songs_to_columns_passes_track_names_for_their_version_marker(song):
     columns = songs_to_columns(songs)
     assert columns["track_name"] == ["Falling - Acoustic", ""]
     assert "track_name" not in songs_to_columns(validate_songs(song)[0])
+
+
+# ---- issue 24, point 6: Spotify's own JSON types, read as the CSV reader reads the same cell ---------------
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"key": 0, "mode": 1, "time_signature": 4}, ("C", "Major", "4/4")),
+    ({"key": 11, "mode": 0, "time_signature": 7}, ("B", "Minor", "7/4")),
+    ({"key": "1", "mode": "0", "time_signature": "3"}, ("C#", "Minor", "3/4")),
+    ({"key": "Db", "mode": "major", "time_signature": " 7 / 4 "}, ("C#", "Major", "7/4")),
+])
+def test_spotify_numbers_are_read_as_the_csv_reads_them(song, changes, expected):
+    songs, _ = validate_songs(dict(song, **changes))
+    columns = songs_to_columns(songs)
+    assert (columns["key"][0], columns["mode"][0], columns["time_signature"][0]) == expected
+    for name, value in changes.items():  # the same value as a CSV cell
+        assert cells.parse_cell(name, str(value))[0] == columns[name][0]
+
+
+@pytest.mark.parametrize(("name", "value"), [("key", 12), ("key", -1), ("mode", 2), ("mode", -1),
+                                             ("time_signature", 8), ("time_signature", -4),
+                                             ("time_signature", 4.0), ("key", "12"), ("time_signature", "9/4")])
+def test_values_the_csv_reader_refuses_are_refused(song, name, value):
+    assert [field for _, field, _ in errors_of(dict(song, **{name: value}))] == [name]
+    if not isinstance(value, float):  # a JSON float is no integer; as text "4.0" is Spotify's 4 (test above)
+        assert cells.parse_cell(name, str(value))[0] is None

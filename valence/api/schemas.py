@@ -30,10 +30,14 @@ BAD_CHARACTER = re.compile(rf"[{CONTROL}\ud800-\udfff]")
 BAD_TEXT = "must not contain control characters (such as NUL) or lone surrogates"
 NO_SURROGATES = "; no control characters (pattern) and no lone surrogates (\\ud800 without its pair)"
 
-# Key and mode are read as the CSV reader reads a cell (cells.parse_key, cells.parse_mode), then
-# answered in the Kaggle spelling: "c#", " Db " and "1" are all C#.
-SPELLINGS = {"key": (cells.KEY_PATTERN, "flats such as Db, and Spotify's numbers 0 (C) to 11 (B) as text"),
-             "mode": (cells.MODE_PATTERN, 'Spotify\'s numbers "1" (Major) and "0" (Minor)')}
+# Key, mode and time signature are read as the CSV reader reads a cell (cells.parse_cell), then
+# answered in the Kaggle spelling: "c#", " Db ", "1" and 1 are all C#; 4 and "4" are 4/4.
+SPELLINGS = {"key": (cells.KEY_PATTERN, "flats such as Db, and Spotify's numbers 0 (C) to 11 (B), as integers "
+                                        "or text (-1, Spotify's 'no key detected', cannot be predicted)"),
+             "mode": (cells.MODE_PATTERN, "Spotify's numbers 1 (Major) and 0 (Minor), as integers or text"),
+             "time_signature": (cells.TIME_SIGNATURE_PATTERN, "N/4 up to 7/4, and Spotify's beat counts 0 to 7 "
+                                                              "as integers or text; values the model never saw "
+                                                              "are predicted with a warning")}
 Probability = Annotated[float, Field(ge=0, le=1)]
 Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=TEXT_PATTERN)]
 Mood = Literal[config.CLASS_NAMES]
@@ -51,11 +55,11 @@ def _song_fields():
             fields[name], messages[name] = genre, f"must be a non-empty string of at most {MAX_TEXT} characters"
         elif name in SPELLINGS:  # read as a CSV cell is: one set of spelling rules (cells.py)
             pattern, also = SPELLINGS[name]
-            fields[name] = Annotated[str, Field(pattern=pattern, examples=list(choices[name]), description=(
-                f"one of {', '.join(choices[name])}, in any case; also {also}"))]
+            low, high = cells.NUMBER_RANGES[name]
+            fields[name] = Annotated[Annotated[str, Field(pattern=pattern)] | Annotated[int, Field(ge=low, le=high)],
+                                     Field(examples=list(choices[name]), description=(
+                                         f"one of {', '.join(choices[name])}, in any case; also {also}"))]
             messages[name] = f"must be one of {', '.join(choices[name])} (any case; also {also})"
-        elif name in choices:
-            fields[name], messages[name] = Literal[choices[name]], f"must be one of {', '.join(choices[name])}"
         else:
             low, high = config.NUMERIC_RANGES[name]
             fields[name] = Annotated[float, Field(ge=low, le=high)]
@@ -305,8 +309,8 @@ def songs_to_columns(songs):
     for name in config.NUMERIC_FEATURES:  # as arrays: pandas would inspect every value of a list (3 ms a 1,000 songs)
         columns[name] = np.array(columns[name], dtype=np.float64)
     columns["genre"] = [genre.strip() for genre in columns["genre"]]
-    columns["key"] = [cells.parse_key(key)[0] for key in columns["key"]]
-    columns["mode"] = [cells.parse_mode(mode)[0] for mode in columns["mode"]]
+    for name in SPELLINGS:
+        columns[name] = [cells.parse_cell(name, value)[0] for value in columns[name]]
     for name in ("artist_name", "track_name"):  # the artist's history; the title's version marker
         given = [getattr(song, name) for song in songs]
         if any(value is not None for value in given):

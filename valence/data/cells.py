@@ -38,6 +38,13 @@ _ZERO, _POINT = r"[+-]?0+", r"(?:\.0*)?"
 KEY_PATTERN = (r"^[ \t]*(?:" + "|".join(sorted(map(_any_case, _KEY_NAMES), key=len, reverse=True))
                + rf"|(?:{_ZERO}|\+?0*(?:1[01]|[1-9])){_POINT})[ \t]*$")
 MODE_PATTERN = rf"^[ \t]*(?:{_any_case('major')}|{_any_case('minor')}|(?:{_ZERO}|\+?0*1){_POINT})[ \t]*$"
+# The time signature as a program writes it: "N/4", or Spotify's beat count as text ("4", "4.0"). A
+# spreadsheet's date rendering of "N/4" (4-Mar, 03/04/2021) is a file's accident, repaired in files only.
+TIME_SIGNATURE_PATTERN = rf"^[ \t]*(?:[0-7][ \t]*/[ \t]*4|(?:{_ZERO}|\+?0*[1-7]){_POINT})[ \t]*$"
+# Spotify's own JSON numbers: key 0 (C) to 11 (B; -1 is its "no key detected", which no model can read),
+# mode 1 (Major) or 0 (Minor), time_signature 3 to 7 (the Kaggle data also has 0 and 1). A JSON integer is
+# read as the CSV cell of its digits is, so both paths take the same values.
+NUMBER_RANGES = {"key": (0, 11), "mode": (0, 1), "time_signature": (0, 7)}
 
 
 def _integer(text):
@@ -140,3 +147,14 @@ def parse_time_signature(text):
             return (f"{beats}/4", REPAIRED) if beats else (None, CLEAN)
     beats = _date_beats(text)
     return (f"{beats}/4", REPAIRED) if beats else (None, CLEAN)
+
+
+PARSERS = {"key": parse_key, "mode": parse_mode, "time_signature": parse_time_signature}
+
+
+def parse_cell(column, value):
+    """Return (key, mode or time signature in the Kaggle spelling, or None; how it was read).
+
+    `value` is a cell's text or a JSON integer (Spotify's numbers); an integer is read as its digits.
+    """
+    return PARSERS[column](str(value) if isinstance(value, int) and not isinstance(value, bool) else value)

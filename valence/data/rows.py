@@ -24,8 +24,7 @@ VALENCE_RANGE = "row with valence outside [0, 1]"
 
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _NOT_A_NUMBER = {"nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
-_PARSERS = {"key": cells.parse_key, "mode": cells.parse_mode,
-            "time_signature": cells.parse_time_signature}
+_PARSERS = cells.PARSERS
 
 
 def _short(value):
