@@ -349,3 +349,28 @@ def test_the_version_is_a_categorical_column_of_the_encoder(frames):
     assert older.feature_names()["categorical"] == list(config.CATEGORICAL_FEATURES)
     np.testing.assert_array_equal(older.transform(songs)["categorical"],
                                   np.delete(encoder.transform(songs)["categorical"], column, axis=1))
+
+
+# ---- issue 24, point 7: a genre is matched in any case, as artist names are -------------------
+
+@pytest.mark.parametrize("typed", ["jazz", "JAZZ", "jAzZ"])
+def test_genre_names_match_in_any_case(frames, fitted, typed):
+    test = frames[2].iloc[:3].copy()
+    test["genre"] = "Jazz"
+    exact = fitted.transform(test)["categorical"]
+    assert (exact[:, 0] == fitted.vocab_["genre"]["Jazz"]).all() and (exact[:, 0] > 0).all()
+    test["genre"] = typed
+    assert np.array_equal(fitted.transform(test)["categorical"], exact)
+    assert fitted.known(test, "genre").all()
+    test["genre"] = "Polka"
+    assert not fitted.known(test, "genre").any()
+
+
+def test_one_genre_spelt_two_ways_in_training_is_one_genre(frames):
+    train = frames[0].copy()
+    rows = np.flatnonzero((train["genre"] == "Jazz").to_numpy())
+    train.loc[rows[::2], "genre"] = "jazz"
+    encoder = FeatureEncoder().fit(train, train["valence"].to_numpy())
+    plain = FeatureEncoder().fit(frames[0], frames[0]["valence"].to_numpy())
+    assert encoder.vocab_["genre"] == plain.vocab_["genre"]  # one entry, spelt "Jazz"
+    assert np.array_equal(encoder.transform(train)["categorical"], plain.transform(frames[0])["categorical"])

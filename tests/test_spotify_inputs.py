@@ -35,3 +35,12 @@ def test_numbers_outside_spotifys_ranges_are_a_400_naming_the_field(client, fiel
     answer = client.post("/predict", json=dict(SONG, **{field: value}))
     assert answer.status_code == 400
     assert [error["field"] for error in answer.json["errors"]] == [field]
+
+
+@pytest.mark.parametrize("typed", ["pop", "POP", " pOp "])
+def test_a_genre_in_any_case_is_that_genre(client, typed):
+    exact = client.post("/predict", json=SONG)
+    answer = client.post("/predict", json=dict(SONG, genre=typed))
+    assert answer.status_code == 200 and answer.json == exact.json and answer.json["warnings"] == []
+    unseen = client.post("/predict", json=dict(SONG, genre="polka")).json["warnings"]
+    assert unseen == ["unknown genre 'polka': predicted as an unseen genre"]

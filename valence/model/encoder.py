@@ -11,6 +11,9 @@ ARTIST_FEATURES = ("artist_mean_valence", "artist_log_tracks", "artist_seen")
 ARTIST_MOOD_FEATURES = ("artist_valence_spread", "artist_sad_share", "artist_happy_share")
 SONG_FEATURES = ("song_versions_valence", "song_versions_log_tracks")
 UNKNOWN = 0  # index of the unknown bucket in every categorical vocabulary
+# Columns whose values match in any case: "dance" is Dance, as artist names match (case is how a file
+# or a client happens to spell a genre, not a different genre).
+CASELESS = ("genre",)
 
 
 def _norm_ppf(p):
@@ -51,6 +54,7 @@ class FeatureEncoder(ArtistStatistics):
         self.song_versions = song_versions
         self.song_smoothing = song_smoothing
         self._lookup = None  # ArtistLookup of the fitted statistics, built on first use
+        self._folded = {}  # column -> (its vocabulary, that vocabulary keyed by folded values), built on first use
 
     # ---- fitting -------------------------------------------------------------
     def fit(self, frame, y, schema=None):
@@ -112,7 +116,10 @@ class FeatureEncoder(ArtistStatistics):
         self.vocab_ = {}
         for col in (*config.CATEGORICAL_FEATURES, VERSION):
             # Sorted so that the same training data gives the same indices on any machine.
-            self.vocab_[col] = {v: i + 1 for i, v in enumerate(sorted(set(_category_values(frame, col))))}
+            values = sorted(set(_category_values(frame, col)))
+            if col in CASELESS:  # one entry per name in any case, spelt as its first spelling in sort order
+                values = list({_fold(v): v for v in reversed(values)}.values())[::-1]
+            self.vocab_[col] = {v: i + 1 for i, v in enumerate(sorted(values))}
 
     # ---- applying ------------------------------------------------------------
     def transform(self, frame):
@@ -151,11 +158,29 @@ class FeatureEncoder(ArtistStatistics):
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
             # A dict lookup per value: Series.map(dict) would build a Series of the vocabulary every call.
-            vocab, values = self.vocab_[col], _category_values(frame, col)
+            vocab, values = self._vocabulary(col), _category_values(frame, col)
+            if col in CASELESS:
+                values = [_fold(v) for v in values]
             # A version marker that no training title had means nothing to the model: it reads as none.
             unknown = vocab.get(NO_VERSION, UNKNOWN) if col == VERSION else UNKNOWN
             categorical[:, j] = np.fromiter((vocab.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
         return {"numeric": numeric, "categorical": categorical}
+
+    def _vocabulary(self, column):
+        """Return the fitted vocabulary of a column as transform looks values up in it (caseless: folded)."""
+        if column not in CASELESS:
+            return self.vocab_[column]
+        vocab, cached = self.vocab_[column], self._folded.get(column)
+        if cached is None or cached[0] is not vocab:  # fitted again since
+            cached = self._folded[column] = (vocab, {_fold(v): i for v, i in vocab.items()})
+        return cached[1]
+
+    def known(self, frame, column):
+        """Return a boolean mask of the rows whose value of a categorical column the fitted vocabulary holds."""
+        values = frame[column].astype(str).to_numpy()
+        vocab = self._vocabulary(column)
+        fold = _fold if column in CASELESS else str
+        return np.fromiter((fold(v) in vocab for v in values), dtype=bool, count=len(values))
 
     # ---- shape and state -----------------------------------------------------
     @property
@@ -256,3 +281,8 @@ def _category_values(frame, column):
     """A categorical column's values as strings; VERSION is read off the track names."""
     return versions(frame) if column == VERSION else frame[column].astype(str).to_numpy()
 
+
+
+def _fold(value):
+    """Return a categorical value as caseless matching compares it."""
+    return value.casefold()

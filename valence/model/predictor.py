@@ -90,9 +90,8 @@ def unknown_category_warnings(encoder, frame):
     for column in CATEGORICAL_FEATURES:
         if column not in frame:
             continue
-        values = frame[column].astype(str)
-        unknown = np.flatnonzero(~values.isin(encoder.vocab_[column]).to_numpy())
-        values = values.to_numpy()
+        unknown = np.flatnonzero(~encoder.known(frame, column))
+        values = frame[column].astype(str).to_numpy()
         for row in unknown:
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
     artists = frame["artist_name"].to_numpy() if "artist_name" in frame else ()
