@@ -26,13 +26,19 @@ limit_request_field_size = 8190
 # replacement, which starts files of its own). An operator's
 # PROMETHEUS_MULTIPROC_DIR is used as it is; else a temporary one, removed at exit.
 def on_starting(server):
-    """Create or clear the metrics directory and hand it to the workers through the environment."""
+    """Check the VALENCE_* settings; create or clear the metrics directory and hand it to the workers."""
     import os
     import tempfile
 
+    from valence.api import settings
     from valence.api.telemetry import MULTIPROC_ENV, clear_multiprocess_dir, dead_worker_marker
+    from valence.config import ValenceError
 
-    if server.cfg.preload_app and os.environ.get("VALENCE_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"):
+    try:  # every VALENCE_* setting, read as the app reads it: a bad one stops gunicorn before any worker boots
+        given = settings.from_environment()
+    except ValenceError as error:
+        raise SystemExit(f"gunicorn.conf.py: {error}") from None
+    if server.cfg.preload_app and given.get("VALENCE_METRICS", True):
         # The app, prometheus_client with it, was loaded before this hook could set the directory.
         raise SystemExit("--preload is not supported with the metrics on: start without it, or set VALENCE_METRICS=0")
     path = os.environ.get(MULTIPROC_ENV)

@@ -1,6 +1,5 @@
 """The JSON API: app factory, one blueprint, JSON errors and security headers."""
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
-from valence.api import explain_routes, observability, page
+from valence.api import explain_routes, observability, page, settings
 from valence.api.bodies import json_songs
 from valence.api.context import ApiError, in_own_words, service, shown_path
 from valence.api.lookup import find_track
@@ -59,18 +58,20 @@ def create_app(test_config=None):
         # nothing to describe, so it gets the JSON 405 with the Allow header.
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    for name in ("VALENCE_MODEL_DIR", "VALENCE_CATALOG", "VALENCE_RELOAD_SECONDS"):
-        if os.environ.get(name):
-            app.config[name] = os.environ[name]
+    app.config.update(settings.from_environment())
     if test_config is not None:
         app.config.from_mapping(test_config)
+    for name in settings.SETTINGS:  # test_config's values too, by the same parsers
+        if name in app.config:
+            app.config[name] = settings.parse(name, app.config[name])
+    app.config["VALENCE_MODEL_DIR"] = app.config["VALENCE_MODEL_DIR"] or str(config.MODELS_DIR)
     app.json.sort_keys = False  # keep answers in the documented order
     if app.config["VALENCE_THREADS"]:
         threadpoolctl.threadpool_limits(int(app.config["VALENCE_THREADS"]), user_api="blas")
     model_dir, target = app.config["VALENCE_MODEL_DIR"], catalog_target(app.config)
     # Nothing is loaded or opened here: each worker loads the models and opens the catalog on
     # its first request, after gunicorn's fork, and looks for new ones every VALENCE_RELOAD_SECONDS.
-    app.extensions["valence"] = Serving(model_dir, target, float(app.config["VALENCE_RELOAD_SECONDS"]),
+    app.extensions["valence"] = Serving(model_dir, target, app.config["VALENCE_RELOAD_SECONDS"],
                                         freeze_heap=bool(app.config["VALENCE_FREEZE_HEAP"]))
     app.extensions["valence_settings"] = {
         "model_dir": model_dir, "target": target, "train_hint": TRAIN_HINT.format(model_dir=shown_path(model_dir))}

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
-from valence.config import ValenceError
+from valence.api.settings import from_environment, parse
 from valence.api.probes import bp, metrics_bp, openapi_paths, service_problems
 from valence.api.telemetry import LOOKUP_ROUTE, METHODS, UNMATCHED, Metrics, ProcessId, multiprocess_dir, request_logger
 
@@ -17,22 +17,7 @@ SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}").fullmatch
 REQUEST_ID, ROUTE, SONGS = "valence.request_id", "valence.route", "valence.songs"  # keys of the WSGI environ
 LOGGED_NAMES = ("track_id", "artist_name", "track_name")  # of a lookup, when VALENCE_LOG_LOOKUP_NAMES is on
 LOGGED_NAME_CHARS = 100
-SETTINGS = {  # app.config key: default; the environment overrides the default, test_config both
-    "VALENCE_METRICS": True,
-    "VALENCE_LOG_REQUESTS": True,
-    "VALENCE_LOG_LOOKUP_NAMES": False,
-}
-TRUE, FALSE = frozenset(("1", "true", "yes", "on")), frozenset(("0", "false", "no", "off", ""))
-
-
-def flag(name, value):
-    """Return a setting's value as a bool; refuse text that is not clearly on or off."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in TRUE or text in FALSE:
-        return text in TRUE
-    raise ValenceError(f"{name}={str(value)[:40]!r} is not understood: use 1 (on) or 0 (off)")
+LOG_SETTINGS = ("VALENCE_METRICS", "VALENCE_LOG_REQUESTS", "VALENCE_LOG_LOOKUP_NAMES")
 
 
 class Observer:
@@ -168,9 +153,10 @@ def init_app(app, readiness=service_problems):
     """Add request ids, the request log, /metrics and /health/live|ready to an app (they follow its swaps)."""
     ProcessId.watch()
     settings = {}
-    for key, default in SETTINGS.items():
-        app.config.setdefault(key, os.environ.get(key, default))
-        settings[key] = flag(key, app.config[key])
+    for key in LOG_SETTINGS:  # the environment's value, unless the app's config has one (create_app's, parsed)
+        if app.config.get(key) is None:
+            app.config[key] = from_environment().get(key)
+        settings[key] = app.config[key] = parse(key, app.config[key])
     state = app.extensions["valence_observability"] = Observer(settings, readiness, app.url_map)
     serving = app.extensions.get("valence")
     if hasattr(serving, "on_serve"):  # the models and catalog are loaded in each worker, on its first request
