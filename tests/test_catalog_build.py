@@ -12,6 +12,7 @@ import pytest
 
 import musical_valence_predictor as cli
 from conftest import empty_target
+from schema_check import response_errors
 from valence.catalog.build import build_catalog
 from valence.config import CLASS_NAMES, PROJ_ROOT
 from valence.data.load import load_dataset
@@ -189,3 +190,40 @@ def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained
                      "--catalog", str(target)]) == 0
     assert database.signature() != before
     database.close()
+
+
+# ---- issue 24, point 8: a catalog of one's own songs, without a valence column ------------------------------
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def test_build_catalog_without_a_valence_column_lists_no_expected_value(kind, trained, catalog_csv, tmp_path,
+                                                                        request, capsys):
+    unlabelled = tmp_path / "mine.csv"
+    pd.read_csv(catalog_csv, keep_default_na=False).drop(columns="valence").to_csv(unlabelled, index=False)
+    target = empty_target(kind, tmp_path, request)
+    assert cli.main(["--build-catalog", "--data", str(unlabelled), "--model-dir", str(trained[0]),
+                     "--catalog", str(target)]) == 0
+    assert "catalog: " in capsys.readouterr().out
+    store, labelled = open_store(target), reference_store(trained, catalog_csv, tmp_path)
+    assert store.size() == catalog_tracks(catalog_csv)
+    track, reference = store.by_track_id("DUPLICATE0000000000001"), labelled.by_track_id("DUPLICATE0000000000001")
+    assert track["expected"] is None and reference["expected"] is not None
+    assert track["prediction"] == reference["prediction"] and track["genres"] == ["Pop", "Rock"]
+    store.close(), labelled.close()
+
+
+def reference_store(trained, catalog_csv, tmp_path):
+    """Return the catalog of the labelled file, built beside the test's."""
+    target = tmp_path / "labelled.sqlite"
+    build_catalog(catalog_csv, trained[0], target, log=lambda *_: None)
+    return open_store(target)
+
+
+def test_a_track_of_a_catalog_without_valence_is_answered_with_expected_null(make_app, trained, catalog_csv,
+                                                                             tmp_path):
+    unlabelled = tmp_path / "mine.csv"
+    pd.read_csv(catalog_csv, keep_default_na=False).drop(columns="valence").to_csv(unlabelled, index=False)
+    build_catalog(unlabelled, trained[0], tmp_path / "mine.sqlite", log=lambda *_: None)
+    client = make_app(catalog=tmp_path / "mine.sqlite").test_client()
+    answer = client.get("/predict?track_id=DUPLICATE0000000000001")
+    assert answer.status_code == 200 and answer.json["expected"] is None
+    assert response_errors(client.get("/openapi.json").json, "/predict", "GET", answer) == []

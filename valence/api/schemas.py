@@ -130,7 +130,8 @@ class Track(TrackBrief):
     """A catalog track and its prediction."""
 
     popularity: float
-    expected: Annotated[Probability, Field(description="the track's valence in the catalog")]
+    expected: Annotated[Probability | None, Field(description="the track's valence in the catalog's data file; "
+                                                             "null when that file has no valence column")]
     prediction: Annotated[Probability | None, Field(description="mean of the per-genre predictions; null "
                                                                 "without a regression model")]
     genre_predictions: dict[str, Probability | None]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from valence.config import CLASS_NAMES, ValenceError
-from valence.data.load import LoadReport, iter_feature_chunks
+from valence.data.load import IF_PRESENT, LoadReport, iter_feature_chunks
 from valence.fileio import atomic_path
 from valence.model.predictor import load_models
 from valence.catalog.sql import CATALOG_FILE, is_postgres, normalise, shown_target
@@ -118,7 +118,7 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
     if frame_and_report is None:
         loaded = LoadReport(path=str(data_path))
         chunks = (chunk for chunk, _bad in iter_feature_chunks(data_path, chunksize=chunk_rows, report=loaded,
-                                                               require_valence=True))
+                                                               require_valence=IF_PRESENT))
     else:
         frame, loaded = frame_and_report
         chunks = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
@@ -130,7 +130,7 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
                 report.rows += len(chunk)
         report.skipped, report.bad_lines = dict(loaded.skipped), list(loaded.bad_lines)
         if report.rows == 0:
-            raise ValenceError(f"no usable rows with a valence in {data_path} ({loaded.summary()}); "
+            raise ValenceError(f"no usable rows in {data_path} ({loaded.summary()}); "
                                "the catalog was not written")
         batch = []
         for _track_id, listings in itertools.groupby(writer.listings_by_track(), key=itemgetter(1)):
@@ -167,7 +167,8 @@ def listing_rows(chunk, result, first_seq):
     if result.valence is not None:
         valence = np.asarray(result.valence, dtype=np.float64).tolist()
     warnings = [json.dumps(list(found)) if found else None for found in result.warnings]
-    columns = [chunk[name].tolist() for name in SCORED[1:7]]
+    # A file without valence (songs of one's own, to be predicted) is listed without an expected value.
+    columns = [chunk[name].tolist() if name in chunk else [None] * n for name in SCORED[1:7]]
     others = [chunk[name].tolist() for name in OTHER_FEATURES]
     return zip(range(first_seq, first_seq + n), *columns, valence, *moods, warnings, *others)
 
@@ -187,7 +188,8 @@ def track_row(listings):
     sums = [0.0] * len(CLASS_NAMES)
     for listing in listings:
         genres[listing[2]] = listing[7]
-        expected += listing[6]
+        if listing[6] is not None:
+            expected += listing[6]
         if listing[7] is not None:
             prediction += listing[7]
         if listing[8] is not None:
@@ -200,6 +202,7 @@ def track_row(listings):
     if listings[0][8] is not None:
         mood = CLASS_NAMES[max(range(len(sums)), key=sums.__getitem__)]
         means = [total / n for total in sums]
-    return (track_id, artist, track, normalise(artist), normalise(track), popularity, expected / n, prediction,
+    expected = expected / n if listings[0][6] is not None else None  # a file without valence: none measured
+    return (track_id, artist, track, normalise(artist), normalise(track), popularity, expected, prediction,
             json.dumps(genres, separators=(",", ":")),
             json.dumps(sorted(warnings), separators=(",", ":")) if warnings else None, mood, *means)

@@ -27,6 +27,10 @@ BINARY_ADVICE = "extract the CSV from the archive (or export the sheet as CSV) a
 # Fewer validation or test rows than this, and early stopping and the test figures are mostly noise.
 MIN_SPLIT_ROWS = 100
 COPIES_SHARE = 0.01  # exact copies above this share of the rows are worth a warning (the Kaggle file has none)
+# require_valence=IF_PRESENT: every column but valence is required; a valence column, when there, is
+# checked as in training (a row with a bad valence is skipped).
+IF_PRESENT = "if present"
+IDENTIFIED = tuple(c for c in KAGGLE_COLUMNS if c != TARGET)
 TRUNCATED, TOO_MANY, OPEN_QUOTE = ("truncated row", "row with too many fields",
                                    "row with an unterminated quote")
 
@@ -105,7 +109,8 @@ def _column_plan(names, path, require_valence, report):
             positions[column] = positions[alias]
             report.notes.append(f"using column {alias!r} as {column}")
     # Scoring needs only what the model reads; names, track_id and valence are carried when present.
-    wanted = KAGGLE_COLUMNS if require_valence else FEATURE_COLUMNS
+    # A catalog needs each row's track and names; valence, when the file has it, is what it shows as expected.
+    wanted = {True: KAGGLE_COLUMNS, IF_PRESENT: IDENTIFIED}.get(require_valence, FEATURE_COLUMNS)
     missing = [c for c in wanted if c not in positions]
     if missing:
         line = ",".join(names)
@@ -248,7 +253,8 @@ def load_dataset(path, require_valence=True):
 
 
 def iter_feature_chunks(path, chunksize=CHUNK_ROWS, report=None, require_valence=False):
-    """Yield (clean frame, [(line, reason)]) for each `chunksize` rows; valence optional unless required.
+    """Yield (clean frame, [(line, reason)]) for each `chunksize` rows; valence optional unless required
+    (True: required; IF_PRESENT: the other Kaggle columns are, and a valence column is checked when there).
 
     Reads the file block by block, so a large file is never held twice. A file with
     a header and no rows yields one empty frame. `report`, when given, is filled in.

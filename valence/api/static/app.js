@@ -124,7 +124,7 @@ function renderSong(prediction, explanation) {
   $("song-genres").textContent = `Genres: ${prediction.genres.join(", ")}`;
   $("song-prediction").textContent = fixed(prediction.prediction);
   const hasActual = typeof prediction.expected === "number";
-  $("song-actual").textContent = hasActual ? fixed(prediction.expected) : "not known";
+  $("song-actual").textContent = hasActual ? fixed(prediction.expected) : "no measured valence";
   $("song-mood").textContent = prediction.mood || "no mood model loaded";
   $("marker-predicted").style.left = `${100 * prediction.prediction}%`;
   $("marker-actual").hidden = !hasActual;
