@@ -19,7 +19,8 @@ def test_score_csv_keeps_good_rows_and_reports_bad_ones_by_line(predictor, songs
     assert summary.scored == 4
     assert [line for line, _ in summary.bad_rows] == [4]
     out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out["track_id"].fillna("")) == [t if i != 2 else "" for i, t in enumerate(damaged["track_id"])]
+    assert list(out["track_id"]) == list(damaged["track_id"])  # the bad row keeps its identity
+    assert out["predicted_valence"].isna().tolist() == [False, False, True, False, False]
 
 
 def test_score_csv_with_no_good_row_writes_nothing(predictor, tmp_path):
@@ -63,7 +64,8 @@ def test_score_csv_keeps_every_row_in_input_order_with_the_reason_for_the_bad_on
     assert list(out.columns) == ["track_id", "artist_name", "track_name", "genre", "predicted_valence",
                                  "predicted_mood", "reason"]
     assert len(out) == 6
-    assert list(out["track_id"]) == ["", "", *damaged["track_id"][2:4], "", damaged["track_id"].iloc[5]]
+    for column in ("track_id", "artist_name", "track_name", "genre"):  # every row keeps what names it
+        assert list(out[column]) == list(damaged[column].astype(str)), column
     assert [value == "" for value in out["predicted_valence"]] == [True, True, False, False, True, False]
     assert [reason.split(":")[0] for reason in out["reason"]] == [
         "row with a non-numeric feature", "row with a non-numeric feature", "", "", "row with a non-numeric feature", ""]
@@ -86,3 +88,34 @@ def test_score_csv_counts_rows_of_an_unseen_genre_or_artist(predictor, songs, tm
     frame.to_csv(tmp_path / "in.csv", index=False)
     summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor, chunksize=3)
     assert summary.unseen == {"genre": 2, "artist_name": 2}
+
+
+# ---- issue 24, point 9: a row that cannot be scored keeps its identity; an all-bad file says why -----------
+
+def test_a_short_or_long_row_keeps_the_identity_it_holds(predictor, songs, tmp_path):
+    lines = songs.head(4).drop(columns=["valence"]).to_csv(index=False).splitlines()
+    lines[2] = lines[2].rsplit(",", 3)[0]  # truncated: the names and track_id are still there
+    lines[3] += ",extra"
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    for column in ("track_id", "artist_name", "track_name"):
+        assert list(out[column]) == list(songs[column].head(4).astype(str)), column
+    assert [reason.split(":")[0] for reason in out["reason"]] == ["", "truncated row", "row with too many fields", ""]
+
+
+def test_no_scorable_row_names_the_reasons_by_count_and_the_first_lines(predictor, songs, tmp_path):
+    damaged = songs.head(8).drop(columns=["valence"]).copy()
+    damaged["energy"] = "loud"
+    damaged.loc[damaged.index[:2], "key"] = "H"  # checked after energy: still counted as non-numeric energy
+    damaged.loc[damaged.index[6:], "genre"] = ""
+    damaged.to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(ValenceError) as error:
+        score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor, chunksize=3)
+    assert str(error.value) == (
+        f"no row of {tmp_path / 'in.csv'} could be scored: 8 bad rows (6 rows with a non-numeric feature, "
+        "2 rows without genre); line 2: row with a non-numeric feature: energy='loud'; line 3: row with a "
+        "non-numeric feature: energy='loud'; line 4: row with a non-numeric feature: energy='loud'; line 5: row "
+        "with a non-numeric feature: energy='loud'; line 6: row with a non-numeric feature: energy='loud'; "
+        "... and 3 more")
+    assert not (tmp_path / "out.csv").exists()

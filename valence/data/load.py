@@ -31,6 +31,7 @@ COPIES_SHARE = 0.01  # exact copies above this share of the rows are worth a war
 # checked as in training (a row with a bad valence is skipped).
 IF_PRESENT = "if present"
 IDENTIFIED = tuple(c for c in KAGGLE_COLUMNS if c != TARGET)
+IDENTITY_COLUMNS = ("track_id", "artist_name", "track_name", "genre")  # what names a row in an output
 TRUNCATED, TOO_MANY, OPEN_QUOTE = ("truncated row", "row with too many fields",
                                    "row with an unterminated quote")
 
@@ -67,6 +68,11 @@ class LoadReport:
 
 def _plural(reason, count):
     return reason if count == 1 else re.sub(r"\b(row|line)\b", r"\1s", reason, count=1)
+
+
+def counted_reason(reason, count):
+    """Return "1 truncated row", "3 rows with an unknown key": a reason for skipping, counted."""
+    return f"{count:,} {_plural(reason, count)}"
 
 
 def _readable(path):
@@ -146,8 +152,22 @@ def _malformed(records, indexes, n_fields):
     return bad
 
 
-def _records_chunk(records, lo, hi, header, require_valence, report):
-    """Validate records[lo:hi]; return (clean frame, [(line, reason)])."""
+def _identities(records, lo, hi, bad, plan):
+    """Return a frame of the skipped rows' lines and IDENTITY columns, as far as each record holds them."""
+    columns = [c for c in IDENTITY_COLUMNS if c in plan]
+    at = {int(line): i for i, line in enumerate(records.lines[lo:hi], lo)}
+    rows = []
+    for line, _reason in bad:
+        i = at.get(line)
+        fields = header_fields(records.text(i)) if i is not None and records.ends[i] - records.starts[i] < 65_536 \
+            else []  # a record longer than any row of names (a runaway quote) is not split again
+        rows.append([line, *(fields[plan[c]].strip() if plan[c] < len(fields) else "" for c in columns)])
+    return pd.DataFrame(rows, columns=["line", *columns]).astype({c: object for c in columns})
+
+
+def _records_chunk(records, lo, hi, header, require_valence, report, identities=False):
+    """Validate records[lo:hi]; return (clean frame, [(line, reason)]), and with `identities` the
+    skipped rows' names and track_id (see _identities) third."""
     plan, names, n_fields = header
     fields, length = records.fields[lo:hi], records.ends[lo:hi] - records.starts[lo:hi]
     blank = length == fields - 1  # nothing but commas: a spreadsheet's empty row
@@ -171,7 +191,7 @@ def _records_chunk(records, lo, hi, header, require_valence, report):
         column = key.split(":")[0]
         report.converted[column] = report.converted.get(column, 0) + count
     report._add(bad, counts)
-    return frame, bad
+    return (frame, bad, _identities(records, lo, hi, bad, plan)) if identities else (frame, bad)
 
 
 def _first_nonblank(records):
@@ -182,7 +202,7 @@ def _first_nonblank(records):
     return []
 
 
-def _chunks(path, chunksize, require_valence, report):
+def _chunks(path, chunksize, require_valence, report, identities=False):
     """Yield (clean frame, bad rows) for each run of `chunksize` records (all when None)."""
     path = _readable(path)
     stats, framer, header, yielded = ReadStats(), Framer(), None, False
@@ -212,14 +232,14 @@ def _chunks(path, chunksize, require_valence, report):
                 for lo in range(first, stop, step):
                     yielded = True
                     yield _records_chunk(records, lo, min(lo + step, stop), header,
-                                         require_valence, report)
+                                         require_valence, report, identities)
                 if not last:
                     framer.keep(records, stop)
         except OSError as error:
             raise ValenceError(f"cannot read {path}: {error.strerror}") from None
     _finish(report, stats)
     if not yielded:  # a header and nothing else: one empty chunk, so callers see the columns
-        yield _records_chunk(records, len(records), len(records), header, require_valence, report)
+        yield _records_chunk(records, len(records), len(records), header, require_valence, report, identities)
 
 
 def _finish(report, stats):
@@ -252,17 +272,19 @@ def load_dataset(path, require_valence=True):
     return frame, report
 
 
-def iter_feature_chunks(path, chunksize=CHUNK_ROWS, report=None, require_valence=False):
+def iter_feature_chunks(path, chunksize=CHUNK_ROWS, report=None, require_valence=False, identities=False):
     """Yield (clean frame, [(line, reason)]) for each `chunksize` rows; valence optional unless required
     (True: required; IF_PRESENT: the other Kaggle columns are, and a valence column is checked when there).
 
     Reads the file block by block, so a large file is never held twice. A file with
-    a header and no rows yields one empty frame. `report`, when given, is filled in.
+    a header and no rows yields one empty frame. `report`, when given, is filled in. With `identities`,
+    each chunk also yields a frame of its skipped rows' line, track_id, artist_name and track_name (those
+    the file has), so that an output can keep every row's identity.
     """
     if chunksize < 1:
         raise ValueError("chunksize must be at least 1")
     report = report if report is not None else LoadReport(path=str(path))
-    yield from _chunks(path, chunksize, require_valence, report)
+    yield from _chunks(path, chunksize, require_valence, report, identities)
 
 
 def split_by_track(frame, split=SplitConfig()):

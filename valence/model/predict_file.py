@@ -5,12 +5,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from valence.config import ValenceError
-from valence.data.load import CHUNK_ROWS, iter_feature_chunks
+from valence.config import ValenceError, counted
+from valence.data.load import CHUNK_ROWS, counted_reason, iter_feature_chunks
 from valence.fileio import atomic_path
 
 OUTPUT_ID_COLUMNS = ("track_id", "artist_name", "track_name", "genre")
 REASON = "reason"  # why a row was not scored; empty when it was
+FIRST_LINES = 5  # bad rows named by line in the message of a file of which no row could be scored
 
 
 @dataclass
@@ -33,10 +34,10 @@ def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explaine
     summary, unseen, columns, waiting = ScoreSummary(), Counter(), None, []
     with atomic_path(output_path) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="") as out:
-            for chunk, chunk_bad in iter_feature_chunks(input_path, chunksize=chunksize):
+            for chunk, chunk_bad, named in iter_feature_chunks(input_path, chunksize=chunksize, identities=True):
                 summary.bad_rows.extend(chunk_bad)
-                bad = pd.DataFrame({"line": [line for line, _ in chunk_bad],
-                                    REASON: [reason for _, reason in chunk_bad]})
+                # A row that cannot be scored keeps what names it (track_id, names, genre), as far as it has them.
+                bad = named.assign(**{REASON: [reason for _, reason in chunk_bad]})
                 if len(chunk) == 0:
                     waiting.append(bad)  # written once a scored chunk has fixed the columns
                     continue
@@ -52,7 +53,7 @@ def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explaine
                 _write(out, pd.concat([table, bad], ignore_index=True), columns, header)
                 summary.scored += len(chunk)
         if summary.scored == 0:
-            raise ValenceError(f"no row of {input_path} could be scored ({len(summary.bad_rows)} bad rows)")
+            raise ValenceError(f"no row of {input_path} could be scored: {_reasons(summary.bad_rows)}")
     summary.unseen = dict(unseen)
     return summary
 
@@ -78,3 +79,14 @@ def _scored_table(chunk, predictor, explainer, unseen):
 def _write(out, table, columns, header):
     """Append rows in input order (by line) with the file's columns; missing values are empty."""
     table.sort_values("line", kind="stable").reindex(columns=columns).to_csv(out, index=False, header=header)
+
+
+def _reasons(bad_rows, shown=FIRST_LINES):
+    """Say why rows could not be scored: each reason with its count, then the first rows by line."""
+    if not bad_rows:
+        return "it has a header but no data rows"
+    counts = Counter(reason.split(":")[0] for _, reason in bad_rows)
+    by_count = ", ".join(counted_reason(reason, count) for reason, count in counts.most_common())
+    first = "; ".join(f"line {line}: {reason}" for line, reason in bad_rows[:shown])
+    more = f"; ... and {len(bad_rows) - shown:,} more" if len(bad_rows) > shown else ""
+    return f"{counted(len(bad_rows), 'bad row')} ({by_count}); {first}{more}"
