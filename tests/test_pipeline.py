@@ -6,7 +6,7 @@ import pytest
 from valence.config import ValenceError, metrics_path
 from valence.training.crossfit import seen_artists
 from valence.training.pipeline import load_splits, run_evaluation, run_training
-from valence.training.settings import FoldPlan, folds_for
+from valence.training.settings import FoldPlan, TrainConfig, folds_for
 from valence.data.synthetic import generate_dataset, write_csv
 
 from conftest import quick_options
@@ -111,3 +111,28 @@ def test_messages_say_1_row_and_1_epoch(tmp_path, demo_csv):
     run_training(quick_options(demo_csv, tmp_path / "models", kinds=("regression",), epochs=1), log=messages.append)
     started = [m for m in messages if m.startswith("training the regression model")]
     assert started[0].startswith("training the regression model: 3 fold models (at most 1 epoch each, device cpu")
+
+
+# ---- issue 24, point 17: the bundle records the patience a run used, not 0 (automatic) ---------------------
+
+def test_the_bundle_records_the_patience_the_fold_models_used(trained):
+    from valence.model.bundle import load_bundle_from_dir
+    from valence.training.settings import patience_for
+
+    model_dir, run = trained
+    for kind, trained_model in run.models.items():
+        config = load_bundle_from_dir(model_dir, kind).meta["train_config"]
+        used = {history.patience for history in trained_model.histories}
+        assert used <= {6, 8} and config["patience"] == used.pop() and config["patience_automatic"] is True
+    assert patience_for(TrainConfig(), "regression", 4096) == 6 and patience_for(TrainConfig(), "classification",
+                                                                               4096) == 8
+
+
+def test_a_patience_that_was_asked_for_is_recorded_as_it_is():
+    from valence.training.pipeline import used_settings
+    from valence.training.trainer import History
+
+    settings = used_settings(TrainConfig(patience=3), [History(patience=3), History(patience=3)])
+    assert (settings["patience"], settings["patience_automatic"]) == (3, False)
+    mixed = used_settings(TrainConfig(), [History(patience=6), History(patience=8)])
+    assert (mixed["patience"], mixed["patience_automatic"]) == ([6, 8], True)

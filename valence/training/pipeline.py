@@ -124,6 +124,16 @@ def write_metrics(model_dir, kind, record, log):
     log(f"wrote {path}")
 
 
+def used_settings(config, histories):
+    """Return a run's TrainConfig as a dict, with the patience its fold models used in place of 0 (automatic):
+    one number when they all used one, else one per fold model."""
+    settings = dataclasses.asdict(config)
+    used = [history.patience for history in histories]
+    settings["patience"] = used[0] if len(set(used)) == 1 else used
+    settings["patience_automatic"] = config.patience == 0
+    return settings
+
+
 def run_training(options, log=print, on_epoch=None):
     """Train, test and save each requested model kind; return the TrainingRun.
 
@@ -170,7 +180,7 @@ def train_test_and_save(kind, splits, options, log, on_epoch):
     log(format_metrics(kind, metrics))
     record = metrics_record(kind, metrics, splits, options, seconds, histories)
     save_bundle(bundle_path(options.model_dir, kind), kind, state_arrays(fitted.model), fitted.model_args,
-                fitted.encoder, metrics=record, train_config=dataclasses.asdict(options.train),
+                fitted.encoder, metrics=record, train_config=used_settings(options.train, histories),
                 data={"path": str(options.data), "sha256": splits.report.sha256,
                       "rows": splits.report.rows_kept},
                 split={**dataclasses.asdict(plan), "folds_trained": len(histories),

@@ -45,6 +45,7 @@ class History:
     best_epoch: int = -1  # 1-based; the restored weights are from this epoch
     metric_name: str = ""
     interrupted: bool = False  # Ctrl-C stopped training during epoch len(train_loss) + 1
+    patience: int = 0  # the epochs without improvement it waited for (patience_for: the setting, or automatic)
 
 
 def _loss_fn(kind, config):
@@ -111,7 +112,7 @@ def fit_model(model, kind, train, y_train, val, y_val, config, on_epoch=None, st
                                   fused=device.type in ("cpu", "cuda") or None)
     n, n_members = len(y_t), len(model.members)
     steps = max(1, math.ceil(n / batch_size))
-    history = History(metric_name="accuracy" if kind == "classification" else "mae")
+    history = History(metric_name="accuracy" if kind == "classification" else "mae", patience=patience)
     on_loss = config.stop_on == "loss"
     larger_is_better = kind == "classification" and not on_loss
     better = (lambda a, b: a > b) if larger_is_better else (lambda a, b: a < b)
