@@ -162,3 +162,25 @@ def test_a_folder_with_only_the_earlier_versions_files_says_so(trained, tmp_path
     # A current bundle beside an earlier one is served; the earlier file is left alone.
     shutil.copy(bundle_path(trained[0], "regression"), bundle_path(tmp_path, "regression"))
     assert Predictor.from_model_dir(tmp_path).classification is None
+
+
+# ---- issue 24, point 18: a file of a newer version is refused naming both format versions ------------------
+
+@pytest.mark.parametrize("tree", [
+    {"format": BUNDLE_FORMAT + 1, "kind": "regression", "network": {"weights": np.zeros(3)}},  # keys renamed
+    {"format": BUNDLE_FORMAT + 1, "kind": "regression", "model_args": [], "state_dict": "packed", "encoder": 3},
+])
+def test_a_bundle_of_a_newer_version_is_refused_naming_both_formats(tmp_path, tree):
+    bundlefile.write(tmp_path / "regression.safetensors", tree)
+    with pytest.raises(ValenceError) as error:
+        load_bundle(tmp_path / "regression.safetensors", "regression")
+    assert str(error.value) == (
+        f"{tmp_path / 'regression.safetensors'} was written by a newer version of this tool, in bundle format "
+        f"{BUNDLE_FORMAT + 1}; this version reads format {BUNDLE_FORMAT}: use that version, or train the model "
+        f"again with this one")
+
+
+def test_the_served_folder_with_a_newer_bundle_says_so_in_health(make_app, tmp_path):
+    bundlefile.write(tmp_path / "regression.safetensors", {"format": BUNDLE_FORMAT + 1, "kind": "regression"})
+    health = make_app(model_dir=tmp_path, catalog=tmp_path / "none.sqlite").test_client().get("/health").json
+    assert f"newer version of this tool, in bundle format {BUNDLE_FORMAT + 1}" in health["model"]["error"]

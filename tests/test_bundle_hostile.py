@@ -168,9 +168,11 @@ def test_a_tree_that_is_not_a_bundle_is_refused(tmp_path, tree):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"format": 0}, "saved in bundle format 0; this version reads format"),
-    ({"format": str(BUNDLE_FORMAT)}, f"saved in bundle format '{BUNDLE_FORMAT}'"),
-    ({"format": 4}, "saved in bundle format 4; this version reads format"),
+    ({"format": 0}, f"written in bundle format 0, older than format {BUNDLE_FORMAT} that this version reads: train"),
+    ({"format": str(BUNDLE_FORMAT)}, f"has no bundle format version that this tool knows \\('{BUNDLE_FORMAT}'"),
+    ({"format": 4}, f"written in bundle format 4, older than format {BUNDLE_FORMAT} that this version reads"),
+    ({"format": BUNDLE_FORMAT + 1}, f"written by a newer version of this tool, in bundle format {BUNDLE_FORMAT + 1}; "
+                                    f"this version reads format {BUNDLE_FORMAT}: use that version"),
     ({"kind": "svm"}, "does not match this version's model"),
     ({"model_args": {"hidden": [3]}}, "does not match this version's model"),
     ({"encoder": {"n_quantiles": "many"}}, "does not match this version's model"),

@@ -282,3 +282,24 @@ def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, c
     # The in-memory catalog ranks every artist name; a store ranks the candidates its trigram
     # index finds, which miss only names close in letters but not in trigrams (a few in 1,000).
     assert same_suggestions >= (0.98 if kind == "sqlite" else 0.9) * queries
+
+
+# ---- issue 24, point 18: a catalog of a newer version is refused naming both format versions ----------------
+
+def test_a_catalog_of_a_newer_version_is_refused_naming_both_formats(tmp_path):
+    import sqlite3
+
+    from valence.catalog.sql import CATALOG_FORMAT, CatalogMissing
+    from valence.catalog.store import open_store
+
+    path = tmp_path / "catalog.sqlite"
+    with sqlite3.connect(path) as connection:  # a later layout: only what every version's meta table says
+        connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        connection.executemany("INSERT INTO meta VALUES (?, ?)", [("app", "valence-catalog"),
+                                                                   ("format", str(CATALOG_FORMAT + 1))])
+    connection.close()
+    with pytest.raises(CatalogMissing) as error:
+        open_store(path)
+    assert str(error.value).startswith(
+        f"{path} was written by a newer version of this tool, in catalog format {CATALOG_FORMAT + 1}; this version "
+        f"reads format {CATALOG_FORMAT}: serve it with that version, or rebuild it with: ")

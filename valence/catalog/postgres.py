@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from valence.catalog import sql
 from valence.config import NUMERIC_FEATURES, ValenceError
+from valence.model.bundlefile import format_number, format_problem
 from valence.catalog.sql import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
 from valence.catalog.sql import CatalogMissing, CatalogUnavailable
 from valence.catalog.sql import shown_target as safe_url
@@ -117,9 +118,11 @@ class PostgresDatabase:
         if row is None:
             raise CatalogMissing(f"no catalog in the database {self.shown}; {hint}")
         generation, meta = row[0], json.loads(row[1])
-        if not GENERATION.match(generation) or meta.get("format") != str(CATALOG_FORMAT):
-            raise CatalogMissing(f"the catalog in {self.shown} was built in catalog format {meta.get('format')}; "
-                                 f"this version reads format {CATALOG_FORMAT}: {hint}")
+        meta = meta if isinstance(meta, dict) else {}
+        problem = format_problem(format_number(meta.get("format")), CATALOG_FORMAT, "catalog", hint,
+                                 f"serve it with that version, or {hint}")
+        if problem or not GENERATION.match(generation):
+            raise CatalogMissing(f"the catalog in {self.shown} {problem or 'names no table of this tool'}")
         return PostgresStore(self, generation, meta)
 
     def close(self):

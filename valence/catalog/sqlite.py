@@ -14,6 +14,7 @@ import numpy as np
 
 from valence.catalog import sql
 from valence.config import FEATURE_COLUMNS
+from valence.model.bundlefile import format_number, format_problem
 from valence.catalog.sql import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
 from valence.catalog.sql import CatalogMissing
 
@@ -108,9 +109,11 @@ def read_meta(connection, path, size, hint):
         raise CatalogMissing(f"{what.format(path)} ({error}); {hint}") from None
     if meta.get("app") != APP_ID:
         raise CatalogMissing(f"{path} is a SQLite file but not a catalog of this tool; {hint}")
-    if meta.get("format") != str(CATALOG_FORMAT):
-        raise CatalogMissing(f"{path} was built in catalog format {meta.get('format')}; this version reads "
-                             f"format {CATALOG_FORMAT}: rebuild it with: {BUILD_HINT} --catalog {path}")
+    again = f"rebuild it with: {BUILD_HINT} --catalog {path}"
+    problem = format_problem(format_number(meta.get("format")), CATALOG_FORMAT, "catalog", again,
+                             f"serve it with that version, or {again}")
+    if problem:
+        raise CatalogMissing(f"{path} {problem}")
     if int(meta.get("tracks", 0)) == 0:
         raise CatalogMissing(f"the catalog {path} holds no tracks; {hint}")
     return meta

@@ -94,12 +94,15 @@ def read_bundle(path, kind=None):
         raise ValenceError(f"{path} is not a valid model bundle (damaged, truncated or another kind of file): "
                            f"{_unreadable_reason(path, error)}; train the model again or restore a copy you trust"
                            ) from None
+    # The format first: a bundle of another version may lack any other key, or hold it in another shape.
+    problem = "format" in payload and bundlefile.format_problem(payload["format"], BUNDLE_FORMAT, "bundle",
+                                                                "train the model again with this version",
+                                                                "use that version, or train the model again "
+                                                                "with this one")
+    if problem:
+        raise ValenceError(f"{path} {problem}")
     if any(key not in payload for key in REQUIRED_KEYS):
         raise ValenceError(f"{path} is not a model bundle of this tool (required keys: {', '.join(REQUIRED_KEYS)})")
-    if payload["format"] != BUNDLE_FORMAT:
-        raise ValenceError(
-            f"{path} was saved in bundle format {payload['format']!r}; this version reads format "
-            f"{BUNDLE_FORMAT}: train the model again with this version")
     return payload
 
 

@@ -71,6 +71,30 @@ def read(path):
     return tree
 
 
+def format_number(text):
+    """Return a format version stored as text ("2") as an int, and anything else as it is."""
+    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else text
+
+
+def format_problem(found, reads, noun, again, newer_advice):
+    """Return why a saved file's format version `found` is not `reads`, naming both, and what to do (`again`
+    for an older or unknown one, `newer_advice` for one a later version wrote); None when it is `reads`.
+
+    A catalog's meta table holds text: catalogs pass its digits as an int (format_number).
+    Bundles and catalogs both check this before anything else in them is read, so a file of another version
+    is refused in one sentence rather than by the first field it lacks or holds in another shape."""
+    number = found if isinstance(found, int) and not isinstance(found, bool) else None  # text is none
+    if number == reads:
+        return None
+    if number is None:
+        return f"has no {noun} format version that this tool knows ({str(found)[:40]!r}; this version reads " \
+               f"format {reads}): {again}"
+    if number > reads:
+        return (f"was written by a newer version of this tool, in {noun} format {number}; this version reads "
+                f"format {reads}: {newer_advice}")
+    return f"was written in {noun} format {number}, older than format {reads} that this version reads: {again}"
+
+
 def _split(value, path):
     """Return (`value` without its arrays, {tensor name: array}); tuples become lists, numpy scalars numbers."""
     if isinstance(value, np.ndarray):
@@ -103,4 +127,4 @@ def _crc(array):
     return zlib.crc32(array if array.flags.c_contiguous else array.copy(order="C"))
 
 
-__all__ = ["Damaged", "NotOurs", "SafetensorError", "read", "write"]
+__all__ = ["Damaged", "NotOurs", "SafetensorError", "format_problem", "read", "write"]
