@@ -229,16 +229,17 @@ def test_without_a_model_health_says_why_and_predictions_say_how_to_train(make_a
         assert "python musical_valence_predictor.py" in response.json["message"]
 
 
-def test_the_hint_names_the_configured_model_folder_and_answers_show_no_server_path(make_app, tmp_path, monkeypatch):
+def test_a_model_folder_outside_the_project_is_named_by_its_setting_not_a_wrong_path(make_app, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my models").mkdir()
-    client = make_app(model_dir="my models").test_client()
+    client = make_app(model_dir="my models", catalog=tmp_path / "my models" / "catalog.sqlite").test_client()
     error = client.get("/health").json["model"]["error"]
     assert error.startswith("neither regression.safetensors nor classification.safetensors is in the model folder; "
                             "train one with: ")
-    assert error.endswith("train one with: python musical_valence_predictor.py --model-dir my models")
+    assert error.endswith("train one with: python musical_valence_predictor.py --model-dir DIR "
+                          "(DIR is the server's VALENCE_MODEL_DIR)")
     for response in (client.post("/predict", json=SONG), client.get("/predict?track_id=X"), client.get("/model")):
-        assert response.status_code == 503 and "--model-dir my models" in response.json["message"]
+        assert response.status_code == 503 and "--model-dir DIR (DIR is the server's VALENCE_MODEL_DIR)" in response.json["message"]
         assert str(tmp_path) not in response.get_data(as_text=True)
 
 

@@ -79,7 +79,10 @@ def test_a_catalog_scored_by_another_model_is_not_served(make_app, trained, serv
     assert health["status"] == "degraded" and f"scored with model {model_version(trained[0])}" in health[
         "catalog"]["error"]
     response = client.get(LOOKUP)
-    assert response.status_code == 503 and "--build-catalog --model-dir models" in response.json["message"]
+    # Both lie outside the project folder: the hint names the settings to pass, not a wrong path.
+    assert response.status_code == 503 and response.json["message"].endswith(
+        "; build it with: python musical_valence_predictor.py --build-catalog --model-dir DIR --catalog TARGET "
+        "(DIR is the server's VALENCE_MODEL_DIR; TARGET is the server's VALENCE_CATALOG))")
     # Answers name the model folder and the catalog by name, never by the server's paths.
     for message in (health["catalog"]["error"], response.json["message"]):
         assert str(tmp_path) not in message and str(served_catalog.parent) not in message

@@ -196,9 +196,9 @@ def test_swaps_are_counted_and_published_and_failures_once_per_reason(make_app, 
     retrained = Pair(Models(served.models.predictor, "abc123abc123", ()), served.store)
     serving.on_serve(served, retrained)
     broken = Pair(None, None, "regression.pt is damaged", "no model is loaded to serve the catalog with")
+    serving.on_serve(retrained, broken)
     for _ in range(3):  # every check that fails again: one failure, not three
-        serving.on_serve(retrained, broken)
-        retrained = broken
+        serving._count_failures(model="regression.pt is damaged", catalog="no catalog at catalog.sqlite")
     log_lines(capfd)
     scrape = client.get("/metrics").get_data(as_text=True)
     assert sample(scrape, "valence_reloads_total", what="model") == 1

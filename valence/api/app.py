@@ -11,14 +11,13 @@ from werkzeug.http import HTTP_STATUS_CODES
 from valence import config
 from valence.api import explain_routes, observability, page, settings
 from valence.api.bodies import json_songs
-from valence.api.context import ApiError, in_own_words, service, shown_path
+from valence.api.context import ApiError, commands, in_own_words, service
 from valence.api.lookup import find_track
 from valence.api.openapi import openapi_document
 from valence.api.schemas import songs_to_columns
 from valence.api.serving import Serving
 from valence.catalog.sql import CATALOG_FILE, CatalogMissing, CatalogUnavailable, is_postgres
 
-TRAIN_HINT = "train one with: python musical_valence_predictor.py --model-dir {model_dir}"
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
@@ -73,8 +72,9 @@ def create_app(test_config=None):
     # its first request, after gunicorn's fork, and looks for new ones every VALENCE_RELOAD_SECONDS.
     app.extensions["valence"] = Serving(model_dir, target, app.config["VALENCE_RELOAD_SECONDS"],
                                         freeze_heap=bool(app.config["VALENCE_FREEZE_HEAP"]))
+    train_hint, build_hint = commands(model_dir, target)
     app.extensions["valence_settings"] = {
-        "model_dir": model_dir, "target": target, "train_hint": TRAIN_HINT.format(model_dir=shown_path(model_dir))}
+        "model_dir": model_dir, "target": target, "train_hint": train_hint, "build_hint": build_hint}
     app.extensions["valence_openapi"] = openapi_document()
     app.register_blueprint(bp)
     app.register_blueprint(explain_routes.bp)
@@ -100,7 +100,8 @@ def add_model_version(response):
 
 def catalog_error(error):
     """Answer a catalog that cannot answer now (its database away, its file damaged) with a JSON 503."""
-    message = in_own_words(error, current_app.extensions["valence_settings"]["target"])
+    settings = current_app.extensions["valence_settings"]
+    message = in_own_words(error, settings["target"], settings["model_dir"], hint=settings["build_hint"])
     return jsonify(error_body(503, HTTP_STATUS_CODES[503], message)), 503
 
 
@@ -199,10 +200,13 @@ def health():
     """Answer that the process is alive and what it serves: model version, catalog, notes for operators."""
     state, settings = service(), current_app.extensions["valence_settings"]
     catalog = state.catalog
-    notes = [in_own_words(note, settings["target"], settings["model_dir"])
-             for note in current_app.extensions["valence"].notes]
+    serving = current_app.extensions["valence"]
+    notes = [in_own_words(note, settings["target"], settings["model_dir"], hint=settings["build_hint"])
+             for note in serving.notes]
+    outage = serving.outage and in_own_words(serving.outage, settings["target"], settings["model_dir"],
+                                             hint=settings["build_hint"])
     return {
-        "status": "ok" if state.predictor is not None and catalog is not None else "degraded",
+        "status": "ok" if state.predictor is not None and catalog is not None and not outage else "degraded",
         "model": {
             "loaded": state.predictor is not None,
             "regression": getattr(state.predictor, "regression", None) is not None,
@@ -217,7 +221,7 @@ def health():
             "rows": int(catalog.meta["rows"]) if catalog is not None else 0,
             "model_version": catalog.model_version if catalog is not None else None,
             "built_at": catalog.meta.get("built_at") if catalog is not None else None,
-            "error": state.catalog_error,
+            "error": outage or state.catalog_error,
         },
         "notes": notes,
     }

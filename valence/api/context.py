@@ -1,11 +1,14 @@
 """What a request answers with: the served pair as a Service, and the API's error type."""
 import functools
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app, g
 
 from valence import config
+from valence.catalog.sql import CATALOG_FILE, is_postgres, shown_target
 
 
 class ApiError(Exception):
@@ -53,21 +56,49 @@ class Service:
         return self.catalog
 
 
+# A store's own "build it with: ..." names paths as the server sees them; answers give the app's hint instead.
+STORE_HINT = re.compile(r"[;:] (?:re)?build (?:it|one) with: python musical_valence_predictor\.py --build-catalog.*$")
+POSTGRES_SHOWN = "the database in VALENCE_CATALOG"
+
+
 def shown_path(path):
-    """Return a path as an answer may show it: relative to the working or project folder, else its name."""
+    """Return a path as an answer may show it: relative to the project folder (where the hints are run from), or
+    None when it lies outside it (answers show no server folders)."""
     path = Path(path).absolute()
-    for base in (Path.cwd(), config.PROJ_ROOT):
-        if path.is_relative_to(base):
-            return str(path.relative_to(base))
-    return path.name
+    if path.is_relative_to(config.PROJ_ROOT):
+        return str(path.relative_to(config.PROJ_ROOT)) or "."
+    return None
 
 
-def in_own_words(error, *paths):
-    """Return the first line of an error's message, naming files by name: answers show no server folders."""
+def commands(model_dir, target):
+    """Return (train hint, build hint): commands that, run from the project folder, write where this server reads;
+    a folder or database an answer cannot name is given as the setting whose value to pass."""
+    model = shown_path(model_dir)
+    args = f"--model-dir {shlex.quote(model)}" if model else "--model-dir DIR"
+    settings = [] if model else ["DIR is the server's VALENCE_MODEL_DIR"]
+    if is_postgres(target) or Path(target).absolute() != (Path(model_dir) / CATALOG_FILE).absolute():
+        where = None if is_postgres(target) else shown_path(target)
+        args += f" --catalog {shlex.quote(where)}" if where else " --catalog TARGET"
+        settings += [] if where else ["TARGET is the server's VALENCE_CATALOG"]
+    where = f" ({'; '.join(settings)})" if settings else ""
+    return (f"train one with: python musical_valence_predictor.py {args}{where}",
+            f"build it with: python musical_valence_predictor.py --build-catalog {args}{where}")
+
+
+def in_own_words(error, *paths, hint=None):
+    """Return the first line of an error's message as answers show it: files relative to the project folder or
+    by name, no database URL, and `hint` in place of a store's own build command."""
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if hint is not None:
+        message = STORE_HINT.sub(f"; {hint}", message)
     for path in paths:
-        for spelling in {str(path), str(Path(path)), str(Path(path).absolute())}:
-            message = message.replace(spelling, Path(path).name)
+        if is_postgres(path):
+            for spelling in {str(path), shown_target(path)}:
+                message = message.replace(f"'{spelling}'", POSTGRES_SHOWN).replace(spelling, POSTGRES_SHOWN)
+            continue
+        shown = shown_path(path) or Path(path).name
+        for spelling in sorted({str(path), str(Path(path)), str(Path(path).absolute())}, key=len, reverse=True):
+            message = message.replace(spelling, shown)
     return message
 
 
@@ -82,7 +113,8 @@ def request_service(pair, settings):
         model_error = (f"neither {' nor '.join(bundle.name for bundle in bundles)} is in the model folder"
                        if missing else in_own_words(model_error, *bundles, *earlier))
     # The target first: it usually lies inside the model folder.
-    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target, model_dir)
+    catalog_error = pair.catalog_error and in_own_words(pair.catalog_error, target, model_dir,
+                                                        hint=settings["build_hint"])
     return Service(predictor=pair.models.predictor if pair.models else None, model_error=model_error,
                    catalog=pair.store, catalog_error=catalog_error, version=pair.version,
                    train_hint=settings["train_hint"], models=pair.models)

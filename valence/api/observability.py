@@ -138,11 +138,9 @@ def watch_swaps(state, old, new):
     """Count a swap of the served models or catalog, or a new failure to load them; publish what is served."""
     metrics = state.metrics
     if metrics is not None:
-        for what, error, half in (("model", "model_error", "models"), ("catalog", "catalog_error", "store")):
+        for what, half in (("model", "models"), ("catalog", "store")):  # failures: Serving.on_failure
             before, after = getattr(old, half, None), getattr(new, half)
-            if getattr(new, error) and getattr(new, error) != getattr(old, error, None):
-                metrics.record_load(what, False)  # once per new reason, not on every check that fails again
-            elif before is not None and after is not None and after is not before:
+            if before is not None and after is not None and after is not before:
                 metrics.record_load(what, True)
         metrics.set_model_info(served_models(new))
         metrics.set_catalog_size(new.store.meta.get("tracks", 0) if new.store is not None else 0)
@@ -161,6 +159,8 @@ def init_app(app, readiness=service_problems):
     serving = app.extensions.get("valence")
     if hasattr(serving, "on_serve"):  # the models and catalog are loaded in each worker, on its first request
         serving.on_serve = lambda old, new: watch_swaps(state, old, new)
+        # A load that fails, or a served catalog that stops answering, once per new reason.
+        serving.on_failure = lambda what: state.metrics is not None and state.metrics.record_load(what, False)
     app.request_class = route_keeping(app.request_class)
     app.register_blueprint(bp)
     if state.metrics is not None:

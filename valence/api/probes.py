@@ -1,7 +1,7 @@
 """The operators' routes: /health/live, /health/ready and /metrics, and their OpenAPI paths."""
 from flask import Blueprint, current_app, request
 
-from valence.api.context import ApiError, service
+from valence.api.context import ApiError, in_own_words, service
 
 bp = Blueprint("probes", __name__)
 metrics_bp = Blueprint("metrics", __name__)  # registered only when VALENCE_METRICS is on
@@ -22,6 +22,11 @@ def service_problems():
         except ApiError as error:  # its text is the 503's message
             if str(error) not in problems:
                 problems.append(str(error))
+    outage = current_app.extensions["valence"].outage  # the served catalog stopped answering (database, file)
+    if outage and not problems:
+        settings = current_app.extensions["valence_settings"]
+        problems.append("the catalog cannot answer: " + in_own_words(outage, settings["target"], settings["model_dir"],
+                                                                      hint=settings["build_hint"]))
     return problems
 
 

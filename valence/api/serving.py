@@ -1,5 +1,6 @@
 """What a process serves: the models, their version, and the catalog scored with them, swapped as a pair."""
 import gc
+import logging
 import shlex
 import threading
 import time
@@ -9,6 +10,8 @@ from valence.config import ValenceError
 from valence.model.predictor import Models, bundle_signature, load_models
 from valence.catalog.sql import BUILD_HINT, CatalogMissing, CatalogUnavailable
 from valence.catalog.store import connect
+
+log = logging.getLogger("valence.catalog")
 
 @dataclass(frozen=True)
 class Pair:
@@ -40,8 +43,13 @@ class Serving:
         self.database = connect(catalog_target)
         self.pair, self.pending, self.waiting, self.retired = None, None, None, []
         self.next_check, self.notes = 0.0, []
+        # Why the served catalog cannot answer now (its database away, its file found damaged), or None:
+        # the process is not ready while it is set, and serves the same pair again when it clears.
+        self.outage = None
+        self.failures = {"model": None, "catalog": None}  # the last reason each half failed to load
         self.lock = threading.Lock()
         self.on_serve = None  # called with (old pair, new pair) on every swap (valence.api.observability)
+        self.on_failure = None  # called with "model" or "catalog" once per new reason either fails to load
 
     def current(self):
         """Return the pair to answer with, after looking for new models and catalogs when it is time."""
@@ -59,7 +67,8 @@ class Serving:
         self.retired = []
         served = self.pair or Pair()
         models, model_error = self._newest_models(served.models)
-        store, catalog_error = self._newest_store(served.store)
+        store, catalog_error, self.outage = self._newest_store(served.store)
+        self._count_failures(model=model_error, catalog=self.outage or catalog_error)
         self.notes = []  # what /health tells an operator besides the served pair's own errors
         if models is not None and store is not None and store.model_version == models.version:
             self._serve(Pair(models, store))
@@ -96,15 +105,27 @@ class Serving:
             return None, str(error)
 
     def _newest_store(self, served):
-        """Return (the store of the catalog at the target now, None) or (None, why there is none)."""
+        """Return (the store of the catalog at the target now, None, None) or (None, why there is none, why the
+        served store cannot answer either: its database is away, or its file failed a query)."""
+        broken = getattr(served, "broken", None)  # a SQLite file that failed a query: reopened only when fixed
         try:
             signature = self.database.signature()
             for store in (served, self.waiting):
-                if store is not None and store.signature == signature:
-                    return store, None
-            return self.database.open(), None
-        except (CatalogMissing, CatalogUnavailable) as error:
-            return None, str(error)
+                if store is not None and store.signature == signature and not getattr(store, "broken", None):
+                    return store, None, None
+            return self.database.open(), None, None
+        except CatalogUnavailable as error:
+            log.warning("%s", error.detail)
+            return None, str(error), str(error) if served is not None else None
+        except CatalogMissing as error:
+            return None, str(error), broken
+
+    def _count_failures(self, **errors):
+        """Tell on_failure of each half whose load fails for a new reason (once per reason, not per check)."""
+        for what, error in errors.items():
+            if error is not None and error != self.failures[what] and self.on_failure is not None:
+                self.on_failure(what)
+            self.failures[what] = error
 
     def _serve(self, pair):
         """Serve a new pair; retire the stores no longer served or waited for."""

@@ -7,6 +7,7 @@ kept, so a process still serving the previous model keeps a catalog scored with 
 """
 import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -30,6 +31,8 @@ STATEMENT_TIMEOUT_MS = 5000
 SIMILARITY = 0.1  # pg_trgm's threshold for candidate artist names, which rapidfuzz then ranks (0.2 missed close ones)
 BUILD_LOCK = 0x76616C63  # advisory lock: one build at a time per database
 GENERATION = re.compile(r"^g[0-9a-f]{1,32}$")
+UNREACHABLE = "the catalog database cannot be reached (the server's log says why); retrying"
+log = logging.getLogger("valence.catalog")
 
 
 def column_type(name):
@@ -59,7 +62,7 @@ class PostgresDatabase:
     def __init__(self, url):
         self.url, self.shown = url, safe_url(url)
         self.pool, self.pool_pid = None, None
-        self.down_until, self.down_message = 0.0, ""
+        self.down_until, self.down_message, self.connect_error = 0.0, "", None
 
     def __repr__(self):
         return f"PostgresDatabase({self.shown!r})"
@@ -68,7 +71,20 @@ class PostgresDatabase:
         """Return this process's pool, made on first use: a pool made before a fork is not the child's."""
         if self.pool is None or self.pool_pid != os.getpid():
             options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c pg_trgm.similarity_threshold={SIMILARITY}"
+            database = self
+
+            class Connection(psycopg.Connection):
+                """A connection whose failure to connect is kept: a pool that times out says only that."""
+
+                @classmethod
+                def connect(cls, *args, **kwargs):
+                    try:
+                        return super().connect(*args, **kwargs)
+                    except psycopg.Error as error:
+                        database.connect_error = first_line(error)
+                        raise
             self.pool = ConnectionPool(self.url, min_size=1, max_size=4, open=False, timeout=POOL_WAIT,
+                                       connection_class=Connection,
                                        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
                                                "options": options},
                                        name="valence-catalog")
@@ -83,11 +99,13 @@ class PostgresDatabase:
         on another; after a failure, requests are answered at once for RETRY_AFTER seconds.
         """
         if time.monotonic() < self.down_until:
-            raise CatalogUnavailable(self.down_message)
+            raise CatalogUnavailable(UNREACHABLE, self.down_message)
         for attempt in range(2):
             try:
                 with self._pool().connection(timeout=POOL_WAIT) as connection:
-                    return work(connection)
+                    answer = work(connection)
+                self.down_message, self.connect_error = "", None
+                return answer
             except psycopg.errors.UndefinedTable:
                 raise
             except (PoolTimeout, psycopg.errors.QueryCanceled) as error:
@@ -96,9 +114,14 @@ class PostgresDatabase:
             except psycopg.Error as error:
                 failure = error  # a closed connection: the pool drops it; the next one may be fresh
         self.down_until = time.monotonic() + RETRY_AFTER
-        what = "did not answer in time" if isinstance(failure, PoolTimeout) else first_line(failure)
-        self.down_message = f"the catalog database {self.shown} cannot be reached ({what}); retrying"
-        raise CatalogUnavailable(self.down_message)
+        what = first_line(failure)
+        if isinstance(failure, PoolTimeout):
+            what = self.connect_error or "no connection within the wait"
+        message = f"the catalog database {self.shown} cannot be reached ({what}); retrying"
+        if message != self.down_message:  # once per reason, not once a second
+            log.warning("%s", message)
+        self.down_message = message
+        raise CatalogUnavailable(UNREACHABLE, message)
 
     def signature(self):
         """Return the generation of the catalog the database serves now, or None when it has none."""
@@ -146,8 +169,7 @@ class PostgresStore(sql.SqlStore):
         try:
             return self.database.run(lambda c: c.execute(query, params).fetchall())
         except psycopg.errors.UndefinedTable:
-            raise CatalogUnavailable(f"the catalog in {self.database.shown} was replaced twice in a moment; "
-                                     "reloading") from None
+            raise CatalogUnavailable("the catalog was replaced twice in a moment; reloading") from None
 
     def artist_candidates(self, artist_key):
         """Return the artist names pg_trgm finds most similar to `artist_key` (a shortlist)."""

@@ -30,7 +30,15 @@ class CatalogMissing(ValenceError):
 
 
 class CatalogUnavailable(ValenceError):
-    """The catalog's database cannot answer now (unreachable, restarting); asking again later may work."""
+    """The catalog's database cannot answer now (unreachable, restarting); asking again later may work.
+
+    Its message is what a client may read; `detail`, the real reason (host, port, user,
+    the server's words), goes to the server's log only.
+    """
+
+    def __init__(self, message, detail=None):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class CatalogStore(Protocol):
@@ -147,15 +155,18 @@ def is_postgres(target):
 
 
 def shown_target(target):
-    """Return a target as messages may show it: a URL without its password."""
+    """Return a target as the command line's messages and the server's log show it: a URL without its password
+    (neither in its user part nor as a password=... parameter); answers to clients never show a URL."""
     target = str(target)
     if not is_postgres(target):
         return target
     parts = urlsplit(target)
-    if parts.password is None:
-        return target
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+    query = "&".join(pair for pair in parts.query.split("&") if pair and pair.split("=", 1)[0].lower() != "password")
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def trigrams(text):

