@@ -30,12 +30,12 @@ def on_starting(server):
     import os
     import tempfile
 
-    from valence.api import settings
+    from valence.api import environment
     from valence.api.telemetry import MULTIPROC_ENV, clear_multiprocess_dir, dead_worker_marker
     from valence.config import ValenceError
 
     try:  # every VALENCE_* setting, read as the app reads it: a bad one stops gunicorn before any worker boots
-        given = settings.from_environment()
+        given = environment.from_environment()
     except ValenceError as error:
         raise SystemExit(f"gunicorn.conf.py: {error}") from None
     if server.cfg.preload_app and given.get("VALENCE_METRICS", True):

@@ -1,4 +1,4 @@
-"""Tests of valence.api.settings: every VALENCE_* setting read by one parser, in the app and in gunicorn.conf.py."""
+"""Tests of valence.api.environment: every VALENCE_* setting read by one parser, in the app and in gunicorn.conf.py."""
 import runpy
 import types
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import prometheus_client  # noqa: F401  imported before a test sets PROMETHEUS_MULTIPROC_DIR: metrics stay in process
 import pytest
 
-from valence.api import settings
+from valence.api import environment
 from valence.api.app import create_app
 from valence.config import ValenceError
 
@@ -23,7 +23,7 @@ GUNICORN_CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 ])
 def test_a_bad_value_is_refused_naming_the_setting_and_what_it_accepts(name, value, accepts):
     with pytest.raises(ValenceError) as refused:
-        settings.from_environment({name: value})
+        environment.from_environment({name: value})
     assert str(refused.value).startswith(f"{name}={value!r} is not understood: ") and accepts in str(refused.value)
 
 
@@ -33,7 +33,7 @@ def test_a_bad_value_is_refused_naming_the_setting_and_what_it_accepts(name, val
     ("VALENCE_METRICS", "", True), ("VALENCE_LOG_LOOKUP_NAMES", "", False), ("VALENCE_RELOAD_SECONDS", " ", 1.0),
 ])
 def test_good_values_and_empty_ones_which_mean_the_default(name, value, read):
-    assert settings.parse(name, value) == read
+    assert environment.parse(name, value) == read
 
 
 def test_the_app_refuses_a_bad_setting_with_the_same_message(monkeypatch, trained):
@@ -44,7 +44,7 @@ def test_the_app_refuses_a_bad_setting_with_the_same_message(monkeypatch, traine
 
 def on_starting(monkeypatch, environ, preload=False):
     """Run gunicorn.conf.py's on_starting with `environ` and a stand-in for gunicorn's server."""
-    for name in settings.SETTINGS:
+    for name in environment.SETTINGS:
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
-from valence.api import explain_routes, observability, page, settings
+from valence.api import environment, explain_routes, observability, page
 from valence.api.bodies import json_songs
 from valence.api.context import ApiError, commands, in_own_words, service
 from valence.api.lookup import find_track
@@ -57,12 +57,12 @@ def create_app(test_config=None):
         # nothing to describe, so it gets the JSON 405 with the Allow header.
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    app.config.update(settings.from_environment())
+    app.config.update(environment.from_environment())
     if test_config is not None:
         app.config.from_mapping(test_config)
-    for name in settings.SETTINGS:  # test_config's values too, by the same parsers
+    for name in environment.SETTINGS:  # test_config's values too, by the same parsers
         if name in app.config:
-            app.config[name] = settings.parse(name, app.config[name])
+            app.config[name] = environment.parse(name, app.config[name])
     app.config["VALENCE_MODEL_DIR"] = app.config["VALENCE_MODEL_DIR"] or str(config.MODELS_DIR)
     app.json.sort_keys = False  # keep answers in the documented order
     if app.config["VALENCE_THREADS"]:
