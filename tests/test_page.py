@@ -113,3 +113,34 @@ def test_api_clients_keep_their_json_answers(client, accept, query):
     plain = client.get(f"/predict{query}")
     assert answer.mimetype == "application/json" and answer.status_code == plain.status_code
     assert answer.get_json() == plain.get_json()
+
+
+# ---- issue 24, point 1: the page's training hint writes where this server reads ------------------------------
+
+def test_the_train_hint_names_the_served_folder_inside_the_project(make_app):
+    import shutil
+
+    from valence import config
+
+    folder = config.PROJ_ROOT / "build" / "test-page-hint-models"  # inside the project: named as it is
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.mkdir(parents=True)
+        html = make_app(model_dir=folder, catalog=folder / "catalog.sqlite").test_client().get("/").get_data(
+            as_text=True)
+        assert ("Train one with: python musical_valence_predictor.py --model both --model-dir "
+                "build/test-page-hint-models") in html
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_train_hint_of_a_folder_outside_the_project_names_the_setting_not_the_folder(make_app, tmp_path):
+    html = make_app(model_dir=tmp_path, catalog=tmp_path / "catalog.sqlite").test_client().get("/").get_data(
+        as_text=True)
+    assert "python musical_valence_predictor.py --model both --model-dir DIR" in html
+    assert "VALENCE_MODEL_DIR" in html and str(tmp_path) not in html
+
+
+def test_the_mood_only_hint_names_the_folder_too(mood_app):
+    html = mood_app.test_client().get("/").get_data(as_text=True)
+    assert "python musical_valence_predictor.py --model regression --model-dir" in html

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -218,3 +219,78 @@ def test_without_a_model_the_page_says_so_and_asks_nothing(browser, make_app, tm
         assert foreign_requests(browser, empty.origin) == []
     finally:
         empty.stop()
+
+
+# ---- issue 24: what the page says ---------------------------------------------------------------------------
+
+def post_json(server, path, body):
+    """Return the JSON answer of a POST, as an API client gets it."""
+    request = urllib.request.Request(server.origin + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
+
+
+def test_the_model_panel_names_date_rows_and_file_and_the_other_folds_baseline(browser, server):
+    open_page(browser, server)
+    meta = server.json("/model")["regression"]
+    wait_for(browser, lambda d: by_id(d, "model-summary").text, "the model panel")
+    assert by_id(browser, "model-summary").text == (
+        f"Trained on {meta['created_at'][:10]} with {meta['data']['rows']:,} rows of {meta['data']['path']}. "
+        "Baselines: for valence the mean of the other folds' valence, for the mood their most frequent mood "
+        "(each song is tested by the fold model that never saw it).")
+
+
+def test_not_found_shows_the_apis_suggestions_and_each_opens_its_song(browser, server):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, "/?artist_name=Twin%20Artist&track_name=Same%20Sogn")
+    wait_for(browser, lambda d: by_id(d, "find-error").is_displayed() and "Did you mean" in by_id(d, "find-error").text,
+             "the suggestions")
+    answer = urllib.request.Request(server.origin + "/predict?artist_name=Twin%20Artist&track_name=Same%20Sogn")
+    try:
+        urllib.request.urlopen(answer, timeout=30)
+    except urllib.error.HTTPError as error:
+        suggestions = json.load(error)["suggestions"]
+    buttons = by_id(browser, "find-error").find_elements(By.CSS_SELECTOR, "button.suggestion")
+    assert [b.get_attribute("data-track-id") for b in buttons] == [s["track_id"] for s in suggestions]
+    buttons[0].click()
+    wait_for(browser, lambda d: by_id(d, "song").is_displayed() and by_id(d, "song-prediction").text, "the song")
+    assert browser.current_url.endswith(f"track_id={suggestions[0]['track_id']}")
+    assert console_errors(browser, allowed=["the server responded with a status of 404"]) == []
+
+
+def test_trying_a_song_keeps_a_value_beyond_its_sliders_range_until_that_slider_moves(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, server, "/?track_id=TWINHIGH00000000000001")
+    wait_for(browser, lambda d: by_id(d, "song-chart").text and by_id(d, "own-prediction").text, "the song")
+    features = dict(browser.execute_script("return currentSong.features"), duration_ms=2_100_000.0)  # 35 minutes
+    browser.execute_script("currentSong.features.duration_ms = 2100000;")
+    by_id(browser, "use-song").click()
+    exact = post_json(server, "/explain", features)
+    wait_for(browser, lambda d: by_id(d, "own-prediction").text == f"{exact['prediction']:.3f}", "the song's prediction")
+    assert by_id(browser, "o-duration_ms").text == "35:00"
+    assert dict(chart(browser, "own-chart")) == exact["contributions"]
+    by_id(browser, "f-duration_ms").send_keys(Keys.HOME)  # moved by the person: the slider's value from now on
+    wait_for(browser, lambda d: by_id(d, "o-duration_ms").text != "35:00", "the slider's own value")
+    assert console_errors(browser) == []
+
+
+def test_a_song_without_measured_valence_says_so(browser, make_app, trained, catalog_csv, tmp_path_factory):
+    import pandas as pd
+
+    from valence.catalog.build import build_catalog
+
+    folder = tmp_path_factory.mktemp("unlabelled")
+    pd.read_csv(catalog_csv, keep_default_na=False).drop(columns="valence").to_csv(folder / "mine.csv", index=False)
+    build_catalog(folder / "mine.csv", trained[0], folder / "mine.sqlite", log=lambda *_: None)
+    mine = Server(make_app(catalog=folder / "mine.sqlite"))
+    try:
+        open_page(browser, mine, "/?track_id=DUPLICATE0000000000001")
+        wait_for(browser, lambda d: by_id(d, "song").is_displayed() and by_id(d, "song-prediction").text, "the song")
+        assert by_id(browser, "song-actual").text == "no measured valence"
+        assert not by_id(browser, "marker-actual").is_displayed()
+        assert console_errors(browser) == []
+    finally:
+        mine.stop()

@@ -57,6 +57,16 @@ def _form(explainer):
     return sliders, selects
 
 
+def _train_hint(state, kind):
+    """Return the app's training command (it names the served --model-dir, or the setting whose value to pass)
+    for the model kinds the page needs, as a sentence."""
+    hint = state.train_hint.replace(f"{COMMAND} ", f"{COMMAND} --model {kind} ", 1)
+    return hint[:1].upper() + hint[1:] + ("" if hint.endswith(".") else ".")
+
+
+COMMAND = "musical_valence_predictor.py"
+
+
 @bp.get("/")
 def index():
     """Serve the page; without a model it says why and how to train one."""
@@ -67,11 +77,11 @@ def index():
     problem = None
     if state.predictor is None:
         problem = (f"No model is loaded, so nothing can be predicted yet ({state.model_error}). "
-                   "Train one with: python musical_valence_predictor.py --model both")
+                   f"{_train_hint(state, 'both')}")
     elif not ready:
         problem = ("No regression model is loaded (regression.safetensors is not in the model folder), and this page "
                    "shows predicted valence and its reasons; the API still answers moods. "
-                   "Train one with: python musical_valence_predictor.py --model regression")
+                   f"{_train_hint(state, 'regression')}")
     html = render_template("index.html", ready=ready, catalog_ready=ready and state.catalog is not None,
                            problem=problem, sliders=sliders, selects=selects)
     return html, 200, {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": PAGE_CSP}

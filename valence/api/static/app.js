@@ -114,7 +114,22 @@ async function loadSong(params) {
     history.replaceState(null, "", `/?${new URLSearchParams({ track_id: prediction.track_id })}`);
   } catch (error) {
     showNotice(error.message, "find-error");
+    showSuggestions((error.data && error.data.suggestions) || []);
   }
+}
+
+// A "not found" answer's suggestions (close names the API found), each a button that opens that song.
+function showSuggestions(suggestions) {
+  if (!suggestions.length) return;
+  const notice = $("find-error");
+  notice.append(" Did you mean: ");
+  suggestions.forEach((song, i) => {
+    const button = element("button", "suggestion", `${song.track_name || "(untitled)"} by ${song.artist_name}`);
+    button.type = "button";
+    button.dataset.trackId = song.track_id;
+    button.addEventListener("click", () => loadSong({ track_id: song.track_id }));
+    notice.append(button, i + 1 < suggestions.length ? ", " : "?");
+  });
 }
 
 function renderSong(prediction, explanation) {
@@ -213,11 +228,19 @@ function setupSearch() {
 }
 
 // ---- try your own song ---------------------------------------------------------------------------
+// A song's value that its slider's range cannot hold (a 35-minute track), kept exactly as the song has it until
+// the person moves that slider: a range input would clamp it, and the prediction would move by itself.
+const exact = {};
+
+function sliderValue(control) {
+  return control.name in exact ? exact[control.name] : Number(control.value);
+}
+
 function formSong() {
   const song = {};
   for (const control of $("own-form").elements) {
     if (!control.name) continue;
-    song[control.name] = control.type === "range" ? Number(control.value) : control.value;
+    song[control.name] = control.type === "range" ? sliderValue(control) : control.value;
   }
   return song;
 }
@@ -225,7 +248,7 @@ function formSong() {
 function showValue(control) {
   const output = $(`o-${control.name}`);
   if (!output) return;
-  const value = Number(control.value);
+  const value = sliderValue(control);
   output.textContent = control.name === "duration_ms" ? `${Math.floor(value / 60000)}:${String(Math.round(value / 1000) % 60).padStart(2, "0")}`
     : control.name === "loudness" ? `${value.toFixed(1)} dB`
       : control.name === "tempo" ? `${Math.round(value)} BPM`
@@ -256,6 +279,7 @@ function setupOwn() {
     if (!control.name) continue;
     showValue(control);
     control.addEventListener("input", () => {
+      delete exact[control.name];  // moved by the person: the slider's value from now on
       showValue(control);
       clearTimeout(timer);
       timer = setTimeout(updateOwn, DEBOUNCE_MS);
@@ -267,8 +291,12 @@ function setupOwn() {
     for (const [name, value] of Object.entries(currentSong.features)) {
       const control = form.elements.namedItem(name);
       if (!control) continue;
-      if (control.tagName === "SELECT" && ![...control.options].some((o) => o.value === String(value))) continue;
+      if (control.tagName === "SELECT" && ![...control.options].some((o) => o.value === String(value))) {
+        control.append(element("option", "", String(value)));  // a genre the model never saw stays the song's
+      }
       control.value = String(value);
+      delete exact[name];
+      if (control.type === "range" && Number(control.value) !== Number(value)) exact[name] = Number(value);
       showValue(control);
     }
     updateOwn();
@@ -308,12 +336,20 @@ async function loadModel() {
     row.append(element("td", "", typeof baseline === "number" ? fixed(baseline) : "\u2013"));
     body.append(row);
   }
-  const r = meta.regression || {};
-  const trained = (r.created_at || "").slice(0, 10);
-  const rowsSeen = regression && regression.train_rows ? `${regression.train_rows.toLocaleString("en")} training rows` : "";
-  const file = r.data && r.data.path ? ` of ${r.data.path}` : "";
-  $("model-summary").textContent = `Trained ${trained ? `on ${trained} ` : ""}with ${rowsSeen}${file}. ` +
-    "Baselines: the training mean for valence, the most frequent mood for the mood.";
+  $("model-summary").textContent = modelSummary(meta.regression || meta.classification || {});
+}
+
+// "Trained on 2026-12-06 with 19,828 rows of spotify_features.csv.", from the fields a bundle has (each part
+// left out when its field is), then what the baselines are: each row's baseline comes from the other folds.
+function modelSummary(bundle) {
+  const date = (bundle.created_at || "").slice(0, 10);
+  const data = bundle.data || {};
+  const rows = typeof data.rows === "number" ? `${data.rows.toLocaleString("en")} ${data.rows === 1 ? "row" : "rows"}` : "";
+  const parts = [date && `on ${date}`, rows && `with ${rows}`, data.path && `${rows ? "of" : "on"} ${data.path}`];
+  const trained = parts.filter(Boolean).join(" ");
+  return (trained ? `Trained ${trained}. ` : "") +
+    "Baselines: for valence the mean of the other folds' valence, for the mood their most frequent mood " +
+    "(each song is tested by the fold model that never saw it).";
 }
 
 // ---- start ---------------------------------------------------------------------------------------
