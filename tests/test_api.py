@@ -147,7 +147,7 @@ def bad_songs(**changes):
     (bad_songs(popularity=10 ** 400), {(None, "popularity")}),
     (bad_songs(key="H"), {(None, "key")}),
     (bad_songs(mode="dorian"), {(None, "mode")}),  # "major" is read as Major, as in a CSV
-    (bad_songs(time_signature=4), {(None, "time_signature")}),
+    (bad_songs(time_signature=8), {(None, "time_signature")}),  # Spotify's 3 to 7 (and 0, 1) are read
     (bad_songs(genre=""), {(None, "genre")}),
     (bad_songs(genre=["Pop"]), {(None, "genre")}),
     (bad_songs(energy=...), {(None, "energy")}),
@@ -464,7 +464,7 @@ def test_post_reads_key_and_mode_as_the_csv_reader_does(client, key, mode):
     assert answer.json["warnings"] == []
 
 
-@pytest.mark.parametrize(("field", "value"), [("key", "H"), ("key", "12"), ("key", "E#"), ("key", 1),
+@pytest.mark.parametrize(("field", "value"), [("key", "H"), ("key", "12"), ("key", "E#"), ("key", -1),
                                               ("mode", "2"), ("mode", "dorian"), ("mode", "")])
 def test_post_refuses_a_key_or_mode_no_csv_cell_could_mean(client, field, value):
     response = client.post("/predict", json={**SONG, field: value})

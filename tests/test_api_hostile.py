@@ -34,7 +34,7 @@ POSTS = [
     ("a string where a number belongs", with_field("tempo", '"120"'), 400, "invalid field"),
     ("a boolean where a number belongs", with_field("energy", "true"), 400, "invalid field"),
     ("null where a number belongs", with_field("liveness", "null"), 400, "invalid field"),
-    ("a number where a string belongs", with_field("key", "0"), 400, "invalid field"),
+    ("a number where a string belongs", with_field("genre", "0"), 400, "invalid field"),
     ("an object where a string belongs", with_field("genre", '{"$gt": ""}'), 400, "invalid field"),
     ("10,000 numbers in a list", json.dumps([1] * 10_000), 400, "1 to 1000 songs, not 10000"),
     ("1,001 songs", json.dumps([SONG] * 1001), 400, "1 to 1000 songs"),

@@ -3,7 +3,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from valence.data import cells
 from valence import config
@@ -38,6 +38,8 @@ SPELLINGS = {"key": (cells.KEY_PATTERN, "flats such as Db, and Spotify's numbers
              "time_signature": (cells.TIME_SIGNATURE_PATTERN, "N/4 up to 7/4, and Spotify's beat counts 0 to 7 "
                                                               "as integers or text; values the model never saw "
                                                               "are predicted with a warning")}
+# JSON Schema counts 4.0 as an integer (the document says "integer"), as the CSV reader reads the text "4.0".
+WHOLE = BeforeValidator(lambda value: int(value) if type(value) is float and value.is_integer() else value)
 Probability = Annotated[float, Field(ge=0, le=1)]
 Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=TEXT_PATTERN)]
 Mood = Literal[config.CLASS_NAMES]
@@ -56,7 +58,8 @@ def _song_fields():
         elif name in SPELLINGS:  # read as a CSV cell is: one set of spelling rules (cells.py)
             pattern, also = SPELLINGS[name]
             low, high = cells.NUMBER_RANGES[name]
-            fields[name] = Annotated[Annotated[str, Field(pattern=pattern)] | Annotated[int, Field(ge=low, le=high)],
+            number = Annotated[int, Field(ge=low, le=high), WHOLE]
+            fields[name] = Annotated[Annotated[str, Field(pattern=pattern)] | number,
                                      Field(examples=list(choices[name]), description=(
                                          f"one of {', '.join(choices[name])}, in any case; also {also}"))]
             messages[name] = f"must be one of {', '.join(choices[name])} (any case; also {also})"

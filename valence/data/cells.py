@@ -35,12 +35,16 @@ def _any_case(word):
 # so a JSON body and a CSV cell follow one set of spelling rules (blanks only as spaces or tabs).
 # A number is Spotify's: key 0 (C) to 11 (B), mode 1 (Major) or 0 (Minor).
 _ZERO, _POINT = r"[+-]?0+", r"(?:\.0*)?"
+# The end: blanks, then any newlines. A JSON Schema validator in Python reads "$" as "at the end or before a
+# final newline", pydantic (Rust) as "at the end"; with the newlines matched, both take the same strings (and
+# the parsers strip them).
+_END = r"[ \t]*\n*$"
 KEY_PATTERN = (r"^[ \t]*(?:" + "|".join(sorted(map(_any_case, _KEY_NAMES), key=len, reverse=True))
-               + rf"|(?:{_ZERO}|\+?0*(?:1[01]|[1-9])){_POINT})[ \t]*$")
-MODE_PATTERN = rf"^[ \t]*(?:{_any_case('major')}|{_any_case('minor')}|(?:{_ZERO}|\+?0*1){_POINT})[ \t]*$"
+               + rf"|(?:{_ZERO}|\+?0*(?:1[01]|[1-9])){_POINT}){_END}")
+MODE_PATTERN = rf"^[ \t]*(?:{_any_case('major')}|{_any_case('minor')}|(?:{_ZERO}|\+?0*1){_POINT}){_END}"
 # The time signature as a program writes it: "N/4", or Spotify's beat count as text ("4", "4.0"). A
 # spreadsheet's date rendering of "N/4" (4-Mar, 03/04/2021) is a file's accident, repaired in files only.
-TIME_SIGNATURE_PATTERN = rf"^[ \t]*(?:[0-7][ \t]*/[ \t]*4|(?:{_ZERO}|\+?0*[1-7]){_POINT})[ \t]*$"
+TIME_SIGNATURE_PATTERN = rf"^[ \t]*(?:[0-7][ \t]*/[ \t]*4|(?:{_ZERO}|\+?0*[1-7]){_POINT}){_END}"
 # Spotify's own JSON numbers: key 0 (C) to 11 (B; -1 is its "no key detected", which no model can read),
 # mode 1 (Major) or 0 (Minor), time_signature 3 to 7 (the Kaggle data also has 0 and 1). A JSON integer is
 # read as the CSV cell of its digits is, so both paths take the same values.
