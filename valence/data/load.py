@@ -152,15 +152,19 @@ def _malformed(records, indexes, n_fields):
     return bad
 
 
-def _identities(records, lo, hi, bad, plan):
-    """Return a frame of the skipped rows' lines and IDENTITY columns, as far as each record holds them."""
+def _identities(records, lo, hi, bad, plan, n_fields):
+    """Return a frame of the skipped rows' lines and IDENTITY columns, as far as each record holds them.
+
+    A record with too many fields (an unquoted comma in a name) has its fields shifted, and one longer than
+    any row of names (a runaway quote) is no row: neither names its song. A truncated one keeps its first fields.
+    """
     columns = [c for c in IDENTITY_COLUMNS if c in plan]
     at = {int(line): i for i, line in enumerate(records.lines[lo:hi], lo)}
     rows = []
     for line, _reason in bad:
         i = at.get(line)
-        fields = header_fields(records.text(i)) if i is not None and records.ends[i] - records.starts[i] < 65_536 \
-            else []  # a record longer than any row of names (a runaway quote) is not split again
+        whole = i is not None and records.fields[i] <= n_fields and records.ends[i] - records.starts[i] < 65_536
+        fields = header_fields(records.text(i)) if whole else []
         rows.append([line, *(fields[plan[c]].strip() if plan[c] < len(fields) else "" for c in columns)])
     return pd.DataFrame(rows, columns=["line", *columns]).astype({c: object for c in columns})
 
@@ -191,7 +195,7 @@ def _records_chunk(records, lo, hi, header, require_valence, report, identities=
         column = key.split(":")[0]
         report.converted[column] = report.converted.get(column, 0) + count
     report._add(bad, counts)
-    return (frame, bad, _identities(records, lo, hi, bad, plan)) if identities else (frame, bad)
+    return (frame, bad, _identities(records, lo, hi, bad, plan, n_fields)) if identities else (frame, bad)
 
 
 def _first_nonblank(records):
