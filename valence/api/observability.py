@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
-from valence.api.settings import from_environment, parse
+from valence.api.environment import from_environment, parse
 from valence.api.probes import bp, metrics_bp, openapi_paths, service_problems
 from valence.api.telemetry import LOOKUP_ROUTE, METHODS, UNMATCHED, Metrics, ProcessId, multiprocess_dir, request_logger
 
