@@ -1,5 +1,6 @@
 """Paths, schema and defaults, defined once (importing this module reads no file)."""
 import functools
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,20 +69,30 @@ class SplitConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
-BUNDLE_FORMAT = 5  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
-# 5: a safetensors file, arrays as tensors and the rest as JSON)
+BUNDLE_FORMAT = 6  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
+# 5: a safetensors file, arrays as tensors and the rest as JSON; 6: names matched by NAME_RULE 2, recorded)
+
+# The version of normalise_name's rule. Bundles (their encoder state) and catalogs record the rule their
+# names were folded by, and are refused when it is not this one: a name folded by another rule would
+# silently miss (1: case folded, whitespace collapsed; 2: Unicode NFKC too).
+NAME_RULE = 2
 
 
 # Cached: a training run folds each artist's name dozens of times. Bounded, as a server folds names
 # from requests too: 65,536 names are a few MiB.
 @functools.lru_cache(maxsize=1 << 16)
 def normalise_name(text):
-    """Fold case and collapse surrounding and repeated whitespace: the one rule for matching names.
+    """Return a name as matching compares it: Unicode NFKC, case folded, whitespace collapsed.
 
-    Artist statistics (fit and transform), catalog lookups and the warnings about unseen
-    artists all match names through it, so "Queen", "queen " and "QUEEN" are one artist.
+    The one rule for matching names: artist statistics (fit and transform), song versions, catalog
+    lookups, suggestions and search, and the warnings about unseen artists all match names through it,
+    so "Queen", "queen " and "QUEEN" are one artist, and so are "Céline Dion" typed composed and
+    decomposed ("Ce" U+0301 "line"), full-width letters and their ASCII, and names spaced with U+00A0.
+    NFKC runs before and after casefold, as casefold can undo a normal form (U+01F0 folds to "j" U+030C):
+    the result is a fixed point, so normalising it again changes nothing.
     """
-    return " ".join(text.split()).casefold()
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(folded.split())
 
 
 def counted(n, noun):

@@ -143,7 +143,7 @@ class PostgresDatabase:
         generation, meta = row[0], json.loads(row[1])
         meta = meta if isinstance(meta, dict) else {}
         problem = format_problem(format_number(meta.get("format")), CATALOG_FORMAT, "catalog", hint,
-                                 f"serve it with that version, or {hint}")
+                                 f"serve it with that version, or {hint}") or sql.name_rule_problem(meta, hint)
         if problem or not GENERATION.match(generation):
             raise CatalogMissing(f"the catalog in {self.shown} {problem or 'names no table of this tool'}")
         return PostgresStore(self, generation, meta)

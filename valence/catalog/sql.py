@@ -6,9 +6,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from valence.catalog.names import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_FUZZY_TRACKS, SEARCH_RESULTS, SUGGESTIONS,
                       TRACK_CUTOFF, closest, normalise, rank_pairs)
-from valence.config import CATEGORICAL_FEATURES, CLASS_NAMES, FEATURE_COLUMNS, ValenceError
+from valence.config import CATEGORICAL_FEATURES, CLASS_NAMES, FEATURE_COLUMNS, NAME_RULE, ValenceError
 
-CATALOG_FORMAT = 2  # bump when the tables' layout changes
+CATALOG_FORMAT = 3  # bump when the tables' layout changes (3: artist_key and track_key by name rule 2, recorded)
 CATALOG_FILE = "catalog.sqlite"  # <model-dir>/catalog.sqlite, the default target
 SEARCH_ARTISTS = 1000  # artists a search looks at, of those starting with and those containing the text
 ARTIST_CANDIDATES = 50  # artist names ranked for a suggestion: those the trigram index finds closest
@@ -147,6 +147,17 @@ class SqlStore:
     def is_current(self):
         """Return whether the target still holds this catalog (False once another was swapped in)."""
         return self.database.signature() == self.signature
+
+
+def name_rule_problem(meta, again):
+    """Return why a catalog's names cannot be matched by this version (its meta's name_rule is not
+    config.NAME_RULE: its artist_key and track_key were folded by another rule), or None."""
+    found = meta.get("name_rule", "1")  # a catalog that records none folded names by rule 1
+    if found == str(NAME_RULE):
+        return None
+    return (f"matches names by name rule {str(found)[:40]!r}, not rule {NAME_RULE} that this version uses "
+            f"(Unicode NFKC, case folded, whitespace collapsed), so names spelt another way would silently miss: "
+            f"{again}")
 
 
 def is_postgres(target):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from valence.catalog import sql
-from valence.config import FEATURE_COLUMNS
+from valence.config import FEATURE_COLUMNS, NAME_RULE
 from valence.model.bundlefile import format_number, format_problem
 from valence.catalog.sql import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
 from valence.catalog.sql import CatalogMissing
@@ -117,6 +117,7 @@ def read_meta(connection, path, size, hint):
     again = f"rebuild it with: {BUILD_HINT} --catalog {path}"
     problem = format_problem(format_number(meta.get("format")), CATALOG_FORMAT, "catalog", again,
                              f"serve it with that version, or {again}")
+    problem = problem or sql.name_rule_problem(meta, again)
     if problem:
         raise CatalogMissing(f"{path} {problem}")
     if int(meta.get("tracks", 0)) == 0:
@@ -206,7 +207,7 @@ class SqliteWriter:
         """Index the tracks, record the meta data and close the file."""
         self.connection.execute("COMMIT")
         self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
-        meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), **meta}
+        meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), "name_rule": str(NAME_RULE), **meta}
         self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
         self.connection.execute("PRAGMA optimize")
         self.close()

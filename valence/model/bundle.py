@@ -18,7 +18,7 @@ import numpy as np
 
 from valence import __version__
 from valence.config import (BUNDLE_FORMAT, CLASS_EDGES, CLASS_NAMES, EARLIER_BUNDLE_SUFFIX, MODEL_KINDS,
-                            ValenceError, bundle_path)
+                            NAME_RULE, ValenceError, bundle_path)
 from valence.fileio import atomic_path
 from valence.model import bundlefile
 from valence.model.encoder import FeatureEncoder
@@ -96,7 +96,8 @@ def read_bundle(path, kind=None):
                            ) from None
     # The format first: a bundle of another version may lack any other key, or hold it in another shape.
     problem = "format" in payload and bundlefile.format_problem(payload["format"], BUNDLE_FORMAT, "bundle",
-                                                                "train the model again with this version",
+                                                                f"train the model again with this version: "
+                                                                f"{_train_command(path, kind)}",
                                                                 "use that version, or train the model again "
                                                                 "with this one")
     if problem:
@@ -104,6 +105,18 @@ def read_bundle(path, kind=None):
     if any(key not in payload for key in REQUIRED_KEYS):
         raise ValenceError(f"{path} is not a model bundle of this tool (required keys: {', '.join(REQUIRED_KEYS)})")
     return payload
+
+
+def _train_command(path, kind):
+    """The command that trains a bundle of `kind` into the folder of `path` again, in backquotes."""
+    return (f"`python musical_valence_predictor.py --model {kind or _file_kind(path)} "
+            f"--model-dir {shlex.quote(str(Path(path).parent))}`")
+
+
+def _file_kind(path):
+    """The kind a bundle's file name says (regression.safetensors), else regression."""
+    stem = Path(path).stem
+    return stem if stem in MODEL_KINDS else "regression"
 
 
 def _saved_by_torch(path):
@@ -170,6 +183,13 @@ def load_bundle(path, kind=None, encoders=None):
         weights = {key: np.asarray(value, dtype=np.float32) for key, value in dict(payload["state_dict"]).items()}
         network = Network(payload["kind"], payload["model_args"], weights)
         state = payload["encoder"]
+        rule = state["name_rule"]  # bundles of format 6 on record it; earlier ones are refused by their format
+        if rule != NAME_RULE:  # its artist, song and genre tables are keyed by another rule's names
+            raise ValenceError(
+                f"{path} matches names by name rule {rule!r}, not rule {NAME_RULE} that this "
+                f"version uses (Unicode NFKC, case folded, whitespace collapsed), so names spelt another way would "
+                f"silently miss its artist statistics: train the model again with this version: "
+                f"{_train_command(path, kind or payload['kind'])}")
         encoder = next((known for saved, known in encoders or () if _same(saved, state)), None)
         if encoder is None:
             encoder = FeatureEncoder.from_state(state)

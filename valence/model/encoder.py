@@ -231,6 +231,7 @@ class FeatureEncoder(ArtistStatistics):
         if not hasattr(self, "quantiles_"):
             raise config.ValenceError("FeatureEncoder is not fitted: nothing to save")
         return {
+            "name_rule": config.NAME_RULE,  # the artist, song and genre names below are keyed by this rule
             "settings": {"n_quantiles": self.n_quantiles, "artist_stats": self.artist_stats,
                          "artist_smoothing": self.artist_smoothing,
                          "artist_feature_means": self.artist_feature_means,
@@ -284,5 +285,5 @@ def _category_values(frame, column):
 
 
 def _fold(value):
-    """Return a categorical value as caseless matching compares it."""
-    return value.casefold()
+    """Return a caseless categorical value (a genre's name) as names are matched: config.normalise_name."""
+    return config.normalise_name(value)

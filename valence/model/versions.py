@@ -4,6 +4,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from valence.config import normalise_name
+
 # A categorical the encoder reads off the track name: the release's version marker, as Spotify titles write it
 # after " - " or in brackets ("Body Count - Remix", "Toi - live", "Falling (Acoustic Version)"). The first
 # marker that matches names it; a title without one (or no title) is "none". The audio features alone read a
@@ -32,10 +34,13 @@ _NON_WORD = re.compile(r"\W+")
 
 def title_version(title):
     """The version marker of a track name: the first of VERSION_MARKERS found in its qualifiers (the text
-    in brackets and after the first " - "), else "none"."""
-    if not isinstance(title, str) or not ("(" in title or "[" in title or " - " in title):
+    in brackets and after the first " - "), else "none"; the title is read as names are matched
+    (config.normalise_name), so full-width brackets and a dash between non-breaking spaces count too."""
+    if not isinstance(title, str):
+        return NO_VERSION
+    title = normalise_name(title)
+    if not ("(" in title or "[" in title or " - " in title):
         return NO_VERSION  # most titles: no qualifier to read
-    title = title.lower()
     qualifiers = _QUALIFIERS.findall(title)
     if " - " in title:
         qualifiers.append(title.split(" - ", 1)[1])
@@ -54,9 +59,10 @@ def versions(frame):
 
 
 def song_title(title):
-    """A track name without its qualifiers (brackets, the text after the first " - "), words only, folded."""
+    """A track name without its qualifiers (brackets, the text after the first " - "), words only, as names
+    are matched (config.normalise_name first: a decomposed accent is a mark that \\W would split a word at)."""
     if not isinstance(title, str):
         return ""
-    title = _BRACKETS.sub(" ", title.split(" - ", 1)[0])
-    return " ".join(_NON_WORD.sub(" ", title).split()).casefold()
+    title = _BRACKETS.sub(" ", normalise_name(title).split(" - ", 1)[0])
+    return " ".join(_NON_WORD.sub(" ", title).split())
 
