@@ -2,8 +2,9 @@
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from valence.api.schemas import (MAX_QUERY_BYTES, RESPONSE_MODELS, ExplainBody, ExplanationList, PredictionList, Song,
-                             SongBody, SongExplanation, SongPrediction, Text)
+from valence.api.schemas import (MAX_CSV_BYTES, MAX_CSV_SONGS, MAX_QUERY_BYTES, RESPONSE_MODELS, ExplainBody,
+                                 ExplanationList, InvocationBody, Invocations, PredictionList, Song, SongBody,
+                                 SongExplanation, SongPrediction, Text)
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -65,6 +66,8 @@ def openapi_document():
     predictions = inline_schema(SongPrediction | PredictionList, schemas)
     explain_songs = inline_schema(ExplainBody, schemas)
     explanations = inline_schema(SongExplanation | ExplanationList, schemas)
+    invocation = inline_schema(InvocationBody, schemas)
+    invocations = inline_schema(Invocations, schemas)
     search = [{"name": "q", "in": "query", "required": True, "schema": dict(text),
                "description": "the start of an artist's or a track's name, or a piece of an artist's name"}]
     return {
@@ -93,6 +96,19 @@ def openapi_document():
                          "responses": {"200": _answer("one explanation per song, in order", explanations),
                                        **_errors(400, 413, 415, 503)}},
             },
+            "/invocations": {"post": {
+                "summary": "MLflow's scoring protocol: songs as MLflow's JSON shapes or as CSV",
+                "description": (f"JSON: one of dataframe_split, dataframe_records, instances or inputs (1 to 1,000 "
+                                f"songs, checked as POST /predict checks them). text/csv: a header row and at most "
+                                f"{MAX_CSV_SONGS:,} songs in {MAX_CSV_BYTES:,} bytes, read as --predict reads a "
+                                f"CSV; a bad row keeps its place with its line and reason. The answer is JSON, or "
+                                f"CSV (the same columns, warnings joined by '; ') for Accept: text/csv."),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": invocation},
+                                                              "text/csv": {"schema": {"type": "string"}}}},
+                "responses": {"200": {"description": "one prediction per song, in order",
+                                      "content": {"application/json": {"schema": invocations},
+                                                  "text/csv": {"schema": {"type": "string"}}}},
+                              **_errors(400, 413, 415, 503)}}},
             "/search": {"get": {"summary": "Catalog songs for a partly typed name, for suggestions as you type",
                                 "parameters": search,
                                 "responses": {"200": _answer("up to 10 songs, best first", ref("SearchResults")),

@@ -320,3 +320,85 @@ def songs_to_columns(songs):
         if any(value is not None for value in given):
             columns[name] = ["" if value is None else value for value in given]
     return columns
+
+
+# POST /invocations, MLflow's scoring protocol: the request shapes of MLflow's scoring server, and its answer.
+MAX_CSV_SONGS = 100_000  # songs in one text/csv body of POST /invocations
+MAX_CSV_BYTES = 64 * 1024 * 1024  # its bytes: 100,000 Kaggle rows take about 14 MB, so names may be long
+Params = Annotated[dict[str, Any], Field(description="accepted and ignored: the model takes no parameters (MLflow "
+                                                     "ignores them for a model without a params schema)")]
+# A frame (what MLflow's clients send) has every column for every row: an optional field of a song that lacks
+# it is null there (pandas' NaN), so these bodies take null for it, as if it were left out.
+FrameSong = create_model("FrameSong", __config__=STRICT, __doc__="One song as a row of a frame: Song, and null for "
+                                                                 "an optional field means it is left out.",
+                         **{name: (kind | None, default) if name in OPTIONAL_FIELDS else (kind, default)
+                            for name, (kind, default) in SONG_FIELDS.items()})
+FrameSongList = Annotated[list[FrameSong], Field(min_length=1, max_length=MAX_SONGS)]
+Columns = Annotated[dict[str, Annotated[list[Any], Field(min_length=1, max_length=MAX_SONGS)]], Field(
+    description="columnar: each field's values, one per song, every list as long")]
+
+
+class DataframeSplit(BaseModel):
+    """A frame as pandas' DataFrame.to_dict(orient="split") writes it; each row is a song of the named fields."""
+
+    model_config = STRICT
+    columns: list[str]
+    data: Annotated[list[list[Any]], Field(min_length=1, max_length=MAX_SONGS)]
+    index: Annotated[list[Any], Field(description="accepted and ignored; as long as data")] = None
+
+
+class SplitInvocation(BaseModel):
+    """MLflow's dataframe_split body."""
+
+    model_config = STRICT
+    dataframe_split: DataframeSplit
+    params: Params = None
+
+
+class RecordsInvocation(BaseModel):
+    """MLflow's dataframe_records body: a list of songs."""
+
+    model_config = STRICT
+    dataframe_records: FrameSongList
+    params: Params = None
+
+
+class InstancesInvocation(BaseModel):
+    """MLflow's (and TF Serving's) instances body: a list of songs, or each field's values."""
+
+    model_config = STRICT
+    instances: FrameSongList | Columns
+    params: Params = None
+
+
+class InputsInvocation(BaseModel):
+    """MLflow's (and TF Serving's) inputs body: as instances."""
+
+    model_config = STRICT
+    inputs: FrameSongList | Columns
+    params: Params = None
+
+
+InvocationBody = SplitInvocation | RecordsInvocation | InstancesInvocation | InputsInvocation
+
+
+class InvocationPrediction(BaseModel):
+    """One song's answer: the columns of ValenceModel.predict; valence with a regression model, mood and its
+    probabilities with a classification model."""
+
+    model_config = STRICT
+    valence: Probability | None = None
+    mood: Mood | None = None
+    p_sad: Probability | None = None
+    p_neutral: Probability | None = None
+    p_happy: Probability | None = None
+    warnings: list[str]
+    reason: Annotated[str, Field(description="why a row of a CSV body could not be scored (its line, then the "
+                                             "reason --predict gives); empty when it was")]
+
+
+class Invocations(BaseModel):
+    """MLflow's answer: one prediction per song, in order."""
+
+    model_config = STRICT
+    predictions: list[InvocationPrediction]
