@@ -36,7 +36,7 @@ def lookup_parameters(query_string):
             raise ApiError(400, f"query parameter {name} {problem}")
         if not value.strip():
             raise ApiError(400, f"query parameter {name} is empty")
-        # Names are matched with case and spaces folded (config.normalise_name); an id only loses its spaces.
+        # Names are matched in one normal form (config.normalise_name); an id only loses its spaces.
         values.append(value.strip() if name == "track_id" else value)
     return values
 
