@@ -205,3 +205,19 @@ def test_invocations_are_logged_and_counted_under_their_route(make_app, capfd):
     scrape = client.get("/metrics").get_data(as_text=True)
     assert 'valence_http_requests_total{method="POST",route="/invocations",status="200"} 1.0' in scrape
     assert 'valence_http_requests_total{method="POST",route="/invocations",status="400"} 1.0' in scrape
+
+
+@pytest.mark.slow
+def test_a_csv_of_100_000_songs_is_scored_and_one_more_is_a_413(make_app, tmp_path):
+    client = make_app(VALENCE_LOG_REQUESTS=False).test_client()
+    path = tmp_path / "large.csv"
+    write_csv(generate_dataset(100_001, seed=9), path)
+    body = path.read_bytes()
+    last = body.rindex(b"\n", 0, len(body) - 1) + 1  # the start of the 100,001st song's line
+    response = client.post("/invocations", data=body[:last], content_type="text/csv")
+    assert response.status_code == 200
+    predictions = response.json["predictions"]
+    assert len(predictions) == 100_000 and all(answer["reason"] == "" for answer in predictions)
+    assert all(0 <= answer["valence"] <= 1 for answer in predictions)
+    response = client.post("/invocations", data=body, content_type="text/csv")
+    assert response.status_code == 413 and "more than 100,000 songs" in response.json["message"]
