@@ -59,7 +59,9 @@ def test_names_with_line_breaks_keep_every_row_in_its_place(model, songs):
     out = model.predict(odd)
     assert out["reason"].ne("").tolist() == [i == 5 for i in range(30)]
     keep = [i for i in range(30) if i not in (1, 2, 5)]  # names change the artist statistics of rows 1 and 2
-    np.testing.assert_array_equal(out["valence"].iloc[keep].to_numpy(), plain["valence"].iloc[keep].to_numpy())
+    # Another batch (29 songs scored, not 30) may round the last float32 bit differently.
+    np.testing.assert_allclose(out["valence"].iloc[keep].to_numpy(), plain["valence"].iloc[keep].to_numpy(),
+                               rtol=0, atol=1e-6)
 
 
 def test_a_frame_without_a_feature_column_is_refused_naming_the_column_not_a_file(model, songs):
