@@ -24,7 +24,7 @@ from valence.api.schemas import (MAX_CSV_BYTES, MAX_CSV_SONGS, MAX_SONGS, OPTION
 from valence.api.strict_json import BodyError, parse_json
 from valence.config import CLASS_NAMES, ValenceError
 from valence.data.load import CHUNK_ROWS, iter_feature_chunks
-from valence.model.predict_file import _reasons
+from valence.model.predict_file import bad_row_summary
 
 bp = Blueprint("mlflow", __name__)
 
@@ -194,7 +194,7 @@ def score_csv_body(path, predictor, as_csv):
     except ValenceError as error:
         raise ApiError(400, str(error).replace(str(path), BODY_NAME)) from None
     if scored == 0:
-        raise ApiError(400, f"no row of {BODY_NAME} could be scored: {_reasons(bad_rows)}")
+        raise ApiError(400, f"no row of {BODY_NAME} could be scored: {bad_row_summary(bad_rows)}")
     return chunks, scored
 
 

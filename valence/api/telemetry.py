@@ -59,7 +59,7 @@ def dead_worker_marker(path):
 
 
 class ProcessId:
-    """This process's id, kept up to date across forks (getpid is a system call, 1 us on a busy machine)."""
+    """This process's id, kept up to date across forks (getpid is a system call: about a microsecond a call)."""
 
     pid = None
     watching = False

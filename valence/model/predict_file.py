@@ -53,7 +53,7 @@ def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explaine
                 _write(out, pd.concat([table, bad], ignore_index=True), columns, header)
                 summary.scored += len(chunk)
         if summary.scored == 0:
-            raise ValenceError(f"no row of {input_path} could be scored: {_reasons(summary.bad_rows)}")
+            raise ValenceError(f"no row of {input_path} could be scored: {bad_row_summary(summary.bad_rows)}")
     summary.unseen = dict(unseen)
     return summary
 
@@ -81,7 +81,7 @@ def _write(out, table, columns, header):
     table.sort_values("line", kind="stable").reindex(columns=columns).to_csv(out, index=False, header=header)
 
 
-def _reasons(bad_rows, shown=FIRST_LINES):
+def bad_row_summary(bad_rows, shown=FIRST_LINES):
     """Say why rows could not be scored: each reason with its count, then the first rows by line."""
     if not bad_rows:
         return "it has a header but no data rows"
