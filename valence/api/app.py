@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
-from valence.api import environment, explain_routes, mlflow_routes, observability, page
+from valence.api import environment, explain_routes, kserve_routes, mlflow_routes, observability, page
 from valence.api.bodies import json_songs
 from valence.api.context import ApiError, commands, in_own_words, service
 from valence.api.lookup import find_track
@@ -80,6 +80,7 @@ def create_app(test_config=None):
     app.register_blueprint(explain_routes.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(mlflow_routes.bp)
+    app.register_blueprint(kserve_routes.bp)
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(CatalogMissing, catalog_error)
     app.register_error_handler(CatalogUnavailable, catalog_error)

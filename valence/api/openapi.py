@@ -3,8 +3,9 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from valence.api.schemas import (MAX_CSV_BYTES, MAX_CSV_SONGS, MAX_QUERY_BYTES, RESPONSE_MODELS, ExplainBody,
-                                 ExplanationList, InvocationBody, Invocations, PredictionList, Song, SongBody,
-                                 SongExplanation, SongPrediction, Text)
+                                 ExplanationList, InferRequest, InferResponse, InvocationBody, Invocations,
+                                 ModelReady, PredictionList, ProtocolError, ServerLive, ServerReady, Song, SongBody,
+                                 SongExplanation, SongPrediction, Text, V2ModelMetadata)
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -51,6 +52,48 @@ def _errors(*codes):
            414: f"query string over {MAX_QUERY_BYTES:,} bytes", 415: "body is not JSON, or compressed",
            503: "no model or no catalog loaded (/explain: no regression model)"}
     return {str(code): _answer(why[code], ref("Error")) for code in codes}
+
+
+def kserve_paths(schemas):
+    """Return the path items of the Open Inference Protocol (KServe V2) routes; their errors are {"error": ...}."""
+    names = {model: inline_schema(model, schemas) for model in (InferRequest, InferResponse, ModelReady,
+                                                                ProtocolError, ServerLive, ServerReady,
+                                                                V2ModelMetadata)}
+    why = {400: "not ready, or a bad inference request (the message names the tensor and field)",
+           413: "body too large", 415: "body is not JSON, or compressed", 503: "no model loaded"}
+    errors = {code: _answer(why[code], names[ProtocolError]) for code in why}
+    # an unknown model's name is the protocol's error; a path no route takes is the API's own
+    errors[404] = _answer("no such model", {"anyOf": [names[ProtocolError], ref("Error")]})
+    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the model's name: valence"}]
+
+    def respond(codes, **answers):
+        return {**answers, **{str(code): errors[code] for code in codes}}
+    return {
+        "/v2/health/live": {"get": {"summary": "Open Inference Protocol: liveness", "responses": {
+            "200": _answer("the process answers", names[ServerLive])}}},
+        "/v2/health/ready": {"get": {"summary": "Open Inference Protocol: readiness (as /health/ready)",
+                                     "responses": respond([400], **{"200": _answer(
+                                         "a model and a catalog are loaded", names[ServerReady])})}},
+        "/v2/models/{name}": {"get": {"summary": "Open Inference Protocol: the model's metadata", "parameters": name,
+                                      "responses": respond([404, 503], **{"200": _answer(
+                                          "its versions, platform, input and output tensors",
+                                          names[V2ModelMetadata])})}},
+        "/v2/models/{name}/ready": {"get": {"summary": "Open Inference Protocol: the model is loaded",
+                                            "parameters": name, "responses": respond([400, 404], **{"200": _answer(
+                                                "the model is loaded", names[ModelReady])})}},
+        "/v2/models/{name}/infer": {"post": {
+            "summary": "Open Inference Protocol: predict songs given as named input tensors",
+            "description": ("One input tensor per feature (numbers FP64, text BYTES; artist_name and track_name "
+                            "optional), each of shape [n] or [n, 1] for the same n songs (1 to 1,000), checked as "
+                            "POST /predict checks songs. The answer holds one output tensor of shape [n] per "
+                            "output (valence, mood, p_sad, p_neutral, p_happy, warnings joined by '; '), or those "
+                            "the request's outputs name."),
+            "parameters": name,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": names[InferRequest]}}},
+            "responses": respond([400, 404, 413, 415, 503], **{"200": _answer(
+                "one output tensor per output, one value per song in order", names[InferResponse])})}},
+    }
 
 
 def openapi_document():
@@ -120,6 +163,7 @@ def openapi_document():
                                              **_errors(503)}}},
             "/openapi.json": {"get": {"summary": "This document",
                                       "responses": {"200": _answer("OpenAPI 3.1 document", {"type": "object"})}}},
+            **kserve_paths(schemas),
         },
         "components": {"schemas": schemas},
     }

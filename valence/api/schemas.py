@@ -402,3 +402,109 @@ class Invocations(BaseModel):
 
     model_config = STRICT
     predictions: list[InvocationPrediction]
+
+
+# The Open Inference Protocol (KServe V2) REST shapes: input tensors in, output tensors out, {"error": ...} errors.
+Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+                   "FP64", "BYTES"]
+Scalar = float | str | bool | None
+
+
+class TensorMetadata(BaseModel):
+    """An input or output tensor of the model: its name, datatype and shape (-1: one per song)."""
+
+    model_config = STRICT
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    """The protocol's model metadata: one input tensor per field of a song, one output tensor per answer column."""
+
+    model_config = STRICT
+    name: str
+    versions: Annotated[list[str | None], Field(description="the served model's version (X-Model-Version)")]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class InferInput(BaseModel):
+    """One input tensor: one value per song, of shape [n] or [n, 1]."""
+
+    model_config = STRICT
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]]
+    datatype: Datatype
+    parameters: Annotated[dict[str, Any], Field(description="accepted and ignored")] = None
+    data: Annotated[list[Scalar | list[Scalar]], Field(description="the values in row-major order (flat, or rows "
+                                                                    "of one value); null in artist_name or "
+                                                                    "track_name: that song lacks it")]
+
+
+class RequestedOutput(BaseModel):
+    """An output the client asks for; without outputs every output is answered."""
+
+    model_config = STRICT
+    name: str
+    parameters: Annotated[dict[str, Any], Field(description="accepted and ignored")] = None
+
+
+class InferRequest(BaseModel):
+    """The protocol's inference request: named input tensors, one per feature column."""
+
+    model_config = STRICT
+    id: Annotated[str, Field(description="echoed in the answer")] = None
+    parameters: Annotated[dict[str, Any], Field(description="accepted and ignored")] = None
+    inputs: Annotated[list[InferInput], Field(min_length=1)]
+    outputs: list[RequestedOutput] = None
+
+
+class InferOutput(BaseModel):
+    """One output tensor: one value per song, in order."""
+
+    model_config = STRICT
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    data: list[float | str]
+
+
+class InferResponse(BaseModel):
+    """The protocol's inference answer: the model, the request's id, and the output tensors."""
+
+    model_config = STRICT
+    model_name: str
+    model_version: str | None
+    id: str = None
+    outputs: list[InferOutput]
+
+
+class ProtocolError(BaseModel):
+    """The protocol's error: a message alone."""
+
+    model_config = STRICT
+    error: str
+
+
+class ServerLive(BaseModel):
+    """The server answers."""
+
+    model_config = STRICT
+    live: bool
+
+
+class ServerReady(BaseModel):
+    """The server has a model and a catalog loaded."""
+
+    model_config = STRICT
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    """The model is loaded."""
+
+    model_config = STRICT
+    name: str
+    ready: bool
