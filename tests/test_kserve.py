@@ -1,5 +1,10 @@
 """Tests of valence.api.kserve_routes: the Open Inference Protocol (KServe V2) REST routes."""
+import json
+import threading
+
+import numpy as np
 import pytest
+from werkzeug.serving import make_server
 
 from schema_check import response_errors
 from valence.config import FEATURE_COLUMNS
@@ -130,6 +135,40 @@ def test_another_model_name_is_a_404_in_the_protocol_s_error_shape(client, metho
     assert response.json == {"error": "unknown model 'other': this server serves the model 'valence'"}
 
 
-def test_a_body_that_is_not_json_is_a_415(client):
+def test_a_body_that_is_not_json_is_a_415_and_one_without_a_content_type_is_json(client):
     response = client.post(INFER, data="genre,tempo\n", content_type="text/csv")
-    assert response.status_code == 415 and "application/json" in response.json["error"]
+    assert response.status_code == 415 and response.json["error"].endswith("application/json), not text/csv")
+    binary = client.post(INFER, json={"inputs": tensors(SONGS)}, headers={"Inference-Header-Content-Length": "9"})
+    assert binary.status_code == 415 and "binary tensor data" in binary.json["error"]
+    plain = client.post(INFER, data=json.dumps({"inputs": tensors(SONGS)}))  # as Triton's client sends it
+    assert plain.status_code == 200 and len(outputs_by_name(plain.json)["valence"]) == 3
+
+
+@pytest.mark.slow
+def test_triton_s_http_client_reads_metadata_and_infers(app, client):
+    """Triton's own HTTP client (tritonclient[http], when it is installed) talks to a live server."""
+    httpclient = pytest.importorskip("tritonclient.http")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        triton = httpclient.InferenceServerClient(f"127.0.0.1:{server.server_port}")
+        assert triton.is_server_live() and triton.is_server_ready() and triton.is_model_ready("valence")
+        metadata = triton.get_model_metadata("valence")
+        assert [tensor["name"] for tensor in metadata["inputs"]] == [*FEATURE_COLUMNS, "artist_name", "track_name"]
+        inputs = []
+        for name in FEATURE_COLUMNS:
+            text = name in TEXT
+            values = np.array([song[name] for song in SONGS], dtype=object if text else np.float64)
+            tensor = httpclient.InferInput(name, [len(SONGS)], "BYTES" if text else "FP64")
+            tensor.set_data_from_numpy(values, binary_data=False)
+            inputs.append(tensor)
+        outputs = [httpclient.InferRequestedOutput(name, binary_data=False) for name in ("valence", "mood")]
+        result = triton.infer("valence", inputs, request_id="42", outputs=outputs)
+        assert result.get_response()["id"] == "42"
+        plain = [{k: v for k, v in song.items() if k in FEATURE_COLUMNS} for song in SONGS]
+        expected = client.post("/predict", json=plain).json["predictions"]
+        assert result.as_numpy("valence").tolist() == [answer["prediction"] for answer in expected]
+        assert [mood.decode() if isinstance(mood, bytes) else mood for mood in result.as_numpy("mood")] == [
+            answer["mood"] for answer in expected]
+    finally:
+        server.shutdown()

@@ -109,9 +109,13 @@ def model_ready(name):
 def infer(name):
     """Predict the songs given as named input tensors; answer one named output tensor per column."""
     require_model(name)
-    if not request.is_json:
-        raise ApiError(415, "send the inference request as JSON with Content-Type: application/json (binary "
-                            "tensor data is not supported)")
+    # The protocol's bodies are JSON: Triton's client sends them without a Content-Type.
+    if request.mimetype not in ("", "application/json") and not request.is_json:
+        raise ApiError(415, f"send the inference request as JSON (Content-Type: application/json), not "
+                            f"{request.mimetype[:50]}")
+    if "Inference-Header-Content-Length" in request.headers:
+        raise ApiError(415, "binary tensor data (Inference-Header-Content-Length) is not supported: send the "
+                            "tensors' data as JSON")
     if request.content_encoding not in (None, "", "identity"):
         raise ApiError(415, "Content-Encoding is not supported: send the JSON uncompressed")
     predictor = service().require_predictor()
