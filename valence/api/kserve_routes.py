@@ -223,7 +223,7 @@ def input_tensor(position, given):
 
 
 def requested_outputs(body, available):
-    """Return the output tensors to answer: those the request's outputs name, else all; raise BodyError for others."""
+    """Return the output tensors to answer: those the request's outputs name, else all; a 400 for any other."""
     requested = body.get("outputs")
     if requested is None:
         return available
