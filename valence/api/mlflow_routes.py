@@ -23,8 +23,6 @@ from valence.api.schemas import (MAX_CSV_BYTES, MAX_CSV_SONGS, MAX_SONGS, OPTION
                                  validate_songs)
 from valence.api.strict_json import BodyError, parse_json
 from valence.config import CLASS_NAMES, ValenceError
-from valence.data.load import CHUNK_ROWS, iter_feature_chunks
-from valence.model.predict_file import bad_row_summary
 
 bp = Blueprint("mlflow", __name__)
 
@@ -174,6 +172,9 @@ def copy_body(path):
 def score_csv_body(path, predictor, as_csv):
     """Return (each chunk's answer text, rows scored) for a CSV file read as --predict reads one; each chunk is
     encoded as it is scored, so a large body's answer is never held as objects all at once."""
+    # Imported here: the CSV reader is needed by CSV bodies only, and a worker starts without it.
+    from valence.data.load import CHUNK_ROWS, iter_feature_chunks
+    from valence.model.predict_file import bad_row_summary
     chunks, scored, rows, bad_rows = [], 0, 0, []
     try:
         for clean, bad in iter_feature_chunks(path, chunksize=CHUNK_ROWS):
