@@ -221,3 +221,48 @@ def test_a_csv_of_100_000_songs_is_scored_and_one_more_is_a_413(make_app, tmp_pa
     assert all(0 <= answer["valence"] <= 1 for answer in predictions)
     response = client.post("/invocations", data=body, content_type="text/csv")
     assert response.status_code == 413 and "more than 100,000 songs" in response.json["message"]
+
+
+# ---- ?format=predict: the file --predict writes, and its summary (the page's "Score a file") ------------------------
+
+def test_format_predict_answers_the_file_predict_writes_and_a_summary(client, app, songs_csv, tmp_path, predictor):
+    frame = pd.read_csv(songs_csv, keep_default_na=False, dtype=str)
+    frame.loc[0, "artist_name"] = "Nobody Heard Of"
+    frame.loc[1, "genre"] = "Polka"
+    path = tmp_path / "songs.csv"
+    frame.to_csv(path, index=False)
+    response = client.post("/invocations?format=predict", data=path.read_bytes(), content_type="text/csv",
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    documented = client.get("/openapi.json").json["paths"]["/invocations"]["post"]
+    assert documented["parameters"][0]["schema"]["enum"] == ["mlflow", "predict"]
+    assert mlflow_routes.SUMMARY_HEADER in documented["responses"]["200"]["headers"]
+    summary = score_csv(path, tmp_path / "out.csv", predictor)
+    assert response.get_data() == (tmp_path / "out.csv").read_bytes()  # the very file, byte for byte
+    sent = json.loads(response.headers[mlflow_routes.SUMMARY_HEADER])
+    assert sent["scored"] == 38 and sent["skipped"] == 2
+    assert sent["reasons"] == {"row with a non-numeric feature": 1, "row with an out-of-range value": 1}
+    assert [row["line"] for row in sent["first_skipped"]] == [5, 9]
+    assert sent["first_skipped"][0]["reason"] == summary.bad_rows[0][1] and "danceability" in sent[
+        "first_skipped"][0]["reason"]
+    assert sent["unseen"]["genre"] == 1 and sent["unseen"] == summary.unseen
+    assert sent["unseen"]["artist_name"] == summary.unseen["artist_name"] >= 1
+
+
+def test_format_predict_keeps_the_routes_errors_and_limits(client, songs_csv, monkeypatch):
+    no_rows = client.post("/invocations?format=predict", data=b"genre,tempo\nPop,120\n", content_type="text/csv")
+    assert no_rows.status_code == 400 and "the CSV body" in no_rows.json["message"]
+    assert "/tmp" not in no_rows.json["message"]
+    as_json = client.post("/invocations?format=predict", json={"instances": SONGS})
+    assert as_json.status_code == 415 and "format=predict" in as_json.json["message"]
+    unknown = client.post("/invocations?format=pandas", data=songs_csv.read_bytes(), content_type="text/csv")
+    assert unknown.status_code == 400 and "not 'pandas'" in unknown.json["message"]
+    monkeypatch.setattr(mlflow_routes, "MAX_CSV_SONGS", 39)
+    too_many = client.post("/invocations?format=predict", data=songs_csv.read_bytes(), content_type="text/csv")
+    assert too_many.status_code == 413 and "more than 39 songs" in too_many.json["message"]
+
+
+def test_mlflow_answers_stay_as_they_were_without_the_option(client, songs_csv):
+    response = client.post("/invocations?format=mlflow", data=songs_csv.read_bytes(), content_type="text/csv")
+    assert response.status_code == 200 and list(response.json) == ["predictions"]
+    assert mlflow_routes.SUMMARY_HEADER not in response.headers

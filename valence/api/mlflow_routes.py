@@ -4,16 +4,22 @@ JSON bodies take MLflow's shapes (dataframe_split, dataframe_records, instances,
 checked as POST /predict checks them; a text/csv body is streamed to a temporary file and read in chunks as
 --predict reads a CSV, bad rows answered by line. The answer is MLflow's {"predictions": [...]} (the columns of
 ValenceModel.predict, one per song in order), or CSV when the client accepts text/csv and not JSON.
+
+With ?format=predict a text/csv body is answered with the file --predict writes (predict_file.score_csv, its
+columns and rows) and a summary in the X-Score-Summary header: rows scored, rows skipped and why, songs of values
+the model never saw. MLflow's clients never send the option, so they never see the difference; the page's
+"Score a file" uses it.
 """
 import csv
 import io
 import json
 import math
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from valence.api import observability
@@ -29,6 +35,9 @@ bp = Blueprint("mlflow", __name__)
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 BODY_NAME = "the CSV body"  # how messages name the body (never the temporary file)
 READ_BYTES = 1024 * 1024  # the CSV body is copied to its temporary file this many bytes at a time
+FORMATS = ("mlflow", "predict")  # ?format=: MLflow's answer (the default), or the file --predict writes
+SUMMARY_HEADER = "X-Score-Summary"  # the summary of a ?format=predict answer, as JSON in ASCII
+SKIPPED_SHOWN = 10  # skipped rows named by line in the summary (all of them are in the file, with their reason)
 
 
 @bp.post("/invocations")
@@ -38,6 +47,10 @@ def invocations():
         raise ApiError(415, "Content-Encoding is not supported: send the body uncompressed")
     predictor = service().require_predictor()
     as_csv = wants_csv()
+    layout = answer_format()
+    if layout == "predict" and request.mimetype != "text/csv":
+        raise ApiError(415, "format=predict answers the file --predict writes: send the songs as Content-Type: "
+                            "text/csv (a header row and one song per line)")
     if request.mimetype == "application/json":
         songs = json_body_songs()
         result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
@@ -48,6 +61,8 @@ def invocations():
         with tempfile.TemporaryDirectory(prefix="valence-invocations-") as folder:
             path = Path(folder) / "body.csv"
             copy_body(path)
+            if layout == "predict":
+                return predict_file_answer(path, predictor)
             chunks, scored = score_csv_body(path, predictor, as_csv)
         observability.note_songs(scored)
         return answer(chunks, as_csv, predictor)
@@ -59,6 +74,74 @@ def wants_csv():
     """Return whether the client asks for CSV (Accept: text/csv) rather than JSON, MLflow's answer."""
     accept = request.accept_mimetypes
     return accept.best_match(("application/json", "text/csv")) == "text/csv"
+
+
+def answer_format():
+    """Return the answer's format the query asks for (?format=mlflow or predict; MLflow's by default)."""
+    layout = request.args.get("format", "mlflow")
+    if layout not in FORMATS:
+        raise ApiError(400, f"format must be mlflow (MLflow's answer, the default) or predict (the file --predict "
+                            f"writes, for a text/csv body), not {layout[:50]!r}")
+    return layout
+
+
+def predict_file_answer(path, predictor):
+    """Answer a CSV body with the file --predict writes of it, its summary in the X-Score-Summary header.
+
+    The scored file is written beside the body in the request's temporary folder and sent from an open handle,
+    so it streams to the client after the folder is removed and is never held whole.
+    """
+    from valence.model.predict_file import score_csv  # imported when a CSV body comes, as score_csv_body's
+    output = path.with_name("scored.csv")
+    counted = CountedPredictor(predictor)
+    try:
+        summary = score_csv(path, output, counted)
+    except ValenceError as error:
+        raise ApiError(400, str(error).replace(str(path), BODY_NAME)) from None
+    rows = summary.scored + len(summary.bad_rows)
+    if rows > MAX_CSV_SONGS:
+        raise too_many_songs()
+    observability.note_songs(summary.scored)
+    response = send_file(open(output, "rb"), mimetype="text/csv", max_age=0, etag=False, conditional=False)
+    response.headers[SUMMARY_HEADER] = json.dumps(score_summary(summary), separators=(",", ":"))
+    return response
+
+
+class CountedPredictor:
+    """A Predictor that refuses a body once the songs it has been given pass MAX_CSV_SONGS (413), so that an
+    oversized body stops within a chunk; the rows that cannot be scored are counted after the file is read."""
+
+    def __init__(self, predictor):
+        self.predictor, self.songs = predictor, 0
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def predict(self, frame):
+        """Predict the frame's songs, as the wrapped Predictor does, once they are within the limit."""
+        self.songs += len(frame)
+        if self.songs > MAX_CSV_SONGS:
+            raise too_many_songs()
+        return self.predictor.predict(frame)
+
+
+def too_many_songs():
+    """Return the 413 of a CSV body with more songs than one request may send."""
+    return ApiError(413, f"the CSV body holds more than {MAX_CSV_SONGS:,} songs, the most one request may send: "
+                         "send the songs in smaller requests")
+
+
+def score_summary(summary):
+    """Return a predict_file.ScoreSummary as the X-Score-Summary header's object.
+
+    scored and skipped count rows; reasons counts the skipped rows by reason (the text before its first colon);
+    first_skipped names the first SKIPPED_SHOWN by line; unseen counts the songs with a value of a column
+    (genre, artist_name, key, mode, time_signature) that the model never saw.
+    """
+    reasons = Counter(reason.split(":")[0] for _, reason in summary.bad_rows)
+    return {"scored": summary.scored, "skipped": len(summary.bad_rows), "reasons": dict(reasons.most_common()),
+            "first_skipped": [{"line": line, "reason": reason} for line, reason in summary.bad_rows[:SKIPPED_SHOWN]],
+            "unseen": summary.unseen}
 
 
 def json_body_songs():
@@ -180,8 +263,7 @@ def score_csv_body(path, predictor, as_csv):
         for clean, bad in iter_feature_chunks(path, chunksize=CHUNK_ROWS):
             rows += len(clean) + len(bad)
             if rows > MAX_CSV_SONGS:
-                raise ApiError(413, f"the CSV body holds more than {MAX_CSV_SONGS:,} songs, the most one request "
-                                    "may send: send the songs in smaller requests")
+                raise too_many_songs()
             bad_rows.extend(bad)
             records = []
             if len(clean):

@@ -145,10 +145,20 @@ def openapi_document():
                                 f"songs, checked as POST /predict checks them). text/csv: a header row and at most "
                                 f"{MAX_CSV_SONGS:,} songs in {MAX_CSV_BYTES:,} bytes, read as --predict reads a "
                                 f"CSV; a bad row keeps its place with its line and reason. The answer is JSON, or "
-                                f"CSV (the same columns, warnings joined by '; ') for Accept: text/csv."),
+                                f"CSV (the same columns, warnings joined by '; ') for Accept: text/csv. With "
+                                f"format=predict a text/csv body is answered with the file --predict writes, its "
+                                f"summary in the X-Score-Summary header."),
+                "parameters": [{"name": "format", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["mlflow", "predict"], "default": "mlflow"},
+                                "description": "mlflow: MLflow's answer; predict (text/csv bodies only): the file "
+                                               "--predict writes, as text/csv"}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": invocation},
                                                               "text/csv": {"schema": {"type": "string"}}}},
                 "responses": {"200": {"description": "one prediction per song, in order",
+                                      "headers": {"X-Score-Summary": {
+                                          "description": "format=predict only: JSON (ASCII) of scored, skipped, "
+                                                         "reasons, first_skipped and unseen",
+                                          "schema": {"type": "string"}}},
                                       "content": {"application/json": {"schema": invocations},
                                                   "text/csv": {"schema": {"type": "string"}}}},
                               **_errors(400, 413, 415, 503)}}},
