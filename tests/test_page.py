@@ -57,7 +57,8 @@ def test_the_page_loads_nothing_from_another_origin(client):
 
 def test_every_control_has_a_label_and_the_form_starts_at_the_typical_song(app, client):
     controls = parsed(client.get("/").get_data(as_text=True))
-    assert len(controls.controls) == 1 + len(config.FEATURE_COLUMNS)  # the search box and one per feature
+    # The search box, one per feature, and the file to score.
+    assert len(controls.controls) == 1 + len(config.FEATURE_COLUMNS) + 1 and controls.controls[-1] == "score-file"
     assert set(controls.controls) <= controls.labelled
     background = served(app).explainer.background
     html = client.get("/").get_data(as_text=True)
@@ -144,3 +145,11 @@ def test_the_train_hint_of_a_folder_outside_the_project_names_the_setting_not_th
 def test_the_mood_only_hint_names_the_folder_too(mood_app):
     html = mood_app.test_client().get("/").get_data(as_text=True)
     assert "python musical_valence_predictor.py --model regression --model-dir" in html
+
+
+def test_score_a_file_shows_the_size_limit_before_upload_and_posts_to_invocations_only(client):
+    html = client.get("/").get_data(as_text=True)
+    assert 'data-max-bytes="67108864" data-max-songs="100000"' in html
+    assert "At most 100,000 songs in 64 MiB (67,108,864 bytes) per file." in html
+    script = client.get("/static/app.js").get_data(as_text=True)
+    assert '"/invocations?format=predict"' in script  # the route the API documents, not one of the page's own

@@ -294,3 +294,105 @@ def test_a_song_without_measured_valence_says_so(browser, make_app, trained, cat
         assert console_errors(browser) == []
     finally:
         mine.stop()
+
+
+# ---- issue 25: score a file ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def songs_with_bad_rows(tmp_path_factory):
+    """Return a 60-song CSV in the Kaggle schema: two bad rows (lines 4 and 11), a genre and an artist the model
+    never saw, and a track name with a comma and quotes."""
+    import pandas as pd
+
+    from valence.data.synthetic import generate_dataset
+
+    frame = generate_dataset(60, seed=21).astype({"danceability": object, "tempo": object})
+    frame.loc[2, "danceability"] = "very"
+    frame.loc[9, "tempo"] = -3
+    frame.loc[5, "genre"] = "Polka"
+    frame.loc[6, "artist_name"] = "Nobody Has Heard Of Us"
+    frame.loc[7, "track_name"] = 'Hello, "World"'
+    path = tmp_path_factory.mktemp("score-a-file") / "my songs.csv"
+    pd.DataFrame(frame).to_csv(path, index=False)
+    return path
+
+
+def test_scoring_a_file_shows_its_summary_and_chart_and_downloads_what_predict_writes(
+        browser, server, trained, songs_with_bad_rows, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+
+    expected_path = tmp_path / "expected.csv"
+    subprocess.run([sys.executable, "musical_valence_predictor.py", "--predict", str(songs_with_bad_rows),
+                    "--output", str(expected_path), "--model-dir", str(trained[0]), "--quiet"],
+                   cwd=Path(__file__).resolve().parents[1], check=True, capture_output=True)
+    expected = pd.read_csv(expected_path, keep_default_na=False)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+
+    open_page(browser, server)
+    assert "At most 100,000 songs in 64 MiB" in by_id(browser, "score-limit").text  # shown before any upload
+    by_id(browser, "score-file").send_keys(str(songs_with_bad_rows))
+    wait_for(browser, lambda d: by_id(d, "score-result").is_displayed(), "the file's summary")
+    assert by_id(browser, "score-progress-row").is_displayed() is False
+    assert by_id(browser, "score-file-name").text == "my songs.csv"
+    assert by_id(browser, "score-scored").text == "58" and by_id(browser, "score-skipped").text == "2"
+    reasons = by_id(browser, "score-reasons").find_elements(By.CSS_SELECTOR, "li.reason")
+    assert sorted((r.get_attribute("data-reason"), r.get_attribute("data-count")) for r in reasons) == [
+        ("row with a non-numeric feature", "1"), ("row with an out-of-range value", "1")]
+    lines = by_id(browser, "score-reasons").find_elements(By.CSS_SELECTOR, "li.line")
+    assert [line.get_attribute("data-line") for line in lines] == ["4", "11"]
+    assert "danceability='very'" in lines[0].text and "tempo" in lines[1].text
+    unseen_artists = int(by_id(browser, "score-unseen-artists").text)
+    assert unseen_artists >= 1 and by_id(browser, "score-unseen-genres").text == "1"
+
+    bins = by_id(browser, "score-chart").find_elements(By.CSS_SELECTOR, "rect.bin")
+    shown = [int(b.get_attribute("data-count")) for b in bins]
+    scored = pd.to_numeric(expected["predicted_valence"], errors="coerce").dropna().to_numpy()
+    assert len(bins) == 10 and sum(shown) == 58
+    assert shown == np.bincount(np.minimum(9, np.floor(scored * 10).astype(int)), minlength=10).tolist()
+
+    header = [cell.text for cell in by_id(browser, "score-preview").find_elements(By.CSS_SELECTOR, "thead th")]
+    assert header == list(expected.columns)  # whatever columns --predict writes
+    by_id(browser, "score-download").click()
+    target = downloads / "my songs.predictions.csv"
+    wait_for(browser, lambda d: target.is_file(), "the download")
+    downloaded = pd.read_csv(target, keep_default_na=False)
+    pd.testing.assert_frame_equal(downloaded, expected)  # the values --predict writes for the same file
+    assert downloaded.loc[7, "track_name"] == 'Hello, "World"' and downloaded.loc[2, "predicted_valence"] == ""
+    assert console_errors(browser) == []
+    assert foreign_requests(browser, server.origin) == []
+
+
+def test_a_dropped_file_without_a_row_to_score_says_why_and_one_over_the_limit_is_not_sent(browser, server):
+    open_page(browser, server)
+    browser.execute_script("""
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["genre,popularity\\n"], "empty.csv", {type: "text/csv"}));
+        document.getElementById("score-drop").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    """)
+    notice = wait_for(browser, lambda d: by_id(d, "score-error").is_displayed() and by_id(d, "score-error").text,
+                      "the error")
+    assert notice.startswith("empty.csv could not be scored: The CSV body is missing required column(s): "
+                             "acousticness, danceability")
+    assert "(found: 'genre', 'popularity')" in notice and not by_id(browser, "score-result").is_displayed()
+    browser.get_log("performance")
+    browser.execute_script("""
+        document.getElementById("score").dataset.maxBytes = "10";
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["genre,popularity\\nPop,1\\n"], "big.csv", {type: "text/csv"}));
+        document.getElementById("score-drop").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    """)
+    wait_for(browser, lambda d: "big.csv is" in by_id(d, "score-error").text, "the size message")
+    assert "at most 100,000 songs in 0.0 MiB: split it" in by_id(browser, "score-error").text
+    sent = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
+    assert not any(m["method"] == "Network.requestWillBeSent" and "/invocations" in m["params"]["request"]["url"]
+                   for m in sent)
+    assert console_errors(browser, allowed=["the server responded with a status of 400"]) == []

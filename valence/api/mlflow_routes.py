@@ -117,12 +117,12 @@ class CountedPredictor:
     def __getattr__(self, name):
         return getattr(self.predictor, name)
 
-    def predict(self, frame):
+    def predict(self, frame, *args, **kwargs):
         """Predict the frame's songs, as the wrapped Predictor does, once they are within the limit."""
         self.songs += len(frame)
         if self.songs > MAX_CSV_SONGS:
             raise too_many_songs()
-        return self.predictor.predict(frame)
+        return self.predictor.predict(frame, *args, **kwargs)
 
 
 def too_many_songs():

@@ -5,6 +5,7 @@ from flask import Blueprint, render_template
 
 from valence import config
 from valence.api.context import service
+from valence.api.schemas import MAX_CSV_BYTES, MAX_CSV_SONGS
 
 # The page's scripts, styles and API calls come from this origin only; the icon is a data: URL.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -83,5 +84,6 @@ def index():
                    "shows predicted valence and its reasons; the API still answers moods. "
                    f"{_train_hint(state, 'regression')}")
     html = render_template("index.html", ready=ready, catalog_ready=ready and state.catalog is not None,
-                           problem=problem, sliders=sliders, selects=selects)
+                           problem=problem, sliders=sliders, selects=selects, max_csv_songs=MAX_CSV_SONGS,
+                           max_csv_bytes=MAX_CSV_BYTES, max_csv_mib=MAX_CSV_BYTES // 2**20)
     return html, 200, {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": PAGE_CSP}

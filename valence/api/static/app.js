@@ -1,4 +1,5 @@
-// The page: search with suggestions, a song card with its explanation, "try your own song", the model panel.
+// The page: search with suggestions, a song card with its explanation, "try your own song", scoring a file, the
+// model panel.
 // Plain JavaScript talking to the JSON API of the same origin; nothing is loaded from elsewhere.
 "use strict";
 
@@ -305,6 +306,197 @@ function setupOwn() {
   updateOwn();
 }
 
+// ---- score a file ----------------------------------------------------------------------------------
+// The file goes to POST /invocations?format=predict (the file --predict writes, its summary in a header), by
+// XMLHttpRequest for its upload progress; the answer is summarised, charted, previewed and offered as a download.
+const BINS = 10;  // the histogram's bars: tenths of the valence scale
+const PREVIEW_ROWS = 10;
+let downloadUrl = null;
+
+const mebibytes = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`;
+const count = (n, one, many) => `${n.toLocaleString("en")} ${n === 1 ? one : many}`;
+
+// Parse CSV text (RFC 4180: quoted fields may hold commas, quotes doubled, and line ends) into rows of strings.
+function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i += 1; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i += 1;
+      row.push(field); rows.push(row); row = []; field = "";
+    } else field += c;
+  }
+  if (field !== "" || row.length) { row.push(field); rows.push(row); }
+  return rows;
+}
+
+function scoredName(name) {
+  return `${name.replace(/\.csv$/i, "")}.predictions.csv`;  // as --predict names its output
+}
+
+function scoreFile(file) {
+  const section = $("score");
+  const maxBytes = Number(section.dataset.maxBytes);
+  showNotice("", "score-error");
+  if (file.size > maxBytes) {
+    showNotice(`${file.name} is ${mebibytes(file.size)}; a file may hold at most ` +
+      `${Number(section.dataset.maxSongs).toLocaleString("en")} songs in ${mebibytes(maxBytes)}: ` +
+      "split it and score the parts.", "score-error");
+    return;
+  }
+  const progress = $("score-progress");
+  const status = $("score-status");
+  $("score-progress-row").hidden = false;
+  $("score-result").hidden = true;
+  progress.value = 0;
+  status.textContent = `Sending ${file.name} (${mebibytes(file.size)})\u2026`;
+  const request = new XMLHttpRequest();
+  request.open("POST", "/invocations?format=predict");
+  request.setRequestHeader("Content-Type", "text/csv");
+  request.upload.addEventListener("progress", (event) => {
+    if (!event.lengthComputable) return;
+    progress.value = event.loaded / Math.max(1, event.total);
+    status.textContent = `Sending ${file.name}: ${Math.round(100 * progress.value)} %`;
+  });
+  request.upload.addEventListener("load", () => {
+    progress.removeAttribute("value");  // indeterminate while the server scores
+    status.textContent = `Scoring ${file.name}\u2026`;
+  });
+  request.addEventListener("load", () => {
+    $("score-progress-row").hidden = true;
+    if (request.status === 200) {
+      renderScore(file.name, JSON.parse(request.getResponseHeader("X-Score-Summary")), request.responseText);
+      return;
+    }
+    let reason = `the server answered ${request.status}`;
+    try { reason = JSON.parse(request.responseText).message || reason; } catch (error) { /* not JSON */ }
+    showNotice(`${file.name} could not be scored: ${sentence(reason)}`, "score-error");
+  });
+  request.addEventListener("error", () => {
+    $("score-progress-row").hidden = true;
+    showNotice("The server could not be reached; check that it is running and try again.", "score-error");
+  });
+  request.send(file);
+}
+
+function renderScore(name, summary, text) {
+  $("score-result").hidden = false;
+  $("score-file-name").textContent = name;
+  $("score-scored").textContent = summary.scored.toLocaleString("en");
+  $("score-skipped").textContent = summary.skipped.toLocaleString("en");
+  $("score-unseen-artists").textContent = (summary.unseen.artist_name || 0).toLocaleString("en");
+  $("score-unseen-genres").textContent = (summary.unseen.genre || 0).toLocaleString("en");
+  const reasons = $("score-reasons");
+  reasons.replaceChildren();
+  for (const [reason, n] of Object.entries(summary.reasons)) {
+    const item = element("li", "reason", `${count(n, "row", "rows")}: ${reason}`);
+    item.dataset.reason = reason;
+    item.dataset.count = String(n);
+    reasons.append(item);
+  }
+  for (const { line, reason } of summary.first_skipped) {
+    const item = element("li", "line", `line ${line}: ${reason}`);
+    item.dataset.line = String(line);
+    reasons.append(item);
+  }
+  if (summary.skipped > summary.first_skipped.length) {
+    reasons.append(element("li", "more", `\u2026 and ${count(summary.skipped - summary.first_skipped.length,
+      "more row", "more rows")}, each with its reason in the file's reason column`));
+  }
+  const rows = parseCsv(text);
+  const header = rows.shift() || [];
+  const column = header.indexOf("predicted_valence");
+  const values = column < 0 ? [] : rows.map((row) => row[column]).filter((v) => v !== "" && v !== undefined)
+    .map(Number);
+  renderHistogram($("score-chart"), values);
+  $("score-chart").style.display = column < 0 ? "none" : "";  // a mood-only file has no valence to chart
+  renderPreview(header, rows);
+  if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+  downloadUrl = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+  const link = $("score-download");
+  link.href = downloadUrl;
+  link.download = scoredName(name);
+  link.textContent = `Download ${scoredName(name)}`;
+}
+
+// One bar per tenth of the scale; each bar's data-count is its songs, and the counts add up to the songs scored.
+function renderHistogram(svg, values) {
+  const counts = new Array(BINS).fill(0);
+  for (const v of values) counts[Math.min(BINS - 1, Math.max(0, Math.floor(v * BINS)))] += 1;
+  const width = 400;
+  const height = 160;
+  const top = 16;
+  const bottom = 20;
+  const step = width / BINS;
+  const most = Math.max(1, ...counts);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.replaceChildren();
+  const make = (tag, attributes, text) => {
+    const node = document.createElementNS(svg.namespaceURI, tag);  // SVG's, from the element
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+    return node;
+  };
+  counts.forEach((n, i) => {
+    const barHeight = ((height - top - bottom) * n) / most;
+    const bar = make("rect", { class: "bin", x: i * step + 2, y: height - bottom - barHeight, width: step - 4,
+      height: barHeight, "data-count": n, "data-from": (i / BINS).toFixed(1) });
+    const title = document.createElementNS(svg.namespaceURI, "title");
+    title.textContent = `${count(n, "song", "songs")} from ${(i / BINS).toFixed(1)} to ${((i + 1) / BINS).toFixed(1)}`;
+    bar.append(title);
+    if (n) make("text", { class: "count", x: i * step + step / 2, y: height - bottom - barHeight - 4 }, String(n));
+  });
+  make("line", { class: "axis", x1: 0, y1: height - bottom, x2: width, y2: height - bottom });
+  for (const [x, label, anchor] of [[0, "0 sad", "start"], [width / 2, "0.5", "middle"], [width, "1 happy", "end"]]) {
+    make("text", { class: "tick", x, y: height - 4, "text-anchor": anchor }, label);
+  }
+}
+
+function renderPreview(header, rows) {
+  const table = $("score-preview");
+  const head = element("tr");
+  for (const name of header) {
+    const cell = element("th", "", name);
+    cell.setAttribute("scope", "col");
+    head.append(cell);
+  }
+  table.tHead.replaceChildren(head);
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  for (const row of rows.slice(0, PREVIEW_ROWS)) {
+    const line = element("tr");
+    for (const value of row) line.append(element("td", "", value));
+    body.append(line);
+  }
+  $("score-preview-caption").textContent = rows.length > PREVIEW_ROWS
+    ? `The first ${PREVIEW_ROWS} of ${count(rows.length, "row", "rows")} of the scored file`
+    : `The scored file's ${count(rows.length, "row", "rows")}`;
+}
+
+function setupScore() {
+  const input = $("score-file");
+  const zone = $("score-drop");
+  input.addEventListener("change", () => { if (input.files.length) scoreFile(input.files[0]); input.value = ""; });
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    const files = event.dataTransfer && event.dataTransfer.files;
+    if (files && files.length) scoreFile(files[0]);
+  });
+}
+
 // ---- the model panel -----------------------------------------------------------------------------
 async function loadModel() {
   let meta;
@@ -356,6 +548,7 @@ function modelSummary(bundle) {
 function start() {
   if (document.body.dataset.ready !== "true") return;  // the notice says why; there is nothing to ask the API
   setupOwn();
+  setupScore();
   loadModel();
   if (document.body.dataset.catalog === "true") {
     setupSearch();
