@@ -88,8 +88,11 @@ def build_parser():
                         help="print the first encoded training batch and exit without training (default: off)")
     parser.add_argument("--predict", type=Path, metavar="IN.csv",
                         help="score the songs in IN.csv with the saved models, then exit: those of --model when it is "
-                             "given, else every saved one; regression adds predicted_valence, classification "
-                             "predicted_mood (default: off)")
+                             "given, else every saved one; regression adds predicted_valence with its interval "
+                             "(valence_low, valence_high: see --level), classification predicted_mood (default: off)")
+    parser.add_argument("--level", type=float, default=0.9, metavar="L",
+                        help="with --predict: the share of songs whose valence the interval holds, between 0 and 1 "
+                             "(conformal, from the training run's out-of-fold errors) (default: 0.9)")
     parser.add_argument("--output", type=Path, metavar="OUT.csv",
                         help="where --predict writes its scores (default: IN.predictions.csv)")
     parser.add_argument("--explain", action="store_true",
@@ -167,6 +170,10 @@ def check_ranges(parser, args):
         parser.error("--output needs --predict IN.csv")
     if args.explain and not args.predict:
         parser.error("--explain needs --predict IN.csv")
+    if not 0 < args.level < 1:
+        parser.error(f"--level must be between 0 and 1 (exclusive), such as 0.9; got {args.level}")
+    if args.level != 0.9 and not args.predict:
+        parser.error("--level needs --predict IN.csv")
 
 
 # Options each job ignores: naming one there is refused rather than silently doing nothing.
@@ -280,7 +287,7 @@ def run(args, options):
     from valence.training import commands
     if args.predict:
         return commands.score(args.predict, options_output(args), options,
-                              kinds=options.kinds if args.model else None, explain=args.explain)
+                              kinds=options.kinds if args.model else None, explain=args.explain, level=args.level)
     if args.demo:
         commands.make_demo(options.data, args.demo_rows, args.seed)
     if args.build_catalog:

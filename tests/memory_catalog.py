@@ -17,18 +17,23 @@ def _name_key(artist_name, track_name):
 
 
 def predict_rows(predictor, frame):
-    """Predict every row of a frame in chunks; return (valence, probabilities|None, warnings)."""
-    # The track name too: the encoder reads its version marker (remix, live, ...).
-    features = frame[[*config.FEATURE_COLUMNS, "artist_name", *(["track_name"] if "track_name" in frame else [])]]
-    valence, probabilities, warnings = [], [], []
+    """Predict every row of a frame in chunks, honestly as a catalog does (tracks the model learned from by a
+    model that did not); return (valence, probabilities|None, warnings, sigma, group)."""
+    # The track name too: the encoder reads its version marker (remix, live, ...); track_id and valence
+    # tell the rows the model learned from.
+    features = frame[[*config.FEATURE_COLUMNS, "artist_name",
+                      *(name for name in ("track_name", "track_id", "valence") if name in frame)]]
+    valence, probabilities, warnings, sigma, group = [], [], [], [], []
     for start in range(0, len(frame), PREDICT_CHUNK):
-        result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK])
+        result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK], honest=True)
         valence.append(np.asarray(result.valence, dtype=np.float64))
+        sigma.append(np.asarray(result.sigma, dtype=np.float64))
+        group.append(np.asarray(result.group, dtype=np.int64))
         if result.mood_probabilities is not None:
             probabilities.append(np.asarray(result.mood_probabilities, dtype=np.float64))
         warnings.extend(result.warnings)
     joined = np.concatenate(probabilities) if probabilities else None
-    return np.concatenate(valence), joined, warnings
+    return np.concatenate(valence), joined, warnings, np.concatenate(sigma), np.concatenate(group)
 
 
 class Catalog:
@@ -38,7 +43,8 @@ class Catalog:
         """Group rows by track_id, predict each row once and index the tracks by name and id."""
         frame = frame.reset_index(drop=True)
         self.n_rows = len(frame)
-        valence, probabilities, row_warnings = predict_rows(predictor, frame)
+        valence, probabilities, row_warnings, sigma, group = predict_rows(predictor, frame)
+        self.intervals = getattr(getattr(predictor, "regression", None), "intervals", None)
         codes, track_ids = pd.factorize(frame["track_id"])
         first_rows = np.unique(codes, return_index=True)[1]
         self.track_ids = track_ids.tolist()
@@ -51,6 +57,8 @@ class Catalog:
         # in each listing, but genre is a model input: its prediction is the
         # mean of its per-genre predictions, and so are its mood probabilities.
         self.prediction = (np.bincount(codes, weights=valence) / counts).tolist()
+        self.interval_parts = list(zip((np.bincount(codes, weights=sigma) / counts).tolist(),
+                                       group[first_rows].tolist()))
         genres = [{} for _ in self.track_ids]
         for code, genre, value in zip(codes.tolist(), frame["genre"].tolist(), valence.tolist()):
             genres[code][genre] = value
@@ -107,10 +115,19 @@ class Catalog:
             "prediction": self.prediction[i],
             "genre_predictions": dict(self.genre_predictions[i]),
             "warnings": list(self.warnings[i]),
+            "interval_parts": self.interval_parts[i],
         }
         if self.moods is not None:
             answer["mood"] = self.moods[i]
             answer["mood_probabilities"] = dict(zip(config.CLASS_NAMES, self.mood_probabilities[i]))
+        return answer
+
+    def served(self, answer, level=0.9):
+        """Return a store's answer as GET /predict serves it: the interval at `level` made of its parts."""
+        answer = dict(answer)
+        sigma, group = answer.pop("interval_parts")
+        low, high = self.intervals.bounds([answer["prediction"]], [sigma], [group], level)
+        answer["interval"] = {"level": level, "low": float(low[0]), "high": float(high[0])}
         return answer
 
     def brief(self, i):

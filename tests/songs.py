@@ -61,7 +61,8 @@ class RulePredictor:
         self.classification = object() if moods else None
         self.calls = []
 
-    def predict(self, frame):
+    def predict(self, frame, level=0.9, honest=False):
+        """Interval: valence -/+ `level` / 10 (sigma 0.1, every artist unseen), clipped to [0, 1]."""
         self.calls.append(len(frame))
         valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
         probabilities = None
@@ -69,7 +70,9 @@ class RulePredictor:
             probabilities = np.stack([1 - valence, np.full(len(frame), 0.5), valence], axis=1)
             probabilities /= probabilities.sum(axis=1, keepdims=True)
         warnings = [[] if g in GENRE_SHIFT else [f"unknown genre {g!r}"] for g in frame["genre"]]
-        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings)
+        return SimpleNamespace(valence=valence, mood_probabilities=probabilities, warnings=warnings,
+                               low=np.clip(valence - level / 10, 0, 1), high=np.clip(valence + level / 10, 0, 1),
+                               sigma=np.full(len(frame), 0.1), group=np.ones(len(frame), dtype=np.int64))
 
 
 def expected_valence(danceability, genre):

@@ -12,6 +12,7 @@ from valence.model.bundle import load_bundle, load_bundle_from_dir
 from valence.model.predictor import Predictor
 from valence.config import BUNDLE_FORMAT, ValenceError, bundle_path
 from valence.data.load import load_dataset
+from valence.training.metrics import scaled
 from valence.training.modules import predict_arrays, state_arrays, torch_module
 
 
@@ -50,6 +51,9 @@ def test_round_trip_rebuilds_the_same_predictions(trained, demo_csv, kind):
         assert np.array_equal(arrays[key], original[key]) and arrays[key].dtype == original[key].dtype
     module = torch_module(loaded)
     np.testing.assert_allclose(predict_arrays(module, arrays), expected, rtol=0, atol=1e-6)
+    if kind == "classification":  # the served probabilities: the logits divided by the calibrated temperature
+        assert loaded.network.temperature == loaded.meta["temperature"] != 1.0
+        expected = scaled(expected, loaded.network.temperature)
     np.testing.assert_allclose(loaded.network.predict(arrays), expected, rtol=0, atol=1e-5)
     assert not module.training
 
@@ -75,7 +79,8 @@ def test_save_interrupted_mid_write_keeps_the_previous_bundle(trained, tmp_path,
     trained_model = run.models["regression"]
     with pytest.raises(KeyboardInterrupt):
         bundle_module.save_bundle(path, "regression", state_arrays(trained_model.model), {}, trained_model.encoder,
-                                  metrics={}, train_config={}, data={}, split={})
+                                  metrics={}, train_config={}, data={}, split={},
+                                  intervals=load_bundle(path, "regression").intervals)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regression.safetensors"]
     assert load_bundle(path, "regression").kind == "regression"

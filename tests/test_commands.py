@@ -28,10 +28,12 @@ class FakePredictor:
         self.classification = classification
         self.regression = regression or None
 
-    def predict(self, frame):
+    def predict(self, frame, level=0.9):
         valence = frame["energy"].to_numpy() if self.regression else None
         mood = ["happy"] * len(frame) if self.classification is not None else None
-        return SimpleNamespace(valence=valence, mood=mood, mood_probabilities=None, warnings=[[]] * len(frame))
+        low, high = (None, None) if valence is None else (valence * level, valence)
+        return SimpleNamespace(valence=valence, mood=mood, mood_probabilities=None, warnings=[[]] * len(frame),
+                               low=low, high=high)
 
 
 def options(tmp_path, **changes):

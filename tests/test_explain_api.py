@@ -57,9 +57,10 @@ def test_get_follows_the_lookup_rules_of_predict(client, query, status):
 
 def test_post_explains_one_song_and_a_list_in_order(client, demo_csv):
     one = client.post("/explain", json=SONG).get_json()
-    assert set(one) == {"prediction", "base_value", "contributions", "warnings"}
-    # One forward pass: an explanation's prediction is /predict's to the last digit.
-    assert one["prediction"] == client.post("/predict", json=SONG).get_json()["prediction"]
+    assert set(one) == {"prediction", "interval", "base_value", "contributions", "warnings"}
+    # One forward pass: an explanation's prediction, and its interval, are /predict's to the last digit.
+    predicted = client.post("/predict", json=SONG).get_json()
+    assert one["prediction"] == predicted["prediction"] and one["interval"] == predicted["interval"]
     assert adds_up(one) < 1e-5
     assert one["contributions"]["artist"] == 0  # no artist_name: an unknown artist, like the background
     known_artist = pd.read_csv(demo_csv)["artist_name"].iloc[0]  # in the training data

@@ -30,7 +30,8 @@ def test_predict_gives_one_row_per_song_in_order_with_the_predictors_numbers(mod
     shuffled = songs.sample(frac=1.0, random_state=4).set_index(pd.Index([f"song {i}" for i in range(30)]))
     out = model.predict(shuffled)
     assert list(out.index) == list(shuffled.index)
-    assert list(out.columns) == ["valence", "mood", *(f"p_{c}" for c in CLASS_NAMES), "warnings", "reason"]
+    assert list(out.columns) == ["valence", "valence_low", "valence_high", "mood", *(f"p_{c}" for c in CLASS_NAMES),
+                                 "warnings", "reason"]
     expected = predictor.predict(shuffled.reset_index(drop=True))
     np.testing.assert_allclose(out["valence"].to_numpy(), expected.valence, rtol=0, atol=1e-7)
     assert out["mood"].tolist() == list(expected.mood)

@@ -60,7 +60,8 @@ def test_metadata_names_every_input_and_output_tensor(client):
                               for name in (*FEATURE_COLUMNS, "artist_name", "track_name")]
     assert body["outputs"] == [{"name": name, "datatype": "BYTES" if name in ("mood", "warnings") else "FP64",
                                 "shape": [-1]}
-                               for name in ("valence", "mood", "p_sad", "p_neutral", "p_happy", "warnings")]
+                               for name in ("valence", "valence_low", "valence_high", "mood", "p_sad", "p_neutral", "p_happy",
+                                            "warnings")]
 
 
 def test_infer_answers_post_predict_s_numbers(client):

@@ -17,7 +17,7 @@ SONG = {"genre": "Pop", "popularity": 60, "acousticness": 0.1, "danceability": 0
         "energy": 0.7, "instrumentalness": 0.0, "key": "C", "liveness": 0.1, "loudness": -5.0, "mode": "Major",
         "speechiness": 0.05, "tempo": 120.0, "time_signature": "4/4"}
 SONGS = [SONG, dict(SONG, genre="Polka", energy=0.2, artist_name="Somebody"), dict(SONG, key="a#", mode=0)]
-COLUMNS = ["valence", "mood", "p_sad", "p_neutral", "p_happy", "warnings", "reason"]
+COLUMNS = ["valence", "valence_low", "valence_high", "mood", "p_sad", "p_neutral", "p_happy", "warnings", "reason"]
 
 
 def split_of(songs):
@@ -28,7 +28,9 @@ def split_of(songs):
 
 def as_predict(answer):
     """Return a POST /invocations prediction in POST /predict's terms, for comparison."""
-    return {"prediction": answer["valence"], "mood": answer["mood"],
+    return {"prediction": answer["valence"],
+            "interval": {"level": 0.9, "low": answer["valence_low"], "high": answer["valence_high"]},
+            "mood": answer["mood"],
             "mood_probabilities": {name: answer[f"p_{name}"] for name in ("sad", "neutral", "happy")},
             "warnings": answer["warnings"]}
 
@@ -183,7 +185,7 @@ def test_a_csv_body_may_be_larger_than_a_json_body(client, app, tmp_path):
 
 def test_a_classification_only_model_answers_moods_without_valence(mood_app):
     response = mood_app.test_client().post("/invocations", json={"dataframe_records": [SONG]})
-    assert list(response.json["predictions"][0]) == COLUMNS[1:]
+    assert list(response.json["predictions"][0]) == COLUMNS[3:]
     assert response_errors(mood_app.test_client().get("/openapi.json").json, "/invocations", "POST", response) == []
 
 

@@ -62,7 +62,9 @@ def test_predict_scores_a_csv_without_valence(cli_models, demo_csv, tmp_path):
     assert done.returncode == 0, done.stderr
     scored = pd.read_csv(tmp_path / "out.csv")
     assert list(scored.columns) == ["track_id", "artist_name", "track_name", "genre",
-                                    "predicted_valence", "predicted_mood", "reason"]
+                                    "predicted_valence", "valence_low", "valence_high", "predicted_mood", "reason"]
+    assert ((scored["valence_low"] <= scored["predicted_valence"])
+            & (scored["predicted_valence"] <= scored["valence_high"])).all()
     assert list(scored["track_id"]) == list(songs["track_id"])
     assert scored["predicted_valence"].between(0, 1).all()
     assert set(scored["predicted_mood"]) <= {"sad", "neutral", "happy"}
@@ -291,12 +293,12 @@ def saved_models(trained, folder, kinds):
 
 
 @pytest.mark.parametrize("saved, model, columns", [
-    (("regression", "classification"), None, ["predicted_valence", "predicted_mood"]),
+    (("regression", "classification"), None, ["predicted_valence", "valence_low", "valence_high", "predicted_mood"]),
     (("classification",), None, ["predicted_mood"]),
-    (("regression",), None, ["predicted_valence"]),
+    (("regression",), None, ["predicted_valence", "valence_low", "valence_high"]),
     (("regression", "classification"), "classification", ["predicted_mood"]),
-    (("regression", "classification"), "regression", ["predicted_valence"]),
-    (("regression", "classification"), "both", ["predicted_valence", "predicted_mood"]),
+    (("regression", "classification"), "regression", ["predicted_valence", "valence_low", "valence_high"]),
+    (("regression", "classification"), "both", ["predicted_valence", "valence_low", "valence_high", "predicted_mood"]),
 ])
 def test_predict_uses_the_asked_for_models_or_every_saved_one(trained, songs_csv, tmp_path, saved, model, columns):
     models = saved_models(trained, tmp_path / "models", saved)

@@ -111,7 +111,7 @@ def test_a_misspelt_title_of_a_prolific_artist_is_suggested():
 def test_predict_rows_keeps_row_order_across_chunks(frame, monkeypatch):
     monkeypatch.setattr(catalog_module, "PREDICT_CHUNK", 4)
     predictor = RulePredictor()
-    valence, probabilities, warnings = predict_rows(predictor, frame)
+    valence, probabilities, warnings, _sigma, _group = predict_rows(predictor, frame)
     assert len(predictor.calls) > 1  # several chunks, so their order matters
     expected = [expected_valence(d, g) for d, g in zip(frame["danceability"], frame["genre"])]
     np.testing.assert_allclose(valence, expected)

@@ -45,7 +45,7 @@ def test_document_is_json_and_every_reference_resolves(document):
 def test_song_schema_follows_config_ranges_and_choices(document):
     song = document["components"]["schemas"]["Song"]
     assert song["required"] == list(config.FEATURE_COLUMNS)
-    assert list(song["properties"]) == [*config.FEATURE_COLUMNS, *schemas.OPTIONAL_FIELDS]
+    assert list(song["properties"]) == [*config.FEATURE_COLUMNS, *schemas.OPTIONAL_FIELDS, "level"]
     assert song["additionalProperties"] is False
     for name, (low, high) in config.NUMERIC_RANGES.items():
         assert (song["properties"][name]["minimum"], song["properties"][name]["maximum"]) == (low, high)

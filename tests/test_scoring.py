@@ -62,7 +62,7 @@ def test_score_csv_keeps_every_row_in_input_order_with_the_reason_for_the_bad_on
     assert summary.scored == 3 and [line for line, _ in summary.bad_rows] == [2, 3, 6]
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert list(out.columns) == ["track_id", "artist_name", "track_name", "genre", "predicted_valence",
-                                 "predicted_mood", "reason"]
+                                 "valence_low", "valence_high", "predicted_mood", "reason"]
     assert len(out) == 6
     for column in ("track_id", "artist_name", "track_name", "genre"):  # every row keeps what names it
         assert list(out[column]) == list(damaged[column].astype(str)), column
@@ -76,7 +76,8 @@ def test_score_csv_of_features_only_writes_the_predictions_and_the_reason(predic
     songs[list(FEATURE_COLUMNS)].head(4).to_csv(tmp_path / "in.csv", index=False)
     summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", predictor)
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
-    assert summary.scored == 4 and list(out.columns) == ["genre", "predicted_valence", "predicted_mood", "reason"]
+    assert summary.scored == 4 and list(out.columns) == ["genre", "predicted_valence", "valence_low", "valence_high",
+                                                         "predicted_mood", "reason"]
     assert list(out["genre"]) == list(songs["genre"].head(4)) and set(out["reason"]) == {""}
 
 

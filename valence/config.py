@@ -69,8 +69,9 @@ class SplitConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
 
-BUNDLE_FORMAT = 6  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
-# 5: a safetensors file, arrays as tensors and the rest as JSON; 6: names matched by NAME_RULE 2, recorded)
+BUNDLE_FORMAT = 7  # bump when a saved bundle's layout changes (3: cross-fitted fold models, "split" holds the FoldPlan;
+# 5: a safetensors file, arrays as tensors and the rest as JSON; 6: names matched by NAME_RULE 2, recorded;
+# 7: a regression bundle holds its interval model, a classification bundle its probabilities' temperature)
 
 # The version of normalise_name's rule. Bundles (their encoder state) and catalogs record the rule their
 # names were folded by, and are refused when it is not this one: a name folded by another rule would

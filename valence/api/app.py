@@ -10,9 +10,9 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from valence import config
 from valence.api import environment, explain_routes, kserve_routes, mlflow_routes, observability, page
-from valence.api.bodies import json_songs
+from valence.api.bodies import json_songs, song_levels
 from valence.api.context import ApiError, commands, in_own_words, service
-from valence.api.lookup import find_track
+from valence.api.lookup import query_level, track_answer
 from valence.api.openapi import openapi_document
 from valence.api.schemas import songs_to_columns
 from valence.api.serving import Serving
@@ -175,20 +175,25 @@ def lookup():
         query = request.query_string.decode("latin-1")
         return redirect(url_for("page.index") + (f"?{query}" if query else ""), code=303)
     # json.dumps and a Response made with its Content-Type: what jsonify does, less its per-call settings lookups.
-    return current_app.response_class(json.dumps(find_track(), separators=(",", ":")) + "\n",
+    return current_app.response_class(json.dumps(track_answer(query_level()), separators=(",", ":")) + "\n",
                                       content_type="application/json")
 
 
 @bp.post("/predict")
 def predict_features():
     """Predict the valence (and mood) of one song or a list of songs given their features."""
+    default = query_level()
     songs, is_list = json_songs()
     predictor = service().require_predictor()
-    result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
+    levels = song_levels(songs, default)
+    result = predictor.predict(pd.DataFrame(songs_to_columns(songs)), levels)
     observability.note_songs(len(songs))
     # A classification-only model folder answers moods, and a null prediction.
     valence = result.valence.tolist() if result.valence is not None else [None] * len(songs)
     answers = [{"prediction": value} for value in valence]
+    if result.valence is not None:
+        for i, answer in enumerate(answers):
+            answer["interval"] = result.interval(i)
     if result.mood is not None:
         for answer, mood, probabilities in zip(answers, result.mood, result.mood_probabilities.tolist()):
             answer["mood"], answer["mood_probabilities"] = mood, dict(zip(config.CLASS_NAMES, probabilities))

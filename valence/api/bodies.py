@@ -21,6 +21,13 @@ def request_body():
     return raw
 
 
+def song_levels(songs, default):
+    """Each song's interval level: its own `level` field, else the query's `?level=` (default 0.9); one
+    number when they all share it."""
+    levels = [default if song.level is None else song.level for song in songs]
+    return levels[0] if len(set(levels)) == 1 else levels
+
+
 def json_songs(max_songs=MAX_SONGS):
     """Return (songs, is_list) of a JSON body of songs, or raise the 4xx that says what is wrong."""
     if not request.is_json:

@@ -4,9 +4,9 @@ from flask import Blueprint, request
 
 from valence import config
 from valence.api import observability
-from valence.api.bodies import json_songs
+from valence.api.bodies import json_songs, song_levels
 from valence.api.context import ApiError, service
-from valence.api.lookup import find_track
+from valence.api.lookup import query_level, track_answer
 from valence.api.schemas import MAX_EXPLAIN_SONGS, MAX_QUERY_BYTES, MAX_QUERY_TEXT, songs_to_columns, text_error
 from valence.model.predictor import unknown_category_warnings
 
@@ -29,17 +29,21 @@ def explainer():
 @bp.get("/explain")
 def explain_track():
     """Answer why a catalog track (found as GET /predict finds it) gets its prediction."""
-    track = find_track()
+    track = track_answer(query_level())
     explaining = explainer()
     # The listings hold the features; the version marker is read off the track's name, as when it was scored
     # (a track whose listings carry different names was scored with each: docs/api.md says so).
     rows = service().require_catalog().song_rows(track["track_id"]).assign(track_name=track["track_name"])
-    explanation = explaining.explain(rows)
+    if track["expected"] is not None:  # a track the model learned from is explained as it was scored: honestly
+        rows = rows.assign(valence=track["expected"])
+    explanation = explaining.explain(rows, honest=True)
     # A track listed under several genres is predicted as the mean of its listings, and Shapley
     # values are linear in the prediction: its contributions are the mean of theirs.
     answer = {key: track[key] for key in ("track_id", "artist_name", "track_name", "genres")}
     answer["prediction"] = float(explanation.prediction.mean())
-    answer["base_value"] = explanation.base_value
+    answer["interval"] = track["interval"]
+    answer["base_value"] = (explanation.base_value if explanation.base_values is None
+                            else float(explanation.base_values.mean()))
     answer["contributions"] = dict(zip(explanation.groups, explanation.contributions.mean(axis=0).tolist()))
     first = rows.iloc[0]
     answer["features"] = {name: (str(first[name]) if name in config.CATEGORICAL_FEATURES else float(first[name]))
@@ -53,10 +57,11 @@ def explain_track():
 @bp.post("/explain")
 def explain_features():
     """Answer why one song, or each of a list of songs, given by their features gets its prediction."""
+    default = query_level()
     songs, is_list = json_songs(MAX_EXPLAIN_SONGS)
     explaining = explainer()
     frame = pd.DataFrame(songs_to_columns(songs))
-    explanation = explaining.explain(frame)
+    explanation = explaining.explain(frame, song_levels(songs, default))
     observability.note_songs(len(songs))
     answers = []
     for i, row_warnings in enumerate(unknown_category_warnings(explaining.encoder, frame)):

@@ -5,6 +5,7 @@ of shape [n] (or [n, 1]) for n songs; the songs built from them are checked as P
 answer names one output tensor per column of ValenceModel.predict (valence, mood, p_sad, p_neutral, p_happy) and
 the warnings, each of shape [n]. Errors answer the protocol's {"error": "..."}.
 """
+import numpy as np
 import pandas as pd
 from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException
@@ -35,11 +36,9 @@ def input_datatype(name):
 
 
 def output_names(predictor):
-    """Return the output tensors the served models answer: valence with regression, mood with classification."""
-    names = ["valence"] if predictor.regression is not None else []
-    if predictor.classification is not None:
-        names += ["mood", *(f"p_{name}" for name in config.CLASS_NAMES)]
-    return [*names, "warnings"]
+    """Return the output tensors the served models answer: valence and its 90 % interval (valence_low,
+    valence_high) with regression, mood and its probabilities with classification, warnings."""
+    return [*predictor.output_columns(), "warnings"]
 
 
 def tensor(name, datatype, shape=(-1,)):
@@ -127,13 +126,9 @@ def infer(name):
     wanted = requested_outputs(body, output_names(predictor))
     result = predictor.predict(pd.DataFrame(songs_to_columns(songs)))
     observability.note_songs(len(songs))
-    values = {"warnings": [WARNINGS_SEPARATOR.join(warnings) for warnings in result.warnings]}
-    if result.valence is not None:
-        values["valence"] = result.valence.tolist()
-    if result.mood is not None:
-        values["mood"] = list(result.mood)
-        for j, column in enumerate(result.mood_probabilities.T.tolist()):
-            values[f"p_{config.CLASS_NAMES[j]}"] = column
+    values = {name: column if name == "mood" else np.asarray(column, dtype=np.float64).tolist()
+              for name, column in result.columns().items()}
+    values["warnings"] = [WARNINGS_SEPARATOR.join(warnings) for warnings in result.warnings]
     outputs = [{**tensor(output, "BYTES" if output in ("mood", "warnings") else "FP64", [len(songs)]),
                 "data": values[output]} for output in wanted]
     answer = {"model_name": MODEL_NAME, "model_version": service().version}

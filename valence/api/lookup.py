@@ -5,6 +5,7 @@ from flask import request
 
 from valence.api.schemas import MAX_QUERY_BYTES, MAX_QUERY_TEXT, text_error
 from valence.api.context import ApiError, service
+from valence.model.intervals import DEFAULT_LEVEL, check_level
 
 
 def query_args(query_string):
@@ -39,6 +40,31 @@ def lookup_parameters(query_string):
         # Names are matched in one normal form (config.normalise_name); an id only loses its spaces.
         values.append(value.strip() if name == "track_id" else value)
     return values
+
+
+def query_level():
+    """Return the interval level the query asks for (?level=, default DEFAULT_LEVEL), or raise the 400."""
+    given = query_args(request.query_string).get("level")
+    if given is None:
+        return DEFAULT_LEVEL
+    if len(given) > 1:
+        raise ApiError(400, "query parameter level is given more than once")
+    try:
+        return check_level(float(given[0]))
+    except ValueError:
+        raise ApiError(400, f"query parameter level must be a number between 0 and 1 (exclusive), such as 0.9; "
+                            f"got {given[0][:40]!r}") from None
+
+
+def track_answer(level):
+    """Return the catalog answer of the track the query names, its valence with the interval at `level`."""
+    answer = find_track()
+    parts = answer.pop("interval_parts", None)
+    if parts is not None:
+        intervals = service().require_predictor().regression.intervals
+        low, high = intervals.bounds([answer["prediction"]], [parts[0]], [parts[1]], level)
+        answer["interval"] = {"level": level, "low": float(low[0]), "high": float(high[0])}
+    return answer
 
 
 def find_track():

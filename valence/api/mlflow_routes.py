@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from flask import Blueprint, current_app, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -28,7 +29,7 @@ from valence.api.context import ApiError, service
 from valence.api.schemas import (MAX_CSV_BYTES, MAX_CSV_SONGS, MAX_SONGS, OPTIONAL_FIELDS, songs_to_columns,
                                  validate_songs)
 from valence.api.strict_json import BodyError, parse_json
-from valence.config import CLASS_NAMES, ValenceError
+from valence.config import ValenceError
 
 bp = Blueprint("mlflow", __name__)
 
@@ -283,21 +284,14 @@ def score_csv_body(path, predictor, as_csv):
 
 def output_columns(predictor):
     """Return the answer's value columns for the served models: those of ValenceModel.predict."""
-    return ((["valence"] if predictor.regression is not None else [])
-            + (["mood", *(f"p_{name}" for name in CLASS_NAMES)] if predictor.classification is not None else []))
+    return predictor.output_columns()
 
 
 def prediction_records(predictor, result, count):
-    """Return one answer object per predicted song: valence, mood and its probabilities, warnings, reason."""
-    columns = {}
-    if result.valence is not None:
-        columns["valence"] = result.valence.tolist()
-    if result.mood is not None:
-        columns["mood"] = list(result.mood)
-        probabilities = result.mood_probabilities.tolist()
-        for j, name in enumerate(CLASS_NAMES):
-            columns[f"p_{name}"] = [row[j] for row in probabilities]
-    columns = {name: columns[name] for name in output_columns(predictor)}
+    """Return one answer object per predicted song: valence and its 90 % interval, mood and its probabilities,
+    warnings, reason."""
+    columns = {name: values if name == "mood" else np.asarray(values, dtype=np.float64).tolist()
+               for name, values in result.columns().items()}
     return [{**{name: values[i] for name, values in columns.items()}, "warnings": list(result.warnings[i]),
              "reason": ""} for i in range(count)]
 

@@ -84,8 +84,11 @@ def _song_fields():
 SONG_FIELDS, FIELD_MESSAGES = _song_fields()
 OPTIONAL_FIELDS = tuple(name for name in SONG_FIELDS if name not in config.FEATURE_COLUMNS)
 # Booleans are not numbers, strings are not numbers, NaN and infinity are refused.
+Level = Annotated[float, Field(gt=0, lt=1, description="optional; the share of songs like this one whose valence "
+                                                       "the interval holds (default: the query's ?level=, else 0.9)")]
+FIELD_MESSAGES["level"] = "must be a number between 0 and 1 (exclusive), such as 0.9"
 Song = create_model("Song", __config__=STRICT, __doc__="One song's features, as POST /predict takes them.",
-                    **SONG_FIELDS)
+                    **SONG_FIELDS, level=(Level, None))
 SongList = Annotated[list[Song], Field(min_length=1, max_length=MAX_SONGS)]
 SongBody = Song | SongList
 ExplainBody = Song | Annotated[list[Song], Field(min_length=1, max_length=MAX_EXPLAIN_SONGS)]
@@ -101,12 +104,24 @@ class MoodProbabilities(BaseModel):
     happy: Probability
 
 
+class Interval(BaseModel):
+    """The range that holds the song's valence with probability `level` (conformal prediction on the training
+    run's out-of-fold errors: wider for an unseen artist, a rare genre, a song unlike the training data)."""
+
+    model_config = STRICT
+    level: Annotated[float, Field(gt=0, lt=1)]
+    low: Probability
+    high: Probability
+
+
 class SongPrediction(BaseModel):
     """The answer for one song; mood only with a classification model."""
 
     model_config = STRICT
     prediction: Annotated[Probability | None, Field(description="the predicted valence; null without a "
                                                                 "regression model (a folder of moods only)")]
+    interval: Annotated[Interval, Field(description="the valence's interval; absent without a regression "
+                                                    "model")] = None
     mood: Mood = None
     mood_probabilities: MoodProbabilities = None
     warnings: list[str]
@@ -135,8 +150,12 @@ class Track(TrackBrief):
     popularity: float
     expected: Annotated[Probability | None, Field(description="the track's valence in the catalog's data file; "
                                                              "null when that file has no valence column")]
-    prediction: Annotated[Probability | None, Field(description="mean of the per-genre predictions; null "
-                                                                "without a regression model")]
+    prediction: Annotated[Probability | None, Field(description=(
+        "mean of the per-genre predictions; null without a regression model. A track the model learned from "
+        "(one with an expected valence in its training file) is predicted by the fold model that never saw it, "
+        "on artist statistics without its own valence: an honest prediction, as good as a new song's"))]
+    interval: Annotated[Interval, Field(description="the prediction's interval; absent without a regression "
+                                                    "model")] = None
     genre_predictions: dict[str, Probability | None]
     warnings: list[str]
     mood: Mood = None
@@ -158,6 +177,7 @@ class SongExplanation(BaseModel):
 
     model_config = STRICT
     prediction: Probability
+    interval: Interval
     base_value: Annotated[Probability, Field(description="the prediction for the background: the training "
                                                          "split's typical song, by an unknown artist")]
     contributions: Contributions
@@ -175,6 +195,7 @@ class TrackExplanation(TrackBrief):
     """Why a catalog track gets its prediction; a track under several genres: the mean of its listings'."""
 
     prediction: Annotated[Probability, Field(description="mean of the per-genre predictions")]
+    interval: Interval
     base_value: Probability
     contributions: Contributions
     features: Annotated[Song, Field(description="the track's features (its first genre's listing)")]
@@ -388,6 +409,8 @@ class InvocationPrediction(BaseModel):
 
     model_config = STRICT
     valence: Probability | None = None
+    valence_low: Annotated[Probability | None, Field(description="the valence's 90 % interval (conformal)")] = None
+    valence_high: Probability | None = None
     mood: Mood | None = None
     p_sad: Probability | None = None
     p_neutral: Probability | None = None

@@ -126,7 +126,8 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
     try:
         for chunk in chunks:
             if len(chunk):
-                writer.add_listings(listing_rows(chunk, models.predictor.predict(chunk), report.rows))
+                # Tracks the models learned from are predicted by a model that did not (honest.py).
+                writer.add_listings(listing_rows(chunk, models.predictor.predict(chunk, honest=True), report.rows))
                 report.rows += len(chunk)
         report.skipped, report.bad_lines = dict(loaded.skipped), list(loaded.bad_lines)
         if report.rows == 0:
@@ -167,10 +168,13 @@ def listing_rows(chunk, result, first_seq):
     if result.valence is not None:
         valence = np.asarray(result.valence, dtype=np.float64).tolist()
     warnings = [json.dumps(list(found)) if found else None for found in result.warnings]
+    sigma = unseen = [None] * n
+    if result.valence is not None:
+        sigma, unseen = np.asarray(result.sigma, dtype=np.float64).tolist(), np.asarray(result.group).tolist()
     # A file without valence (songs of one's own, to be predicted) is listed without an expected value.
     columns = [chunk[name].tolist() if name in chunk else [None] * n for name in SCORED[1:7]]
     others = [chunk[name].tolist() for name in OTHER_FEATURES]
-    return zip(range(first_seq, first_seq + n), *columns, valence, *moods, warnings, *others)
+    return zip(range(first_seq, first_seq + n), *columns, valence, *moods, warnings, sigma, unseen, *others)
 
 
 def track_row(listings):
@@ -180,11 +184,12 @@ def track_row(listings):
     listing, but genre is a model input: its prediction is the mean of its per-genre
     predictions, and so are its mood probabilities; names and popularity are the
     first listing's. (Sums run in file order, as the in-memory catalog's did.) Without a
-    regression model the predictions are None and the moods are averaged all the same.
+    regression model the predictions are None and the moods are averaged all the same. The interval's
+    difficulty is the listings' mean too; its group (artist unseen) is the same in every listing.
     """
     _seq, track_id, _genre, artist, track, popularity = listings[0][:6]
     genres, warnings = {}, set()
-    expected = prediction = 0.0
+    expected = prediction = sigma = 0.0
     sums = [0.0] * len(CLASS_NAMES)
     for listing in listings:
         genres[listing[2]] = listing[7]
@@ -192,12 +197,14 @@ def track_row(listings):
             expected += listing[6]
         if listing[7] is not None:
             prediction += listing[7]
+            sigma += listing[12]
         if listing[8] is not None:
             sums = [total + p for total, p in zip(sums, listing[8:11])]
         if listing[11]:
             warnings.update(json.loads(listing[11]))
     n = len(listings)
     prediction = prediction / n if listings[0][7] is not None else None
+    sigma = sigma / n if prediction is not None else None
     mood, means = None, [None] * len(CLASS_NAMES)
     if listings[0][8] is not None:
         mood = CLASS_NAMES[max(range(len(sums)), key=sums.__getitem__)]
@@ -205,4 +212,5 @@ def track_row(listings):
     expected = expected / n if listings[0][6] is not None else None  # a file without valence: none measured
     return (track_id, artist, track, normalise(artist), normalise(track), popularity, expected, prediction,
             json.dumps(genres, separators=(",", ":")),
-            json.dumps(sorted(warnings), separators=(",", ":")) if warnings else None, mood, *means)
+            json.dumps(sorted(warnings), separators=(",", ":")) if warnings else None, mood, *means, sigma,
+            listings[0][13])

@@ -41,7 +41,9 @@ def column_type(name):
         return 'text COLLATE "C"'
     if name == "seq":
         return "bigint"
-    numeric = {"expected", "prediction", "p_sad", "p_neutral", "p_happy", *NUMERIC_FEATURES}
+    numeric = {"expected", "prediction", "p_sad", "p_neutral", "p_happy", "interval_sigma", *NUMERIC_FEATURES}
+    if name == "unseen_artist":
+        return "integer"
     return "double precision" if name in numeric else "text"
 
 

@@ -8,16 +8,19 @@ from valence.catalog.names import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_
                       TRACK_CUTOFF, closest, normalise, rank_pairs)
 from valence.config import CATEGORICAL_FEATURES, CLASS_NAMES, FEATURE_COLUMNS, NAME_RULE, ValenceError
 
-CATALOG_FORMAT = 3  # bump when the tables' layout changes (3: artist_key and track_key by name rule 2, recorded)
+CATALOG_FORMAT = 4  # bump when the tables' layout changes (3: artist_key and track_key by name rule 2, recorded;
+# 4: honest predictions of labelled tracks, with each one's interval parts, interval_sigma and unseen_artist)
 CATALOG_FILE = "catalog.sqlite"  # <model-dir>/catalog.sqlite, the default target
 SEARCH_ARTISTS = 1000  # artists a search looks at, of those starting with and those containing the text
 ARTIST_CANDIDATES = 50  # artist names ranked for a suggestion: those the trigram index finds closest
 BUILD_HINT = "python musical_valence_predictor.py --build-catalog"
 # The columns of a catalog's track table, in both databases; the answer is built from them.
 TRACK_COLUMNS = ("track_id", "artist_name", "track_name", "artist_key", "track_key", "popularity", "expected",
-                 "prediction", "genre_predictions", "warnings", "mood", "p_sad", "p_neutral", "p_happy")
+                 "prediction", "genre_predictions", "warnings", "mood", "p_sad", "p_neutral", "p_happy",
+                 "interval_sigma", "unseen_artist")
 ANSWER_COLUMNS = ("track_id", "artist_name", "track_name", "popularity", "expected", "prediction",
-                  "genre_predictions", "warnings", "mood", "p_sad", "p_neutral", "p_happy")
+                  "genre_predictions", "warnings", "mood", "p_sad", "p_neutral", "p_happy", "interval_sigma",
+                  "unseen_artist")
 BRIEF_COLUMNS = ("track_id", "artist_name", "track_name", "genre_predictions")
 # A catalog's listings (one per row of the data file): the features a track's explanation needs.
 LISTING_COLUMNS = ("track_id", "seq", *FEATURE_COLUMNS, "artist_name")
@@ -188,12 +191,14 @@ def trigrams(text):
 
 def answer_from_row(row):
     """Return the JSON-able lookup answer of a row of ANSWER_COLUMNS."""
-    track_id, artist, track, popularity, expected, prediction, genres, warnings, mood, *moods = row
+    track_id, artist, track, popularity, expected, prediction, genres, warnings, mood, *moods, sigma, unseen = row
     genre_predictions = json.loads(genres)
     answer = {"track_id": track_id, "artist_name": artist, "track_name": track,
               "genres": list(genre_predictions), "popularity": popularity, "expected": expected,
               "prediction": prediction, "genre_predictions": genre_predictions,
               "warnings": json.loads(warnings) if warnings else []}
+    if prediction is not None:  # what the interval at a caller's level is made of (Intervals.bounds)
+        answer["interval_parts"] = (float(sigma), int(unseen))
     if mood is not None:
         answer["mood"] = mood
         answer["mood_probabilities"] = dict(zip(CLASS_NAMES, moods))

@@ -21,14 +21,15 @@ from valence.catalog.sql import CatalogMissing
 APP_ID = "valence-catalog"
 RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find close names
 SCORED = ("seq", "track_id", "genre", "artist_name", "track_name", "popularity", "valence", "prediction",
-          "p_sad", "p_neutral", "p_happy", "warnings")  # then the other features, as catalog_build.listing_rows
+          "p_sad", "p_neutral", "p_happy", "warnings", "sigma", "unseen")  # then the other features (listing_rows)
 OTHER_FEATURES = tuple(c for c in FEATURE_COLUMNS if c not in SCORED)
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tracks (
     track_id TEXT PRIMARY KEY, artist_name TEXT NOT NULL, track_name TEXT NOT NULL,
     artist_key TEXT NOT NULL, track_key TEXT NOT NULL, popularity REAL, expected REAL, prediction REAL,
-    genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL
+    genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL,
+    interval_sigma REAL, unseen_artist INTEGER
 ) WITHOUT ROWID;
 CREATE TEMP TABLE scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED[1:] + OTHER_FEATURES)});
 """

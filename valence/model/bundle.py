@@ -22,6 +22,7 @@ from valence.config import (BUNDLE_FORMAT, CLASS_EDGES, CLASS_NAMES, EARLIER_BUN
 from valence.fileio import atomic_path
 from valence.model import bundlefile
 from valence.model.encoder import FeatureEncoder
+from valence.model.intervals import Intervals
 from valence.model.network import Network
 
 REQUIRED_KEYS = ("format", "kind", "model_args", "state_dict", "encoder")
@@ -38,18 +39,26 @@ class Bundle:
     encoder: FeatureEncoder
     meta: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict, repr=False)  # the state dict as float32 numpy arrays
+    intervals: Intervals | None = None  # a regression model's interval model (intervals.py)
 
 
 def save_bundle(path, kind, weights, model_args, encoder, *, metrics, train_config, data, split, background=None,
-                versions=None):
+                versions=None, intervals=None, temperature=1.0):
     """Write a model bundle to `path` atomically; the previous file survives any failure.
 
     weights: the network's state dict as numpy arrays (valence.training.modules.state_arrays).
     background: the song explanations are measured against (explain.typical_song of the training split).
     versions: the versions of what trained the model (torch), beside those of valence, numpy and python.
+    intervals: a regression model's fitted Intervals (required for one); temperature: what a classification
+    model's logits are divided by before the softmax (calibrated out of fold).
     """
     assert kind in MODEL_KINDS, kind
+    assert (intervals is not None) == (kind == "regression"), "a regression bundle, and only one, holds intervals"
     extra = {"background": background} if background is not None else {}
+    if intervals is not None:
+        extra["interval"] = intervals.to_state()
+    else:
+        extra["temperature"] = float(temperature)
     payload = {
         **extra,
         "format": BUNDLE_FORMAT,
@@ -181,7 +190,9 @@ def load_bundle(path, kind=None, encoders=None):
         raise ValenceError(f"{path} holds a {payload['kind']} model, expected a {kind} model")
     try:
         weights = {key: np.asarray(value, dtype=np.float32) for key, value in dict(payload["state_dict"]).items()}
-        network = Network(payload["kind"], payload["model_args"], weights)
+        network = Network(payload["kind"], payload["model_args"], weights,
+                          temperature=float(payload.get("temperature", 1.0)))
+        intervals = Intervals.from_state(payload["interval"]) if payload["kind"] == "regression" else None
         state = payload["encoder"]
         rule = state["name_rule"]  # bundles of format 6 on record it; earlier ones are refused by their format
         if rule != NAME_RULE:  # its artist, song and genre tables are keyed by another rule's names
@@ -197,8 +208,9 @@ def load_bundle(path, kind=None, encoders=None):
                 encoders.append((state, encoder))
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         raise ValenceError(f"{path} does not match this version's model: {str(error).splitlines()[0][:200]}") from None
-    meta = {key: value for key, value in payload.items() if key not in ("state_dict", "encoder")}
-    return Bundle(kind=payload["kind"], network=network, encoder=encoder, meta=meta, weights=weights)
+    meta = {key: value for key, value in payload.items() if key not in ("state_dict", "encoder", "interval")}
+    return Bundle(kind=payload["kind"], network=network, encoder=encoder, meta=meta, weights=weights,
+                  intervals=intervals)
 
 
 def _same(a, b):

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from valence import config
+from valence.model.honest import plan as honest_plan
+from valence.model.intervals import DEFAULT_LEVEL
 
 GROUPS = config.EXPLANATION_GROUPS
 ARTIST_GROUP = GROUPS[-1]
@@ -53,14 +55,22 @@ class Explanation:
     """Predictions of a batch of songs and each group's contribution, row for row, in valence units."""
 
     prediction: np.ndarray  # (n,)
-    base_value: float
+    base_value: float  # of the served network; a learned catalog track's is its fold model's (base_values)
     contributions: np.ndarray  # (n, len(GROUPS)), columns in GROUPS order
     groups: tuple = GROUPS
+    low: np.ndarray | None = None  # each prediction's interval (intervals.py)
+    high: np.ndarray | None = None
+    base_values: np.ndarray | None = None  # (n,): each song's own base value
+    level: object = DEFAULT_LEVEL  # of the intervals: one for all songs, or one per song
 
     def row(self, i):
         """Return song i's explanation as plain JSON-able values."""
-        return {"prediction": float(self.prediction[i]), "base_value": self.base_value,
-                "contributions": dict(zip(self.groups, self.contributions[i].tolist()))}
+        base = self.base_value if self.base_values is None else float(self.base_values[i])
+        row = {"prediction": float(self.prediction[i])}
+        if self.low is not None:
+            level = self.level if np.ndim(self.level) == 0 else self.level[i]
+            row["interval"] = {"level": float(level), "low": float(self.low[i]), "high": float(self.high[i])}
+        return {**row, "base_value": base, "contributions": dict(zip(self.groups, self.contributions[i].tolist()))}
 
 
 def antithetic_permutations(n_groups, n_permutations, seed):
@@ -87,7 +97,7 @@ class Explainer:
         if not bundle.meta.get("background"):
             raise config.ValenceError("the regression model has no background song to explain against; "
                                       "train the model again")
-        self.network, self.encoder = bundle.network, bundle.encoder
+        self.bundle, self.encoder, self.intervals = bundle, bundle.encoder, bundle.intervals
         self.background = dict(bundle.meta["background"])
         names = self.encoder.feature_names()
         group_of = {name: GROUPS.index(name) for name in GROUPS}
@@ -103,13 +113,38 @@ class Explainer:
         self.base_categorical = np.asarray(base["categorical"], dtype=np.int64)
         self.permutations = antithetic_permutations(len(GROUPS), n_permutations, seed)
         self.masks = prefix_masks(self.permutations).reshape(-1, len(GROUPS))
-        self.base_first = self.network.first_layer(self.base_numeric, self.base_categorical).copy()
-        self.base_value = float(self.network.predict(base)[0])
+        self._networks = {}
+        self.use(bundle.network)
 
-    def explain(self, frame):
-        """Return the Explanation of every row of a frame of songs (features, artist_name optional)."""
+    def use(self, network):
+        """Explain with `network` (the served one, or a fold model's: honest.py) from now on."""
+        if id(network) not in self._networks:
+            first = network.first_layer(self.base_numeric, self.base_categorical).copy()
+            value = float(network.predict({"numeric": self.base_numeric, "categorical": self.base_categorical})[0])
+            self._networks[id(network)] = (network, first, value)
+        self.network, self.base_first, self.base_value = self._networks[id(network)]
+
+    def explain(self, frame, level=DEFAULT_LEVEL, honest=False):
+        """Return the Explanation of every row of a frame of songs (features, artist_name optional), each
+        prediction with its interval at `level`. honest: as Predictor.predict's (a learned catalog track is
+        explained by its fold model, on statistics without its own valence, against that model's base value)."""
         arrays = self.encoder.transform(frame)
-        return self.explain_arrays(arrays["numeric"], arrays["categorical"])
+        if not honest or not len(frame):
+            explanation = self.explain_arrays(arrays["numeric"], arrays["categorical"])
+        else:
+            arrays, parts = honest_plan(self.bundle, frame, arrays)
+            prediction, base = np.zeros(len(frame), dtype=np.float32), np.zeros(len(frame))
+            contributions = np.zeros((len(frame), len(GROUPS)), dtype=np.float32)
+            for network, rows in parts:
+                self.use(network)
+                part = self.explain_arrays(arrays["numeric"][rows], arrays["categorical"][rows])
+                prediction[rows], contributions[rows], base[rows] = part.prediction, part.contributions, part.base_value
+            self.use(self.bundle.network)
+            explanation = Explanation(prediction, self.base_value, contributions, base_values=base)
+        if self.intervals is not None:
+            explanation.low, explanation.high = self.intervals.interval(arrays, explanation.prediction, level)
+            explanation.level = level
+        return explanation
 
     def explain_arrays(self, numeric, categorical):
         """Return the Explanation of encoded songs, a bounded number of songs per pass."""

@@ -2,7 +2,7 @@
 
     from valence import ValenceModel
     model = ValenceModel("models")          # the folder a training run saved to
-    scores = model.predict(songs)           # valence, mood and its probabilities, warnings, reason
+    scores = model.predict(songs)           # valence and its 90 % interval, mood and its probabilities, ...
     reasons = model.explain(songs)          # prediction, base_value, one contribution_<group> per group
 
 Songs are checked by the rules `--predict` applies to a CSV: the frame is read through the same loader
@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from valence.config import CLASS_NAMES, MODELS_DIR, ValenceError
+from valence.config import MODELS_DIR, ValenceError
 from valence.data.load import iter_feature_chunks
 from valence.model.explain import GROUPS, Explainer
+from valence.model.intervals import DEFAULT_LEVEL, check_level
 from valence.model.predictor import Predictor
 
 REASON = "reason"  # why a row was not scored; "" when it was
@@ -39,21 +40,18 @@ class ValenceModel:
         kinds = [kind for kind in ("regression", "classification") if getattr(self.predictor, kind) is not None]
         return f"ValenceModel({str(self.model_dir)!r}, kinds={kinds})"
 
-    def predict(self, songs):
-        """Return one row per row of `songs`, in order and with its index: `valence` (regression), `mood` and
-        `p_sad`, `p_neutral`, `p_happy` (classification), `warnings` (a list per row: values the model never
-        saw) and `reason` (why a row could not be scored; "" when it was)."""
-        columns = (["valence"] if self.predictor.regression is not None else []) + (
-            ["mood", *(f"p_{name}" for name in CLASS_NAMES)] if self.predictor.classification is not None else [])
-        out = _empty(songs, columns)
+    def predict(self, songs, level=DEFAULT_LEVEL):
+        """Return one row per row of `songs`, in order and with its index: `valence` with its interval at `level`
+        (`valence_low`, `valence_high`; regression), `mood` and `p_sad`, `p_neutral`, `p_happy`
+        (classification), `warnings` (a list per row: values the model never saw) and `reason` (why a row
+        could not be scored; "" when it was)."""
+        level = _level(level)
+        out = _empty(songs, self.predictor.output_columns())
         for positions, clean in _clean_chunks(songs, out):
-            result = self.predictor.predict(clean)
-            if result.valence is not None:
-                out.iloc[positions, out.columns.get_loc("valence")] = result.valence.astype(np.float64)
-            if result.mood is not None:
-                out.iloc[positions, out.columns.get_loc("mood")] = result.mood
-                for j, name in enumerate(CLASS_NAMES):
-                    out.iloc[positions, out.columns.get_loc(f"p_{name}")] = result.mood_probabilities[:, j]
+            result = self.predictor.predict(clean, level)
+            for name, values in result.columns().items():
+                values = values if name == "mood" else np.asarray(values, dtype=np.float64)
+                out.iloc[positions, out.columns.get_loc(name)] = values
             out.iloc[positions, out.columns.get_loc("warnings")] = pd.Series(result.warnings, dtype=object).values
         return out
 
@@ -75,6 +73,14 @@ class ValenceModel:
                 column = out.columns.get_loc(f"contribution_{group}")
                 out.iloc[positions, column] = explanation.contributions[:, j].astype(np.float64)
         return out
+
+
+def _level(level):
+    """The interval level as a float between 0 and 1, or the ValenceError that says what is expected."""
+    try:
+        return check_level(level)
+    except ValueError as error:
+        raise ValenceError(str(error)) from None
 
 
 def _empty(songs, columns):

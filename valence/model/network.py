@@ -101,9 +101,12 @@ def _workspace(name, shape):
 class Network:
     """A saved network's forward pass in numpy (float32), the same function as the torch ensemble it was trained as (valence.training.modules)."""
 
-    def __init__(self, kind, model_args, state):
-        """state: the state dict as numpy arrays; a missing, extra or misshapen tensor raises ValueError."""
-        self.kind = kind
+    def __init__(self, kind, model_args, state, temperature=1.0):
+        """state: the state dict as numpy arrays; a missing, extra or misshapen tensor raises ValueError.
+        temperature: a classifier's logits are divided by it before the softmax (calibration)."""
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        self.kind, self.temperature = kind, float(temperature)
         self.config = cfg = model_config(kind, model_args)
         shapes = state_shapes(cfg)
         missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
@@ -175,5 +178,7 @@ class Network:
         out = np.concatenate(outs) if outs else np.zeros((0, self.config.n_outputs), dtype=np.float32)
         if self.kind == "regression":
             return np.clip(out[:, 0], 0.0, 1.0)
+        if self.temperature != 1.0:
+            out = out / np.float32(self.temperature)
         out = np.exp(out - out.max(axis=1, keepdims=True))
         return out / out.sum(axis=1, keepdims=True)

@@ -8,6 +8,7 @@ import pandas as pd
 from valence.config import ValenceError, counted
 from valence.data.load import CHUNK_ROWS, counted_reason, iter_feature_chunks
 from valence.fileio import atomic_path
+from valence.model.intervals import DEFAULT_LEVEL
 
 OUTPUT_ID_COLUMNS = ("track_id", "artist_name", "track_name", "genre")
 REASON = "reason"  # why a row was not scored; empty when it was
@@ -23,11 +24,12 @@ class ScoreSummary:
     unseen: dict = field(default_factory=dict)  # column -> rows with a value the model never saw
 
 
-def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explainer=None):
+def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explainer=None, level=DEFAULT_LEVEL):
     """Score a CSV into `output_path`, one output row per input row; return a ScoreSummary.
 
     A row that cannot be scored keeps its place with an empty prediction and the reason, so the
-    output lines up with the input. With an Explainer, each row also gets base_value and one
+    output lines up with the input. Each predicted_valence has its interval at `level` in valence_low and
+    valence_high (intervals.py). With an Explainer, each row also gets base_value and one
     contribution_<group> column per feature group; they add up to predicted_valence (6 decimals,
     so rounding keeps the sum within 0.0001).
     """
@@ -41,7 +43,7 @@ def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explaine
                 if len(chunk) == 0:
                     waiting.append(bad)  # written once a scored chunk has fixed the columns
                     continue
-                table = _scored_table(chunk, predictor, explainer, unseen)
+                table = _scored_table(chunk, predictor, explainer, unseen, level)
                 if columns is None:
                     columns = [c for c in table.columns if c != "line"] + [REASON]
                     for earlier in waiting:
@@ -58,12 +60,13 @@ def score_csv(input_path, output_path, predictor, chunksize=CHUNK_ROWS, explaine
     return summary
 
 
-def _scored_table(chunk, predictor, explainer, unseen):
+def _scored_table(chunk, predictor, explainer, unseen, level):
     """Return a chunk's output rows with their line numbers; count the unseen values it holds."""
-    result = predictor.predict(chunk)
+    result = predictor.predict(chunk, level)
     table = chunk[[c for c in (*OUTPUT_ID_COLUMNS, "valence", "line") if c in chunk]].copy()
     if result.valence is not None:
         table["predicted_valence"] = np.round(result.valence, 4)
+        table["valence_low"], table["valence_high"] = np.round(result.low, 4), np.round(result.high, 4)
     if result.mood is not None:
         table["predicted_mood"] = result.mood
     if explainer is not None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from valence.model.bundle import load_bundle_from_dir, refuse_earlier_bundles
+from valence.model.honest import honest as honest_outputs
+from valence.model.intervals import DEFAULT_LEVEL
 from valence.config import CATEGORICAL_FEATURES, CLASS_NAMES, MODEL_KINDS, ValenceError, bundle_path
 
 
@@ -19,6 +21,30 @@ class Prediction:
     mood: list | None  # None without a classification bundle
     mood_probabilities: np.ndarray | None
     warnings: list
+    low: np.ndarray | None = None  # each valence's interval at `level` (intervals.py), with the valence
+    high: np.ndarray | None = None
+    level: object = DEFAULT_LEVEL  # one level for every song, or one per song
+    sigma: np.ndarray | None = None  # each valence's difficulty and group (Intervals.parts): what a catalog keeps
+    group: np.ndarray | None = None
+
+    def columns(self):
+        """Every predicted value by output column (Predictor.output_columns), one entry per song: valence,
+        valence_low and valence_high, mood, and a p_<mood> per mood."""
+        columns = {}
+        if self.valence is not None:
+            columns.update(valence=self.valence, valence_low=self.low, valence_high=self.high)
+        if self.mood is not None:
+            columns["mood"] = self.mood
+            for j, name in enumerate(CLASS_NAMES):
+                columns[f"p_{name}"] = self.mood_probabilities[:, j]
+        return columns
+
+    def interval(self, i):
+        """Song i's interval as an API answer holds it, {"level", "low", "high"}; None without a valence."""
+        if self.valence is None:
+            return None
+        level = self.level if np.ndim(self.level) == 0 else self.level[i]
+        return {"level": float(level), "low": float(self.low[i]), "high": float(self.high[i])}
 
 
 class Predictor:
@@ -47,21 +73,39 @@ class Predictor:
                                f"`python musical_valence_predictor.py --model-dir {model_dir}`")
         return cls(**bundles)
 
-    def predict(self, frame):
-        """Return the predictions for every row of `frame` in one forward pass per model (numpy: see network.py)."""
-        valence = mood = probabilities = None
+    def output_columns(self):
+        """The value columns of the served models' predictions, in order (Prediction.columns)."""
+        return ((["valence", "valence_low", "valence_high"] if self.regression is not None else [])
+                + (["mood", *(f"p_{name}" for name in CLASS_NAMES)] if self.classification is not None else []))
+
+    def predict(self, frame, level=DEFAULT_LEVEL, honest=False):
+        """Return the predictions for every row of `frame` in one forward pass per model (numpy: see network.py),
+        each valence with its interval at `level` (one for all rows, or one per row).
+
+        honest: rows of tracks the models learned from (a catalog of the training file) are predicted by
+        networks that never saw them, on statistics without their own valence (honest.py)."""
+        valence = mood = probabilities = low = high = sigma = group = None
         encoded = {}  # by encoder: the two kinds usually share one (see from_model_dir), so rows are encoded once
         for bundle in (self.regression, self.classification):
             if bundle is not None and id(bundle.encoder) not in encoded:
                 encoded[id(bundle.encoder)] = bundle.encoder.transform(frame)
+        outputs = {}
+        for bundle in (self.regression, self.classification):
+            if bundle is not None:
+                arrays = encoded[id(bundle.encoder)]
+                outputs[bundle.kind] = (honest_outputs(bundle, frame, arrays) if honest
+                                        else (bundle.network.predict(arrays), arrays))
         if self.regression is not None:
-            valence = self.regression.network.predict(encoded[id(self.regression.encoder)])
+            valence, arrays = outputs["regression"]
+            sigma, group = self.regression.intervals.parts(arrays, valence)
+            low, high = self.regression.intervals.bounds(valence, sigma, group, level)
         if self.classification is not None:
-            probabilities = self.classification.network.predict(encoded[id(self.classification.encoder)])
+            probabilities = outputs["classification"][0]
             mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
         encoder = (self.regression or self.classification).encoder
         return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,
-                          warnings=unknown_category_warnings(encoder, frame))
+                          warnings=unknown_category_warnings(encoder, frame), low=low, high=high, level=level,
+                          sigma=sigma, group=group)
 
     def metadata(self):
         """Return what is loaded, as plain JSON-able values."""

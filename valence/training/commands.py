@@ -123,8 +123,9 @@ def print_batch(options):
     return 0
 
 
-def score(input_path, output_path, options, kinds=None, explain=False):
-    """Score a CSV of songs with the saved models of `kinds` (None: every saved one), explained when asked."""
+def score(input_path, output_path, options, kinds=None, explain=False, level=0.9):
+    """Score a CSV of songs with the saved models of `kinds` (None: every saved one), explained when asked,
+    each valence with its interval at `level`."""
     output_path = Path(output_path or Path(input_path).with_suffix(".predictions.csv"))
     if output_path.exists() and output_path.resolve() == Path(input_path).resolve():
         raise ValenceError(f"--output {output_path} is the input file; choose another path so the input is kept")
@@ -137,7 +138,7 @@ def score(input_path, output_path, options, kinds=None, explain=False):
                            "use --model regression or --model both")
     predictor = Predictor.from_model_dir(options.model_dir, required=required, optional=optional)
     explainer = Explainer(predictor.regression) if explain else None
-    summary = score_csv(input_path, output_path, predictor, explainer=explainer)
+    summary = score_csv(input_path, output_path, predictor, explainer=explainer, level=level)
     scored, bad_rows = summary.scored, summary.bad_rows
     extras = [what for what, present in (("moods", predictor.classification is not None),
                                          ("explanations", explain)) if present]

@@ -8,7 +8,6 @@ fold models' networks averaged, reading an encoder fitted on every labelled row.
 """
 import dataclasses
 import importlib
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +16,9 @@ import torch
 from valence.config import CLASS_EDGES, CLASS_NAMES, TARGET, SplitConfig, ValenceError, normalise_name
 from valence.data.load import split_by_track
 from valence.model.encoder import FeatureEncoder
-from valence.training.metrics import classification_metrics, regression_metrics, to_classes
+from valence.model.honest import track_folds as hash_folds
+from valence.training.metrics import (calibration_error, classification_metrics, fit_temperature, regression_metrics,
+                                      scaled, to_classes)
 from valence.training.foldpool import train_in_workers, workers_for
 from valence.training.modules import build_model, model_config_for, predict_arrays
 from valence.training.settings import FoldPlan, TrainConfig
@@ -35,12 +36,13 @@ class CrossFit:
     fold: np.ndarray  # fold of each row
     seen: np.ndarray  # whether row i's artist had tracks among its fold model's training rows
     histories: list = field(default_factory=list)
+    encoded: dict | None = None  # row i as its fold model's encoder encoded it (regression: the intervals' inputs)
 
 
 def track_folds(frame, folds, seed=0):
-    """Fold index of each row: a hash of its track_id, so every listing of a track shares a fold."""
-    ids = frame["track_id"].astype(str)
-    return np.fromiter((zlib.crc32(f"fold:{seed}:{t}".encode()) % folds for t in ids), dtype=np.int64, count=len(ids))
+    """Fold index of each row: a hash of its track_id, so every listing of a track shares a fold (serving
+    finds a catalog track's fold model by the same hash, honest.py)."""
+    return hash_folds(frame["track_id"].to_numpy(), folds, seed)
 
 
 def targets(kind, frame, soft=0.0):
@@ -101,6 +103,7 @@ class FoldResult:
     history: object
     predictions: np.ndarray  # of the rows of fold j, in frame order
     seen: np.ndarray
+    encoded: dict | None = None  # those rows encoded by fold model j's encoder (regression only)
 
 
 @dataclass
@@ -128,10 +131,11 @@ class FoldJob:
                             on_epoch=None if on_epoch is None else _with_fold(on_epoch, j, self.plan.folds),
                             stop_on_interrupt=stop_on_interrupt, should_stop=should_stop)
         held_out = self.fold == j
+        encoded = encoder.transform(self.frame[held_out])
         return FoldResult(state={k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
-                          history=history,
-                          predictions=predict_arrays(model, encoder.transform(self.frame[held_out])),
-                          seen=seen_artists(self.frame, held_out, train))
+                          history=history, predictions=predict_arrays(model, encoded),
+                          seen=seen_artists(self.frame, held_out, train),
+                          encoded=encoded if self.kind == "regression" else None)
 
 
 def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False):
@@ -160,15 +164,21 @@ def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False)
                 break
     predictions = np.zeros((len(frame),) + results[0].predictions.shape[1:], dtype=np.float32)
     seen = np.zeros(len(frame), dtype=bool)
+    encoded = None
+    if results[0].encoded is not None:
+        encoded = {name: np.zeros((len(frame), array.shape[1]), dtype=array.dtype)
+                   for name, array in results[0].encoded.items()}
     for j, result in enumerate(results):
         predictions[fold == j], seen[fold == j] = result.predictions, result.seen
+        for name in encoded or ():
+            encoded[name][fold == j] = result.encoded[name]
     model_args = dataclasses.asdict(model_config_for(kind, schema, n_members=members * len(results)))
     served = build_model(kind, model_args)
     served.load_state_dict(merge_states([{k: torch.from_numpy(v) for k, v in r.state.items()} for r in results],
                                         members))
     served.eval()
     return CrossFit(model=served, model_args=model_args, encoder=schema, predictions=predictions, fold=fold,
-                    seen=seen, histories=[r.history for r in results])
+                    seen=seen, histories=[r.history for r in results], encoded=encoded)
 
 
 def fold_workers(config, plan, n_rows):
@@ -256,6 +266,21 @@ def out_of_fold(kind, model, model_args, schema, frame, plan, members):
     return predictions, fold
 
 
+def calibrate(probabilities, truth, fold):
+    """Temperature-scale out-of-fold class probabilities: each fold's rows by a temperature fitted on the
+    other folds' rows (so the calibration figures stay out of fold); return them and the temperature fitted
+    on every row, which the served classifier keeps, and each fold's (which --evaluate applies again)."""
+    out = np.empty(np.shape(probabilities), dtype=np.float64)
+    folds = np.unique(fold)
+    by_fold = {}
+    for j in folds:
+        inside = fold == j
+        others = ~inside if len(folds) > 1 else inside
+        by_fold[int(j)] = fit_temperature(probabilities[others], truth[others])
+        out[inside] = scaled(probabilities[inside], by_fold[int(j)])
+    return out.astype(np.float32), fit_temperature(probabilities, truth), by_fold
+
+
 def out_of_fold_metrics(kind, frame, predictions, fold, seen):
     """Figures of out-of-fold predictions over every row, beside a baseline that is out-of-fold too
     (the mean valence, or the majority class, of the other folds)."""
@@ -272,6 +297,7 @@ def out_of_fold_metrics(kind, frame, predictions, fold, seen):
             majority[fold == j] = np.bincount(others, minlength=len(CLASS_NAMES)).argmax()
         base = classification_metrics(truth, majority)
         metrics = {**{f"test_{k}": v for k, v in model.items()}, **{f"baseline_{k}": v for k, v in base.items()}}
+        metrics["test_ece"] = calibration_error(predictions, truth)  # 15 bins of the top probability
         metrics["baseline_class"] = CLASS_NAMES[int(np.bincount(majority).argmax())]
         return metrics
     model, base = regression_metrics(y, predictions), regression_metrics(y, baseline)

@@ -85,8 +85,65 @@ def format_metrics(kind, metrics):
     lines = [f"{'out-of-fold':<{width}}  " + "  ".join(f"{n.upper():>8}" for n in names)]
     for label, prefix in ((kind, "test"), (baseline, "baseline")):
         lines.append(f"{label:<{width}}  " + "  ".join(f"{metrics[f'{prefix}_{n}']:>8.4f}" for n in names))
+    if kind == "classification" and "test_ece" in metrics:
+        lines.append(f"calibration error (ECE, {ECE_BINS} bins of the top probability): {metrics['test_ece']:.4f}")
     if kind == "classification":
         lines.append("confusion matrix (rows: true, columns: predicted; " + ", ".join(CLASS_NAMES) + "):")
         lines.extend("  " + f"{CLASS_NAMES[i]:>8} " + " ".join(f"{v:>7d}" for v in row)
                      for i, row in enumerate(metrics["test_confusion_matrix"]))
     return "\n".join(lines)
+
+
+ECE_BINS = 15
+
+
+def calibration_error(probabilities, true_classes, bins=ECE_BINS):
+    """Expected calibration error of class probabilities: over equal-width bins of the top probability,
+    the row-weighted mean gap between that probability and how often the top class is right."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    truth = np.asarray(true_classes, dtype=np.int64).ravel()
+    if len(truth) == 0:
+        return 0.0
+    confidence, picked = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    right = (picked == truth).astype(np.float64)
+    # Bins (k/bins, (k+1)/bins], the first closed at 0, as the usual definition reads.
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, weights=confidence, minlength=bins) - np.bincount(which, weights=right,
+                                                                                       minlength=bins))
+    return float(gap.sum() / len(truth)) if count.sum() else 0.0
+
+
+def scaled(probabilities, temperature):
+    """Probabilities with their logits (log-probabilities) divided by `temperature`."""
+    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probabilities, true_classes):
+    """The temperature that minimises the log loss of the probabilities (golden-section search of its log
+    over [1/20, 20]); 1.0 without rows."""
+    truth = np.asarray(true_classes, dtype=np.int64).ravel()
+    if len(truth) == 0:
+        return 1.0
+
+    def loss(log_t):
+        p = scaled(probabilities, np.exp(log_t))[np.arange(len(truth)), truth]
+        return -np.log(np.clip(p, 1e-12, 1.0)).mean()
+
+    lo, hi = -np.log(20.0), np.log(20.0)
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = loss(b)
+    return float(np.exp((lo + hi) / 2.0))

@@ -14,14 +14,15 @@ import torch
 
 from valence.model.bundle import load_bundle_from_dir, save_bundle
 from valence.config import ValenceError, bundle_path, counted, metrics_path
-from valence.training.crossfit import (cross_fit, fold_rows, fold_workers, members_per_fold, out_of_fold, out_of_fold_metrics,
-                       track_folds)
+from valence.training.crossfit import (calibrate, cross_fit, fold_rows, fold_workers, members_per_fold, out_of_fold,
+                                      out_of_fold_metrics, targets, track_folds)
 from valence.training.crossfit import seen_artists as crossfit_seen
 from valence.data.load import data_warnings, load_dataset
 from valence.model.encoder import FeatureEncoder
 from valence.model.explain import typical_song
+from valence.model.intervals import Intervals
 from valence.fileio import write_text_atomic
-from valence.training.metrics import format_metrics
+from valence.training.metrics import format_metrics, scaled
 from valence.training.modules import state_arrays, torch_module
 from valence.training.settings import FoldPlan, TrainingInterrupted
 from valence.training.trainer import History
@@ -173,8 +174,14 @@ def train_test_and_save(kind, splits, options, log, on_epoch):
             f"testing and saving the {len(histories)} fold models so far (the last at its best epoch, "
             f"{histories[-1].best_epoch}), as --save-on-interrupt asks")
     covered = splits.fold < len(histories)  # every row, unless Ctrl-C stopped before the last fold
-    metrics = out_of_fold_metrics(kind, splits.frame[covered], fitted.predictions[covered], splits.fold[covered],
-                                  fitted.seen[covered])
+    frame, fold, predictions = splits.frame[covered], splits.fold[covered], fitted.predictions[covered]
+    intervals, temperature, by_fold = None, 1.0, {}
+    if kind == "regression":  # calibrated on the out-of-fold residuals (intervals.py)
+        encoded = {name: array[covered] for name, array in fitted.encoded.items()}
+        intervals = Intervals.fit_out_of_fold(fitted.encoder, encoded, predictions, targets(kind, frame), fold)
+    else:  # the figures read probabilities scaled out of fold; the served model keeps one temperature
+        predictions, temperature, by_fold = calibrate(predictions, targets(kind, frame), fold)
+    metrics = out_of_fold_metrics(kind, frame, predictions, fold, fitted.seen[covered])
     log(f"{kind}: best epochs {', '.join(str(h.best_epoch) for h in histories)} of the {len(histories)} fold "
         f"models, trained in {seconds:.1f} s")
     log(format_metrics(kind, metrics))
@@ -184,15 +191,16 @@ def train_test_and_save(kind, splits, options, log, on_epoch):
                 data={"path": str(options.data), "sha256": splits.report.sha256,
                       "rows": splits.report.rows_kept},
                 split={**dataclasses.asdict(plan), "folds_trained": len(histories),
-                       "members_per_fold": members_per_fold(options.train)},
+                       "members_per_fold": members_per_fold(options.train),
+                       "fold_temperatures": [by_fold.get(j, 1.0) for j in range(len(histories))]},
                 background=typical_song(splits.train) if kind == "regression" else None,
-                versions={"torch": torch.__version__})
+                versions={"torch": torch.__version__}, intervals=intervals, temperature=temperature)
     log(f"saved {bundle_path(options.model_dir, kind)}")
     write_metrics(options.model_dir, kind, record, log)
-    predictions = fitted.predictions.astype(np.float64)
-    predictions[~covered] = np.nan
+    out = np.full(fitted.predictions.shape, np.nan)
+    out[covered] = predictions
     return TrainedModel(kind=kind, model=fitted.model, encoder=fitted.encoder, history=histories[0],
-                        metrics_record=record, test_predictions=predictions, histories=histories)
+                        metrics_record=record, test_predictions=out, histories=histories)
 
 
 def run_evaluation(options, log=print):
@@ -203,6 +211,7 @@ def run_evaluation(options, log=print):
     for kind, bundle in bundles.items():
         saved = dict(bundle.meta.get("split", {}))
         trained, members = int(saved.pop("folds_trained")), int(saved.pop("members_per_fold"))
+        temperatures = saved.pop("fold_temperatures", None) or [1.0] * trained
         plan = FoldPlan(**saved)
         splits = load_splits(options.data, plan, log)
         if bundle.meta.get("data", {}).get("sha256") != splits.report.sha256:
@@ -213,6 +222,9 @@ def run_evaluation(options, log=print):
         predicted, fold = out_of_fold(kind, torch_module(bundle), bundle.meta["model_args"], bundle.encoder,
                                       frame, plan, members)
         seen = seen_artists(frame, fold, plan)
+        if kind == "classification":  # as the figures of training: each fold's rows by its fold's temperature
+            for j in range(trained):
+                predicted[fold == j] = scaled(predicted[fold == j], temperatures[j])
         metrics = out_of_fold_metrics(kind, frame, predicted, fold, seen)
         log(f"{kind} model saved {bundle.meta.get('created_at')}, evaluated on {options.data}")
         log(format_metrics(kind, metrics))

@@ -1,0 +1,180 @@
+"""Honest predictions of the songs a model learned from: by a network that never saw them, each one's own
+valence left out of every statistic it reads.
+
+A catalog track that has a valence was, as a rule, among the training rows: the served ensemble's networks
+learned from it (all fold models but one), and the served encoder's artist, similar-song and song-version
+statistics include that very valence. Predicted so, a track looks far better predicted than a new song is.
+For a row the model learned from, this module
+- takes the track's own contribution back out of each statistic (the artist's sums, the similar-song
+  kernel's self-pair, the song-version count): the rule of the training rows' out-of-fold statistics
+  (artists.py), with the track itself held out;
+- predicts with the networks of the one fold model that never learned from the track (its fold is the
+  hash of its track_id that training used, crossfit.py), which the served ensemble holds.
+A row the model did not learn from (another file's tracks, songs without a valence) gets the served model.
+
+Whether the model learned from a row is read off the encoder's reference songs (artists.py): a training
+track is among its artist's reference songs with the same valence and the same audio features
+(popularity aside, which differs between a track's listings under several genres).
+"""
+import zlib
+
+import numpy as np
+
+from valence.config import NUMERIC_FEATURES, TARGET
+from valence.model.artists import matched_artists, mood_columns, song_keys
+from valence.model.network import Network
+
+
+def track_folds(track_ids, folds, seed=0):
+    """Fold index of each track_id: a hash of it, so every listing of a track shares a fold."""
+    ids = [str(t) for t in track_ids]
+    return np.fromiter((zlib.crc32(f"fold:{seed}:{t}".encode()) % folds for t in ids), dtype=np.int64,
+                       count=len(ids))
+
+
+def learned_from(encoder, frame):
+    """Per row, the index of its own track among the encoder's reference songs, -1 for a row the encoder did
+    not learn from (or a frame without valence, an encoder without reference songs)."""
+    found = np.full(len(frame), -1, dtype=np.int64)
+    if TARGET not in frame or not encoder.artist_stats or not encoder.reference_ or not len(frame):
+        return found
+    valence = frame[TARGET].to_numpy(dtype=np.float64)
+    labelled = np.isfinite(valence)
+    if not labelled.any():
+        return found
+    if getattr(encoder, "_reference_keys", None) is None:
+        values = np.asarray(encoder.reference_["values"], dtype=np.float32)
+        keys = _keys(encoder._reference_codes(), values[:, KEYED])
+        order = np.argsort(keys, kind="stable")
+        encoder._reference_keys = (keys[order], order)
+    keys, order = encoder._reference_keys
+    sub = frame[labelled]
+    index = encoder.artist_table_.index
+    codes = np.fromiter((index.get(a, -1) for a in matched_artists(sub)), dtype=np.int64, count=len(sub))
+    own = np.column_stack([valence[labelled].astype(np.float32), encoder._plain_numeric(sub)]).astype(np.float32)
+    wanted = _keys(codes, own[:, KEYED])
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    hit = (codes >= 0) & (keys[at] == wanted)
+    found[np.flatnonzero(labelled)[hit]] = order[at[hit]]
+    return found
+
+
+# Of (valence, plain features): all but popularity, which differs between a track's listings.
+KEYED = [0, *(1 + j for j, name in enumerate(NUMERIC_FEATURES) if name != "popularity")]
+
+
+def _keys(artist_codes, values):
+    """A 64-bit key of each (artist, float32 values) row: the values' bits mixed by odd multipliers (two
+    different songs of one artist share a key with a chance of about 2^-64)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    multipliers = (np.arange(bits.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+                   + np.uint64(0xBF58476D1CE4E5B9)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        key = (bits * multipliers).sum(axis=1, dtype=np.uint64)
+        return key ^ (np.asarray(artist_codes, dtype=np.uint64) * np.uint64(0x94D049BB133111EB))
+
+
+def leave_own_track_out(encoder, frame, encoded, refs):
+    """Take each learned row's own track (refs >= 0: its reference song, learned_from) out of the artist
+    statistics in `encoded` (encoder.transform(frame)), in place; return `encoded`."""
+    rows = refs >= 0
+    if not rows.any() or not encoder.artist_stats:
+        return encoded
+    numeric = encoded["numeric"]
+    n_plain, n_stats = encoder._n_plain, encoder._n_stats
+    sub = frame[rows]
+    lookup = encoder._fitted_lookup()
+    y, ref_plain = lookup.ref_y[refs[rows]].astype(np.float64), lookup.ref_f[refs[rows]].astype(np.float64)
+    block = numeric[rows]
+    artists = matched_artists(sub)
+    table = encoder.artist_table_
+    sums = table.rows[[table.index[a] for a in artists]].copy()
+    own = [np.ones(len(y)), y]  # what the track added to its artist's sums (artists.py, _artist_sums)
+    if encoder.artist_feature_means:
+        own.append(ref_plain)
+    if encoder.artist_moods:
+        own.extend(mood_columns(y).values())
+    sums -= np.column_stack(own)
+    pseudo = _RowLookup(sums)
+    block[:, n_plain:n_plain + n_stats] = encoder._artist_block(pseudo.names, pseudo, encoder.prior_)
+    at = n_plain + n_stats
+    if encoder.knn_bandwidth > 0:
+        # The similar-song mean, (sum of w * valence + m * prior) / (sum of w + m), less the self-pair's weight.
+        m, prior = encoder.knn_smoothing, encoder.prior_
+        diff = block[:, :n_plain].astype(np.float64) - ref_plain
+        w = np.exp(-np.einsum("ij,ij->i", diff, diff) / (encoder.knn_bandwidth * n_plain))
+        total = np.expm1(block[:, at + 1].astype(np.float64))
+        weighted = (block[:, at].astype(np.float64) + prior) * (total + m) - m * prior
+        total, weighted = np.maximum(total - w, 0.0), weighted - w * y
+        block[:, at] = (weighted + m * prior) / (total + m) - prior
+        block[:, at + 1] = np.log1p(total)
+    if encoder._songs:  # the other versions of its title: one track fewer
+        keys = song_keys(sub, artists)
+        hit = np.fromiter((encoder.song_table_.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        counts, totals = np.zeros(len(keys)), np.zeros(len(keys))
+        counts[hit >= 0] = encoder.song_table_.rows[hit[hit >= 0], 0] - 1.0
+        totals[hit >= 0] = encoder.song_table_.rows[hit[hit >= 0], 1] - y[hit >= 0]
+        block[:, -2:] = encoder._song_columns(np.maximum(counts, 0.0), totals, encoder.prior_)
+    numeric[rows] = block
+    return encoded
+
+
+def fold_network(bundle, j):
+    """Fold model j of a served ensemble as a Network of its own (its members), made once per bundle."""
+    cache = bundle.__dict__.setdefault("_fold_networks", {})
+    if j not in cache:
+        members = int(bundle.meta["split"]["members_per_fold"])
+        args = dict(bundle.meta["model_args"], n_members=members)
+        picked = {}
+        for key, value in bundle.weights.items():
+            _, index, rest = key.split(".", 2)
+            if j * members <= int(index) < (j + 1) * members:
+                picked[f"members.{int(index) - j * members}.{rest}"] = value
+        # A classifier's fold model keeps the temperature calibrated on its own out-of-fold rows.
+        temperatures = bundle.meta["split"].get("fold_temperatures") or []
+        temperature = temperatures[j] if j < len(temperatures) else bundle.network.temperature
+        cache[j] = Network(bundle.kind, args, picked, temperature=temperature)
+    return cache[j]
+
+
+def plan(bundle, frame, encoded):
+    """Return (encoded, parts) for every row of `frame`: its arrays with each learned row's own track taken
+    out (`encoded`, the served encoder's transform of frame, is copied, not changed), and the
+    (network, rows) that predict them: the served network for the rows the model did not learn from, fold
+    model j's for the learned rows of fold j."""
+    refs = learned_from(bundle.encoder, frame)
+    split = bundle.meta.get("split") or {}
+    trained = int(split.get("folds_trained", 0))
+    fold = np.full(len(frame), -1, dtype=np.int64)
+    if trained and (refs >= 0).any():
+        fold[refs >= 0] = track_folds(frame["track_id"].to_numpy()[refs >= 0], int(split["folds"]),
+                                      int(split["seed"]))
+    refs[fold >= trained] = -1  # a fold no model was trained for (training stopped early): every model saw it
+    fold[refs < 0] = -1
+    encoded = {name: array.copy() for name, array in encoded.items()}
+    leave_own_track_out(bundle.encoder, frame, encoded, refs)
+    parts = [(bundle.network if j == -1 else fold_network(bundle, j), fold == j) for j in np.unique(fold).tolist()]
+    return encoded, parts
+
+
+def honest(bundle, frame, encoded):
+    """Return (outputs, encoded) of a bundle for every row of `frame`, predicted as plan() says."""
+    if not len(frame):
+        return bundle.network.predict(encoded), encoded
+    encoded, parts = plan(bundle, frame, encoded)
+    outputs = None
+    for network, rows in parts:
+        out = network.predict({name: array[rows] for name, array in encoded.items()})
+        if outputs is None:
+            outputs = np.zeros((len(frame),) + out.shape[1:], dtype=out.dtype)
+        outputs[rows] = out
+    return outputs, encoded
+
+
+class _RowLookup:
+    """An artist lookup of one row per song (its artist's sums less the song): what _artist_block reads."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.names = [str(i) for i in range(len(rows))]
+        self.index = {name: i for i, name in enumerate(self.names)}
