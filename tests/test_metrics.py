@@ -103,3 +103,20 @@ def test_a_column_of_predictions_counts_as_a_vector_and_unequal_lengths_are_refu
         regression_metrics(y, p[:2])
     with pytest.raises(ValueError, match="3 true classes but 2 predictions"):
         classification_metrics(to_classes(y), to_classes(p[:2]))
+
+
+def test_calibration_error_and_the_temperature_that_removes_it():
+    from valence.training.metrics import calibration_error, fit_temperature, scaled
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20000, 3)) * 2
+    true_p = scaled(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), 1.0)
+    truth = np.array([rng.choice(3, p=p) for p in true_p])
+    assert calibration_error(true_p, truth) < 0.015  # drawn from its own probabilities: calibrated
+    overconfident = scaled(true_p, 0.5)  # logits doubled
+    assert calibration_error(overconfident, truth) > 0.05
+    temperature = fit_temperature(overconfident, truth)
+    assert temperature == pytest.approx(2.0, rel=0.05)
+    assert calibration_error(scaled(overconfident, temperature), truth) < 0.015
+    # Hand-made: one bin at 0.8 confidence, right half the time: a gap of 0.3.
+    assert calibration_error(np.array([[0.8, 0.1, 0.1]] * 4), np.array([0, 0, 1, 2])) == pytest.approx(0.3)
