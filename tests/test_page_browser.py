@@ -145,6 +145,14 @@ def test_search_pick_a_suggestion_and_see_the_apis_prediction_and_explanation(br
     assert expected["artist_name"].casefold().startswith("twin")
     assert by_id(browser, "song-prediction").text == f"{expected['prediction']:.3f}"
     assert by_id(browser, "song-actual").text == f"{expected['expected']:.3f}"
+    interval = expected["interval"]
+    assert by_id(browser, "song-interval").text == f"{interval['low']:.3f} to {interval['high']:.3f} (90 %)"
+    # The band spans low to high on the 0-1 scale: its left edge and width as shares of the bar's.
+    bar = browser.find_element("css selector", "#song .scale-bar").rect
+    band = by_id(browser, "band-predicted").rect
+    assert (band["x"] - bar["x"]) / bar["width"] == pytest.approx(interval["low"], abs=0.01)
+    assert band["width"] / bar["width"] == pytest.approx(interval["high"] - interval["low"], abs=0.01)
+    assert by_id(browser, "song-honest").is_displayed()  # a training track: predicted by a model that never saw it
     assert expected["track_name"].strip() in by_id(browser, "song-title").text
     shown = chart(browser, "song-chart")
     assert dict(shown) == explained["contributions"]  # the very numbers of the JSON API
@@ -291,6 +299,7 @@ def test_a_song_without_measured_valence_says_so(browser, make_app, trained, cat
         wait_for(browser, lambda d: by_id(d, "song").is_displayed() and by_id(d, "song-prediction").text, "the song")
         assert by_id(browser, "song-actual").text == "no measured valence"
         assert not by_id(browser, "marker-actual").is_displayed()
+        assert not by_id(browser, "song-honest").is_displayed()  # no valence: the served model, as a new song
         assert console_errors(browser) == []
     finally:
         mine.stop()

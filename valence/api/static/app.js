@@ -133,13 +133,29 @@ function showSuggestions(suggestions) {
   });
 }
 
+// "0.13 to 0.58 (90 %)": the range that holds the valence with that probability (docs/api.md, "Intervals").
+function intervalText(interval) {
+  return interval ? `${fixed(interval.low)} to ${fixed(interval.high)} (${Math.round(100 * interval.level)} %)` : "";
+}
+
+// The interval as a band on the 0-1 scale.
+function drawBand(band, interval) {
+  band.hidden = !interval;
+  if (!interval) return;
+  band.style.left = `${100 * interval.low}%`;
+  band.style.width = `${100 * (interval.high - interval.low)}%`;
+}
+
 function renderSong(prediction, explanation) {
   currentSong = explanation;
   $("song").hidden = false;
   $("song-title").textContent = `${prediction.track_name || "(untitled)"} \u2014 ${prediction.artist_name}`;
   $("song-genres").textContent = `Genres: ${prediction.genres.join(", ")}`;
   $("song-prediction").textContent = fixed(prediction.prediction);
+  $("song-interval").textContent = intervalText(prediction.interval);
+  drawBand($("band-predicted"), prediction.interval);
   const hasActual = typeof prediction.expected === "number";
+  $("song-honest").hidden = !hasActual;
   $("song-actual").textContent = hasActual ? fixed(prediction.expected) : "no measured valence";
   $("song-mood").textContent = prediction.mood || "no mood model loaded";
   $("marker-predicted").style.left = `${100 * prediction.prediction}%`;
@@ -265,6 +281,7 @@ async function updateOwn() {
     if (ticket !== ownAsked) return;
     showNotice("", "own-error");
     $("own-prediction").textContent = fixed(explanation.prediction);
+    $("own-interval").textContent = intervalText(prediction.interval);
     $("own-mood").textContent = prediction.mood || "no mood model loaded";
     $("own-why").textContent = whyText(explanation);
     renderChart($("own-chart"), explanation.contributions);
