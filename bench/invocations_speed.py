@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from api_speed import stop  # noqa: E402  (the gunicorn master stops its workers)
+from soak_api import workers  # noqa: E402
 
 TARGET_RATIO = 3.0  # POST /invocations may take at most 3 times --predict's time
 TARGET_RSS_MIB = 350  # the worker's peak resident memory during a request
@@ -98,13 +101,9 @@ def worker_of(master_pid):
     """Return the process id of a gunicorn master's one worker, waiting for it to start."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                parent = stat.read_text().rsplit(") ", 1)[-1].split()[1]  # after "pid (name) state"
-            except OSError:
-                continue
-            if parent == str(master_pid):
-                return int(stat.parent.name)
+        found = workers(master_pid)
+        if found:
+            return found[0]
         time.sleep(0.05)
     raise SystemExit("gunicorn started no worker in 60 s")
 
@@ -128,17 +127,6 @@ def start_gunicorn(port, model_dir, work):
             time.sleep(0.05)
     stop(process)
     raise SystemExit("gunicorn did not answer /health/live in 120 s")
-
-
-def stop(process):
-    """Stop gunicorn and its worker."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def post(port, path, body, accept, method="POST"):
