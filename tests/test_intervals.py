@@ -192,3 +192,10 @@ def test_the_command_line_adds_the_interval_columns_at_the_level_asked(trained, 
     with pytest.raises(ValenceError, match="between 0 and 1"):
         from valence.model.frames import ValenceModel
         ValenceModel(model_dir).predict(pd.read_csv(demo_csv).head(2), level=2)
+
+
+def test_rows_without_a_track_id_are_predicted_by_the_served_model(predictor, demo_csv):
+    frame, _ = load_dataset(demo_csv)
+    no_ids = frame.head(20).drop(columns="track_id")
+    np.testing.assert_array_equal(predictor.predict(no_ids, honest=True).valence,
+                                  predictor.predict(no_ids).valence)

@@ -143,6 +143,8 @@ def plan(bundle, frame, encoded):
     (network, rows) that predict them: the served network for the rows the model did not learn from, fold
     model j's for the learned rows of fold j."""
     refs = learned_from(bundle.encoder, frame)
+    if "track_id" not in frame:  # no track to find its fold by: the served model
+        refs[:] = -1
     split = bundle.meta.get("split") or {}
     trained = int(split.get("folds_trained", 0))
     fold = np.full(len(frame), -1, dtype=np.int64)
