@@ -135,7 +135,8 @@ def old_network(fit, test, epochs, seed):
 
 def lightgbm(kind, fit, test, trees, artist, threads=1):
     """LightGBM, 2,000 trees, L1 objective (multiclass for classes); optionally with the
-    out-of-fold artist mean valence and track count from our encoder (fitted on training rows)."""
+    out-of-fold artist mean valence and track count from our encoder (fitted on training rows, every
+    training row with its artist's statistics: no artist dropout)."""
     import lightgbm as lgb
 
     def design(frame, extra):
@@ -148,7 +149,7 @@ def lightgbm(kind, fit, test, trees, artist, threads=1):
     extra_fit = extra_test = None
     if artist:
         encoder = FeatureEncoder(artist_feature_means=False, knn_bandwidth=0.0, artist_moods=False,
-                                  song_versions=False)
+                                  song_versions=False, artist_dropout=0.0)
         extra_fit = encoder.fit_transform(fit, fit[config.TARGET].to_numpy())["numeric"][:, len(NUMERIC):]
         extra_test = encoder.transform(test)["numeric"][:, len(NUMERIC):]
     x_fit, x_test = design(fit, extra_fit), design(test, extra_test)

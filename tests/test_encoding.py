@@ -188,8 +188,8 @@ def test_out_of_fold_statistics_are_what_an_encoder_fitted_on_the_other_folds_se
     encoder = FeatureEncoder(n_folds=5, seed=3)
     oof = encoder.fit_transform(train, y)["numeric"]
     fold = train["track_id"].map(lambda t: zlib.crc32(f"3:{t}".encode()) % 5).to_numpy()
-    inside = fold == 0
-    other = FeatureEncoder(seed=3).fit(train[~inside], y[~inside], schema=encoder)
+    inside = (fold == 0) & ~encoder.dropped_rows(train)  # the rows artist dropout leaves their statistics
+    other = FeatureEncoder(seed=3).fit(train[fold != 0], y[fold != 0], schema=encoder)
     served = other.transform(train[inside])["numeric"]
     names = encoder.feature_names()["numeric"]
     assert (oof[inside, names.index("song_versions_log_tracks")] > 0).any()
@@ -374,3 +374,50 @@ def test_one_genre_spelt_two_ways_in_training_is_one_genre(frames):
     plain = FeatureEncoder().fit(frames[0], frames[0]["valence"].to_numpy())
     assert encoder.vocab_["genre"] == plain.vocab_["genre"]  # one entry, spelt "Jazz"
     assert np.array_equal(encoder.transform(train)["categorical"], plain.transform(frames[0])["categorical"])
+
+
+def test_artist_dropout_gives_a_share_of_training_tracks_an_unseen_artists_statistics(frames):
+    train = frames[0].copy()
+    train["track_name"] = "Song " + (np.arange(len(train)) % 40).astype(str)  # song-version columns not all zero
+    y = train["valence"].to_numpy()
+    plain = FeatureEncoder(seed=3, artist_dropout=0.0).fit_transform(train, y)
+    encoder = FeatureEncoder(seed=3, artist_dropout=0.2)
+    out = encoder.fit_transform(train, y)
+    dropped = encoder.dropped_rows(train)
+    # The draw: a hash of the seed and the track id, about the share asked for, the same every time.
+    draws = train["track_id"].map(lambda t: zlib.crc32(f"drop:3:{t}".encode()) / 2 ** 32 < 0.2).to_numpy()
+    np.testing.assert_array_equal(dropped, draws)
+    assert 0.15 < dropped.mean() < 0.25
+    np.testing.assert_array_equal(FeatureEncoder(seed=3, artist_dropout=0.2).fit_transform(train, y)["numeric"],
+                                  out["numeric"])
+    assert not np.array_equal(FeatureEncoder(seed=4, artist_dropout=0.2).dropped_rows(train), dropped)
+    # Only the dropped rows' artist, similar-song and song-version columns change; the song's own do not.
+    np.testing.assert_array_equal(out["categorical"], plain["categorical"])
+    np.testing.assert_array_equal(out["numeric"][:, :N_PLAIN], plain["numeric"][:, :N_PLAIN])
+    np.testing.assert_array_equal(out["numeric"][~dropped], plain["numeric"][~dropped])
+    assert (out["numeric"][dropped, N_PLAIN:] != plain["numeric"][dropped, N_PLAIN:]).any(axis=1).all()
+    # What they get is what transform gives a song of an artist the tables lack.
+    new = encoder.transform(train[dropped].assign(artist_name="Nobody Known"))["numeric"]
+    np.testing.assert_allclose(out["numeric"][dropped, N_PLAIN:], new[:, N_PLAIN:], atol=1e-6)
+    assert (out["numeric"][dropped, encoder.feature_names()["numeric"].index("artist_seen")] == 0).all()
+
+
+def test_artist_dropout_leaves_what_transform_serves_alone(frames):
+    train, _, test = frames
+    y = train["valence"].to_numpy()
+    served = FeatureEncoder().fit(train, y).transform(test)["numeric"]
+    encoder = FeatureEncoder(artist_dropout=0.5).fit(train, y)
+    np.testing.assert_array_equal(encoder.transform(test)["numeric"], served)
+    again = FeatureEncoder.from_state(encoder.to_state())
+    assert again.artist_dropout == 0.5
+
+
+def test_artist_dropout_stays_off_where_a_quarter_of_the_training_rows_read_as_unseen_already():
+    # Mostly one track an artist (a small file): over half the rows have no track of their artist in another fold.
+    train = make_songs(n_rows=600, n_artists=900)
+    y = train["valence"].to_numpy()
+    encoder = FeatureEncoder(artist_dropout=0.15)
+    seen = encoder.feature_names()["numeric"].index("artist_seen")
+    out = encoder.fit_transform(train, y)["numeric"]
+    assert encoder.dropped_rows(train).any() and (out[:, seen] == 0).mean() >= 0.25
+    np.testing.assert_array_equal(out, FeatureEncoder(artist_dropout=0.0).fit_transform(train, y)["numeric"])

@@ -36,7 +36,7 @@ class FeatureEncoder(ArtistStatistics):
 
     def __init__(self, n_quantiles=128, artist_stats=True, artist_smoothing=3.0,
                  artist_feature_means=True, knn_bandwidth=0.1, knn_smoothing=0.3, n_folds=5, seed=0,
-                 artist_moods=True, song_versions=True, song_smoothing=1.0):
+                 artist_moods=True, song_versions=True, song_smoothing=1.0, artist_dropout=0.15):
         self.n_quantiles = n_quantiles
         self.artist_stats = artist_stats
         self.artist_smoothing = artist_smoothing  # pseudo-tracks of the prior in each smoothed mean
@@ -53,6 +53,9 @@ class FeatureEncoder(ArtistStatistics):
         # where a song has one among the labelled rows, its valence alone errs less than the model's (docs/quality.md).
         self.song_versions = song_versions
         self.song_smoothing = song_smoothing
+        # The share of training tracks whose artist statistics fit_transform gives as an unseen artist's: the
+        # network then learns to predict new artists' songs from their sound (docs/quality.md, "New artists").
+        self.artist_dropout = artist_dropout
         self._lookup = None  # ArtistLookup of the fitted statistics, built on first use
         self._folded = {}  # column -> (its vocabulary, that vocabulary keyed by folded values), built on first use
 
@@ -237,7 +240,8 @@ class FeatureEncoder(ArtistStatistics):
                          "artist_feature_means": self.artist_feature_means,
                          "knn_bandwidth": self.knn_bandwidth, "knn_smoothing": self.knn_smoothing,
                          "n_folds": self.n_folds, "seed": self.seed, "artist_moods": self.artist_moods,
-                         "song_versions": self.song_versions, "song_smoothing": self.song_smoothing},
+                         "song_versions": self.song_versions, "song_smoothing": self.song_smoothing,
+                         "artist_dropout": self.artist_dropout},
             "normal_scores": np.array(self.normal_scores_, dtype=np.float64),
             "quantiles": {c: np.array(q, dtype=np.float64) for c, q in self.quantiles_.items()},
             "vocab": {c: dict(v) for c, v in self.vocab_.items()},
