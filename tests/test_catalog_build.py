@@ -227,3 +227,37 @@ def test_a_track_of_a_catalog_without_valence_is_answered_with_expected_null(mak
     answer = client.get("/predict?track_id=DUPLICATE0000000000001")
     assert answer.status_code == 200 and answer.json["expected"] is None
     assert response_errors(client.get("/openapi.json").json, "/predict", "GET", answer) == []
+
+
+# ---- issue 26: a catalog build at the speed of the disk --------------------------------------------------------
+
+def test_a_build_groups_and_writes_its_tracks_without_python_work_per_track(tmp_path):
+    # 20,000 songs, half of them listed again under another genre further down the file: the grouping by
+    # track and the rows written are numpy and SQLite's work, so the Python functions the build calls (a
+    # profiler counts them) do not grow with the rows. A loop over the tracks made four calls per row.
+    from valence.catalog.build import write_catalog
+    from valence.model.predictor import Models
+    from songs import RulePredictor
+
+    songs = generate_dataset(20_000, seed=3).assign(genre="Pop")  # a genre the rule knows: no warnings
+    again = songs.sample(frac=0.5, random_state=1).assign(genre="Rock")
+    path = write_csv(pd.concat([songs, again], ignore_index=True), tmp_path / "songs.csv")
+    frame, loaded = load_dataset(path)
+    calls = 0
+
+    def count(_frame, event, _arg):
+        nonlocal calls
+        calls += event == "call"
+
+    sys.setprofile(count)
+    try:
+        report = write_catalog(path, Models(RulePredictor(), "rule00000001", ()), tmp_path / "catalog.sqlite",
+                               frame_and_report=(frame, loaded))
+    finally:
+        sys.setprofile(None)
+    assert (report.rows, report.tracks) == (len(frame), frame["track_id"].nunique())
+    assert calls < 0.5 * report.rows, f"{calls:,} Python calls for {report.rows:,} rows"
+    store = open_store(tmp_path / "catalog.sqlite")
+    twice = again["track_id"].iloc[0]
+    assert store.by_track_id(twice)["genres"] == ["Pop", "Rock"]
+    store.close()

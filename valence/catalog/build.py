@@ -6,12 +6,11 @@ back sorted by track_id, so a track listed under several genres in different
 parts of the file still becomes one entry (per-genre predictions and their mean).
 """
 import datetime
-import itertools
 import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,10 @@ from valence.config import CLASS_NAMES, ValenceError
 from valence.data.load import IF_PRESENT, LoadReport, iter_feature_chunks
 from valence.fileio import atomic_path
 from valence.model.predictor import load_models
-from valence.catalog.sql import CATALOG_FILE, is_postgres, normalise, shown_target
-from valence.catalog.sqlite import APP_ID, OTHER_FEATURES, SCORED, SqliteWriter
+from valence.catalog.sql import CATALOG_FILE, LISTING_COLUMNS, is_postgres, normalise, shown_target
+from valence.catalog.sqlite import APP_ID, NUMBERS, SCORED, SqliteWriter
 
 CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the memory of a build
-TRACK_BATCH = 10_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -124,21 +122,26 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
         chunks = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
     writer = SqliteWriter(path)
     try:
-        for chunk in chunks:
-            if len(chunk):
-                # Tracks the models learned from are predicted by a model that did not (honest.py).
-                writer.add_listings(listing_rows(chunk, models.predictor.predict(chunk, honest=True), report.rows))
-                report.rows += len(chunk)
+        for chunk, result in predicted(chunks, models.predictor):
+            writer.add_listings(*listing_rows(chunk, result, report.rows))
+            report.rows += len(chunk)
         report.skipped, report.bad_lines = dict(loaded.skipped), list(loaded.bad_lines)
         if report.rows == 0:
             raise ValenceError(f"no usable rows in {data_path} ({loaded.summary()}); "
                                "the catalog was not written")
-        batch = []
-        for _track_id, listings in itertools.groupby(writer.listings_by_track(), key=itemgetter(1)):
-            batch.append(track_row(list(listings)))
-            if len(batch) == TRACK_BATCH:
-                report.tracks += _flush(writer, batch)
-        report.tracks += _flush(writer, batch)
+        pending = []  # the listings of the last track read, which may go on in the next batch
+        for batch in writer.scored_by_track():
+            listings = pending + batch
+            cut = len(listings) - 1
+            while cut > 0 and listings[cut - 1][0] == listings[-1][0]:
+                cut -= 1
+            pending = listings[cut:]
+            tracks = track_rows(listings[:cut])
+            writer.add_tracks(tracks)
+            report.tracks += len(tracks)
+        tracks = track_rows(pending)
+        writer.add_tracks(tracks)
+        report.tracks += len(tracks)
         writer.finish({
             "model_version": models.version, "rows": report.rows, "tracks": report.tracks,
             "skipped": sum(report.skipped.values()), "data": Path(data_path).name, "data_sha256": loaded.sha256,
@@ -150,67 +153,129 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
     return report
 
 
-def _flush(writer, batch):
-    """Store a batch of track rows and empty it; return how many there were."""
-    writer.add_tracks(batch)
-    count = len(batch)
-    batch.clear()
-    return count
+def predicted(chunks, predictor):
+    """Yield (chunk, its predictions) for the non-empty chunks, in order, each predicted while the one
+    before it is written: the network's products release the GIL, so reading, predicting and writing
+    overlap on two cores. At most two chunks are held at a time.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-predict") as pool:
+        waiting = None
+        for chunk in chunks:
+            if not len(chunk):
+                continue
+            # Tracks the models learned from are predicted by a model that did not (honest.py).
+            future = pool.submit(predictor.predict, chunk, honest=True)
+            if waiting is not None:
+                yield waiting[0], waiting[1].result()
+            waiting = (chunk, future)
+        if waiting is not None:
+            yield waiting[0], waiting[1].result()
 
 
 def listing_rows(chunk, result, first_seq):
-    """Return the listing rows of a chunk of the data file and its predictions, numbered from first_seq."""
+    """Return a chunk's listings (rows of LISTING_COLUMNS) and their scored parts (seq, then SCORED),
+    numbered from first_seq."""
     n = len(chunk)
-    moods = [[None] * n] * len(CLASS_NAMES)
+    seq = range(first_seq, first_seq + n)
+    listings = zip(*(seq if name == "seq" else _column(chunk, name) for name in LISTING_COLUMNS))
+    numbers = np.full((n, len(NUMBERS)), np.nan)
+    if "valence" in chunk:  # a file without valence (songs of one's own) is listed without an expected value
+        numbers[:, 0] = chunk["valence"].to_numpy(dtype=np.float64)
+    if result.valence is not None:  # a classification-only model: moods and no valence
+        numbers[:, 1] = result.valence
+        numbers[:, 5] = result.sigma
+        numbers[:, 7] = result.group
     if result.mood_probabilities is not None:
-        moods = np.asarray(result.mood_probabilities, dtype=np.float64).T.tolist()
-    valence = [None] * n  # a classification-only model: moods and no valence
-    if result.valence is not None:
-        valence = np.asarray(result.valence, dtype=np.float64).tolist()
-    warnings = [json.dumps(list(found)) if found else None for found in result.warnings]
-    sigma = unseen = [None] * n
-    if result.valence is not None:
-        sigma, unseen = np.asarray(result.sigma, dtype=np.float64).tolist(), np.asarray(result.group).tolist()
-    # A file without valence (songs of one's own, to be predicted) is listed without an expected value.
-    columns = [chunk[name].tolist() if name in chunk else [None] * n for name in SCORED[1:7]]
-    others = [chunk[name].tolist() for name in OTHER_FEATURES]
-    return zip(range(first_seq, first_seq + n), *columns, valence, *moods, warnings, sigma, unseen, *others)
+        numbers[:, 2:5] = result.mood_probabilities
+    numbers[:, 6] = chunk["popularity"].to_numpy(dtype=np.float64)
+    packed = np.ascontiguousarray(numbers, dtype="<f8").tobytes()
+    width = 8 * len(NUMBERS)
+    blobs = [packed[i:i + width] for i in range(0, len(packed), width)]
+    # A track's warnings are the sorted union of its listings': a listing keeps its own in that form.
+    warnings = [json.dumps(sorted(set(found)), separators=(",", ":")) if found else None for found in result.warnings]
+    scored = zip(seq, *(_column(chunk, name) for name in SCORED[:4]), warnings, blobs)
+    return listings, scored
 
 
-def track_row(listings):
-    """Return one track's catalog row from its listings, in file order.
+def _column(chunk, name):
+    """Return a column of a chunk as a list, or Nones where the file has no such column."""
+    return chunk[name].tolist() if name in chunk else [None] * len(chunk)
+
+
+def track_rows(listings):
+    """Return the catalog rows (TRACK_COLUMNS) of the tracks whose scored listings (rows of SCORED, sorted by
+    track_id, in file order within a track) these are, every listing of each track included.
 
     A track listed under several genres has the same features and valence in each
     listing, but genre is a model input: its prediction is the mean of its per-genre
     predictions, and so are its mood probabilities; names and popularity are the
-    first listing's. (Sums run in file order, as the in-memory catalog's did.) Without a
-    regression model the predictions are None and the moods are averaged all the same. The interval's
-    difficulty is the listings' mean too; its group (artist unseen) is the same in every listing.
+    first listing's. Sums run in file order (np.bincount adds one listing after another, as the in-memory
+    catalog does), so the means are those of a loop over the listings. Without a regression model the
+    predictions are None and the moods are averaged all the same. The interval's difficulty is the
+    listings' mean too; its group (artist unseen) is the same in every listing.
     """
-    _seq, track_id, _genre, artist, track, popularity = listings[0][:6]
-    genres, warnings = {}, set()
-    expected = prediction = sigma = 0.0
-    sums = [0.0] * len(CLASS_NAMES)
-    for listing in listings:
-        genres[listing[2]] = listing[7]
-        if listing[6] is not None:
-            expected += listing[6]
-        if listing[7] is not None:
-            prediction += listing[7]
-            sigma += listing[12]
-        if listing[8] is not None:
-            sums = [total + p for total, p in zip(sums, listing[8:11])]
-        if listing[11]:
-            warnings.update(json.loads(listing[11]))
-    n = len(listings)
-    prediction = prediction / n if listings[0][7] is not None else None
-    sigma = sigma / n if prediction is not None else None
-    mood, means = None, [None] * len(CLASS_NAMES)
-    if listings[0][8] is not None:
-        mood = CLASS_NAMES[max(range(len(sums)), key=sums.__getitem__)]
-        means = [total / n for total in sums]
-    expected = expected / n if listings[0][6] is not None else None  # a file without valence: none measured
-    return (track_id, artist, track, normalise(artist), normalise(track), popularity, expected, prediction,
-            json.dumps(genres, separators=(",", ":")),
-            json.dumps(sorted(warnings), separators=(",", ":")) if warnings else None, mood, *means, sigma,
-            listings[0][13])
+    if not listings:
+        return []
+    track_ids, genres, artists, names, warnings, blobs = zip(*listings)
+    numbers = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(listings), len(NUMBERS))
+    ids = np.array(track_ids, dtype=object)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    counts = np.diff(np.r_[starts, len(ids)])
+    codes = np.repeat(np.arange(len(starts)), counts)
+    present = ~np.isnan(numbers)
+    # Sums of the listings that have each number, divided by all of the track's listings; None where its
+    # first listing has none (a file without valence, a model without moods or without valence).
+    sums = np.stack([np.bincount(codes, weights=np.where(present[:, k], numbers[:, k], 0.0), minlength=len(starts))
+                     for k in range(6)], axis=1)
+    means = sums / counts[:, None]
+    first = numbers[starts]
+    mood = np.array(CLASS_NAMES, dtype=object)[np.argmax(sums[:, 2:5], axis=1)]  # the first of equal sums
+    columns = [np.where(np.isnan(first[:, k]), None, means[:, k]).tolist() for k in range(6)]
+    columns.append(np.where(np.isnan(first[:, 2]), None, mood).tolist())
+    expected, prediction, p_sad, p_neutral, p_happy, sigma, mood = columns
+    popularity = np.where(np.isnan(first[:, 6]), None, first[:, 6]).tolist()
+    unseen = [None if np.isnan(value) else int(value) for value in first[:, 7].tolist()]
+    per_genre = _genre_predictions(genres, numbers[:, 1], starts, counts)
+    track_warnings = _track_warnings(warnings, starts, counts)
+    artist_keys = {}
+    rows = []
+    for i, start in enumerate(starts.tolist()):
+        artist = artists[start]
+        if artist not in artist_keys:
+            artist_keys[artist] = normalise(artist)
+        rows.append((track_ids[start], artist, names[start], artist_keys[artist], normalise(names[start]),
+                     popularity[i], expected[i], prediction[i], per_genre[i], track_warnings[i], mood[i], p_sad[i],
+                     p_neutral[i], p_happy[i], sigma[i], unseen[i]))
+    return rows
+
+
+def _genre_predictions(genres, predictions, starts, counts):
+    """Return each track's {genre: prediction} as JSON, genres in file order (a genre listed twice: its last),
+    written as json.dumps writes the dict: each listing's `"genre":prediction`, joined."""
+    keys = {genre: json.dumps(genre) for genre in set(genres)}
+    values = ["null" if value is None else repr(value)
+              for value in np.where(np.isnan(predictions), None, predictions).tolist()]
+    pairs = [f"{keys[genre]}:{value}" for genre, value in zip(genres, values)]
+    text = []
+    for start, count in zip(starts.tolist(), counts.tolist()):
+        end = start + count
+        if count > 1 and len(set(genres[start:end])) < count:  # listed twice under one genre: the dict's pairs
+            last = dict(zip(genres[start:end], pairs[start:end]))
+            text.append("{" + ",".join(last.values()) + "}")
+        else:
+            text.append("{" + ",".join(pairs[start:end]) + "}")
+    return text
+
+
+def _track_warnings(warnings, starts, counts):
+    """Return each track's warnings: the sorted union of its listings' as JSON, or None when there are none."""
+    text = []
+    for start, count in zip(starts.tolist(), counts.tolist()):
+        if count == 1 or not any(warnings[start:start + count]):
+            text.append(warnings[start])
+        else:
+            found = set()
+            for listing in warnings[start:start + count]:
+                found.update(json.loads(listing) if listing else ())
+            text.append(json.dumps(sorted(found), separators=(",", ":")))
+    return text

@@ -13,16 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from valence.catalog import sql
-from valence.config import FEATURE_COLUMNS, NAME_RULE
+from valence.config import NAME_RULE
 from valence.model.bundlefile import format_number, format_problem
 from valence.catalog.sql import BEST_FIRST, BUILD_HINT, CATALOG_FORMAT, LISTING_COLUMNS, TRACK_COLUMNS
 from valence.catalog.sql import CatalogMissing
 
 APP_ID = "valence-catalog"
 RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find close names
-SCORED = ("seq", "track_id", "genre", "artist_name", "track_name", "popularity", "valence", "prediction",
-          "p_sad", "p_neutral", "p_happy", "warnings", "sigma", "unseen")  # then the other features (listing_rows)
-OTHER_FEATURES = tuple(c for c in FEATURE_COLUMNS if c not in SCORED)
+# A listing's part of its track's row, kept in a temporary table until the build groups the listings by
+# track: names and warnings as text, the numbers as one blob of NUMBERS (float64, NaN for none), bound and
+# read back as one value instead of eight.
+SCORED = ("track_id", "genre", "artist_name", "track_name", "warnings", "numbers")
+NUMBERS = ("valence", "prediction", "p_sad", "p_neutral", "p_happy", "sigma", "popularity", "unseen")
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tracks (
@@ -31,12 +33,13 @@ CREATE TABLE tracks (
     genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL,
     interval_sigma REAL, unseen_artist INTEGER
 ) WITHOUT ROWID;
-CREATE TEMP TABLE scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED[1:] + OTHER_FEATURES)});
+CREATE TABLE listings ({', '.join(c + (' INTEGER PRIMARY KEY' if c == 'seq' else '') for c in LISTING_COLUMNS)});
+CREATE TEMP TABLE scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED)});
 """
+# Built once the rows are in: an index is one sort of its keys, faster than keeping it in order row by row.
 INDEXES = f"""
-CREATE TABLE listings ({', '.join(LISTING_COLUMNS)}, PRIMARY KEY (track_id, seq)) WITHOUT ROWID;
-INSERT INTO listings SELECT {', '.join(LISTING_COLUMNS)} FROM scored ORDER BY track_id, seq;
 DROP TABLE scored;
+CREATE INDEX listings_by_track ON listings (track_id, seq);
 CREATE INDEX tracks_by_names ON tracks (artist_key, track_key, {BEST_FIRST});
 CREATE INDEX tracks_by_track_name ON tracks (track_key, {BEST_FIRST});
 CREATE TABLE artists (id INTEGER PRIMARY KEY, artist_key TEXT NOT NULL UNIQUE, popularity REAL);
@@ -177,36 +180,44 @@ def _phrase(gram):
 
 
 class SqliteWriter:
-    """Write a new catalog file: listings into a temporary table, then one row per track, then indexes."""
+    """Write a new catalog file: listings as they come, then one row per track, then indexes."""
+
+    READ_BATCH = 50_000  # scored listings read back at a time, sorted by track: bounds the grouping's memory
 
     def __init__(self, path):
         self.path = Path(path)
         self.shown = str(self.path)  # how messages name it
         self.connection = sqlite3.connect(self.path, isolation_level=None)
         # A temporary file that is renamed into place when complete: no journal, no syncs
-        # until the end (the rename's caller syncs the file). Listings go to SQLite's own
-        # temporary file, which the OS removes even if this process is killed.
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
+        # until the end (the rename's caller syncs the file). Scored listings go to SQLite's own
+        # temporary file, which the OS removes even if this process is killed. Sorts (the read-back
+        # by track, the indexes) may use a second thread.
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536",
+                       "threads = 2"):
             self.connection.execute(f"PRAGMA {pragma}")
         self.connection.executescript(SCHEMA)
         self.connection.execute("BEGIN")  # one transaction for the bulk inserts
 
-    def add_listings(self, rows):
-        """Store scored listings: rows of SCORED, then OTHER_FEATURES."""
-        self.connection.executemany(f"INSERT INTO scored VALUES ({', '.join('?' * (len(SCORED) + len(OTHER_FEATURES)))})",
-                                    rows)
+    def add_listings(self, listings, scored):
+        """Store a chunk's listings (rows of LISTING_COLUMNS) and their scored parts (seq, then SCORED)."""
+        self.connection.executemany(f"INSERT INTO listings VALUES ({', '.join('?' * len(LISTING_COLUMNS))})",
+                                    listings)
+        self.connection.executemany(f"INSERT INTO scored VALUES ({', '.join('?' * (1 + len(SCORED)))})", scored)
 
-    def listings_by_track(self):
-        """Return a cursor over the listings, grouped by track_id and in file order within a track."""
-        return self.connection.execute(f"SELECT {', '.join(SCORED)} FROM scored ORDER BY track_id, seq")
+    def scored_by_track(self):
+        """Yield lists of scored listings (rows of SCORED), grouped by track_id and in file order within a
+        track; a track's listings may continue in the next list."""
+        cursor = self.connection.execute(f"SELECT {', '.join(SCORED)} FROM scored ORDER BY track_id, seq")
+        while rows := cursor.fetchmany(self.READ_BATCH):
+            yield rows
 
     def add_tracks(self, rows):
-        """Store tracks as rows of TRACK_COLUMNS."""
+        """Store tracks as rows of TRACK_COLUMNS, in track_id order."""
         self.connection.executemany(f"INSERT INTO tracks VALUES ({', '.join('?' * len(TRACK_COLUMNS))})", rows)
 
     def finish(self, meta):
         """Index the tracks, record the meta data and close the file."""
-        self.connection.execute("COMMIT")
+        self.connection.execute("COMMIT")  # executescript would commit first anyway
         self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
         meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), "name_rule": str(NAME_RULE), **meta}
         self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
