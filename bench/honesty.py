@@ -88,15 +88,16 @@ def catalog_figures(data):
     return oof, float(by_track["honest"].mean()), float(by_track["served"].mean())
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REAL_SLICE, help=f"Kaggle-format CSV (default: {REAL_SLICE})")
-    parser.add_argument("--seeds", type=int, default=3, help="track-grouped split seeds 0..N-1 (default: 3)")
-    args = parser.parse_args(argv)
-    frame, _ = load_dataset(args.data)
+def track_split(frame, seed):
+    """(train, val, test) of a track-grouped split seed, as bench/quality.py splits by default."""
+    return split_by_track(frame, config.SplitConfig(seed=seed))
+
+
+def interval_report(frame, seeds, split=track_split, label="the data"):
+    """Print the interval and mood-calibration figures over split seeds (split(frame, seed) -> train, val, test)."""
     coverage, ratios, eces = {}, [], []
-    for seed in range(args.seeds):
-        train, val, test = split_by_track(frame, config.SplitConfig(seed=seed))
+    for seed in seeds:
+        train, val, test = split(frame, seed)
         labelled = pd.concat([train, val], ignore_index=True)
         figures, ratio = interval_figures(labelled, test)
         for name, values in figures.items():
@@ -105,7 +106,7 @@ def main(argv=None):
         eces.append(mood_figures(labelled, test))
         print(f"seed {seed}: coverage {figures['all'][1]:.3f}, width ratio {ratio:.3f}, "
               f"ECE out of fold {eces[-1][0]:.4f}, held out {eces[-1][1]:.4f}", flush=True)
-    print(f"\n90 % intervals on {args.seeds} track-grouped splits of {args.data.name} (mean over seeds)")
+    print(f"\n90 % intervals on {len(seeds)} splits of {label} (mean over seeds)")
     print(f"{'group':<24} {'test rows':>9} {'coverage':>9} {'mean width':>11}")
     for name, values in coverage.items():
         rows, cover, width = np.mean(np.array(values), axis=0)
@@ -115,6 +116,15 @@ def main(argv=None):
     oof_ece, test_ece, accuracy = np.mean(np.array(eces), axis=0)
     print(f"\nmood: ECE out of fold {oof_ece:.4f}, of the served classifier on held-out songs {test_ece:.4f} "
           f"(accuracy {accuracy:.4f})")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REAL_SLICE, help=f"Kaggle-format CSV (default: {REAL_SLICE})")
+    parser.add_argument("--seeds", type=int, default=3, help="track-grouped split seeds 0..N-1 (default: 3)")
+    args = parser.parse_args(argv)
+    frame, _ = load_dataset(args.data)
+    interval_report(frame, list(range(args.seeds)), label=f"{args.data.name}, grouped by track")
     oof, honest, served = catalog_figures(args.data)
     print(f"\ncatalog of {args.data.name}, {CATALOG_TRACKS:,} labelled tracks: mean |prediction - valence| honest "
           f"{honest:.4f} ({honest / oof:.2f}x the out-of-fold MAE {oof:.4f}); the served model alone would show "

@@ -2,6 +2,7 @@
 
     pip install -r bench/requirements.txt
     python bench/quality.py [--data FILE] [--seeds 5] [--rows N] [--group track|artist] [--quick] [--only TEXT]
+    python bench/quality.py --only ours --seeds 2 --intervals   # also interval coverage and mood calibration
 
 Every model sees the same splits by track_id: test 20 %, and every model
 learns from the other 80 % (ours as the tool trains: 10 fold models, 20 on 1,000 to 2,499 rows, each
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from valence import config  # noqa: E402
 from valence.data.load import load_dataset, split_by_track  # noqa: E402
@@ -242,6 +244,9 @@ def main():
                         help="2 seeds, 300 trees and CatBoost iterations, no 30-epoch old net (default: off)")
     parser.add_argument("--only", default="",
                         help="run only the models whose name contains one of these comma-separated texts (default: all)")
+    parser.add_argument("--intervals", action="store_true",
+                        help="also report our 90 %% intervals' coverage and width by group and the mood's calibration "
+                             "error on the same splits (bench/honesty.py) (default: off)")
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="keep the baselines' test predictions in DIR and reuse them on later runs with the "
                              "same data, --rows, seed and settings (ours always trains) (default: off)")
@@ -279,6 +284,14 @@ def main():
             results.setdefault(name, []).append(figures)
             print(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()), flush=True)
     print_table(results, args, min(args.rows or len(frame), len(frame)), seen_share)
+    if args.intervals:  # the same splits (rows drawn as above with --rows)
+        from honesty import interval_report
+
+        def drawn(rows, seed):
+            if args.rows:
+                rows = rows.sample(n=min(args.rows, len(rows)), random_state=seed).reset_index(drop=True)
+            return split(rows, seed, args.group)
+        interval_report(frame, seeds, drawn, label=f"{args.data.name}, grouped by {args.group}")
 
 
 def seen_artists(test, learned):
