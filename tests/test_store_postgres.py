@@ -59,3 +59,27 @@ def test_lookups_answer_unavailable_while_the_server_is_down_and_recover(server,
             time.sleep(0.2)
     assert answer["track_id"] == track_id and store.is_current()
     database.close()
+
+
+def test_a_published_catalog_survives_a_crash_and_its_big_tables_need_no_vacuum(server, tmp_path):
+    # Issue 26: the tables are loaded frozen (COPY FREEZE in the transaction that creates them), so every
+    # page is all-visible at once and no VACUUM rewrites them later; the build's commits do not wait for the
+    # disk, but the swap's does, so a crash right after it keeps the catalog that was swapped in.
+    import psycopg
+    from valence.data.synthetic import generate_dataset
+
+    frame = generate_dataset(3000, seed=4)
+    url = server.create_database("frozen")
+    build(frame, url, tmp_path, chunk_rows=1000)
+    server.stop()  # immediate: no checkpoint, as a crash
+    server.start()
+    store = connect(url).open()
+    track_id = frame["track_id"][0]
+    assert store.by_track_id(track_id)["track_id"] == track_id and store.size() == frame["track_id"].nunique()
+    with psycopg.connect(url) as connection:
+        pages = dict(((name.split("_")[1], (total, visible)) for name, total, visible in connection.execute(
+            "SELECT relname, relpages, relallvisible FROM pg_class WHERE relname ~ '^valence_(tracks|listings)_g' "
+            "AND relkind = 'r'")))
+    assert set(pages) == {"tracks", "listings"} and all(total > 10 for total, _ in pages.values())
+    assert all(visible == total for total, visible in pages.values()), pages
+    store.database.close()

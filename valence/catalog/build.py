@@ -237,16 +237,12 @@ def track_rows(listings):
     unseen = [None if np.isnan(value) else int(value) for value in first[:, 7].tolist()]
     per_genre = _genre_predictions(genres, numbers[:, 1], starts, counts)
     track_warnings = _track_warnings(warnings, starts, counts)
-    artist_keys = {}
-    rows = []
-    for i, start in enumerate(starts.tolist()):
-        artist = artists[start]
-        if artist not in artist_keys:
-            artist_keys[artist] = normalise(artist)
-        rows.append((track_ids[start], artist, names[start], artist_keys[artist], normalise(names[start]),
-                     popularity[i], expected[i], prediction[i], per_genre[i], track_warnings[i], mood[i], p_sad[i],
-                     p_neutral[i], p_happy[i], sigma[i], unseen[i]))
-    return rows
+    first_of = starts.tolist()
+    track_ids, artists, names = ([column[i] for i in first_of] for column in (track_ids, artists, names))
+    artist_keys = {artist: normalise(artist) for artist in set(artists)}
+    return list(zip(track_ids, artists, names, [artist_keys[artist] for artist in artists], map(normalise, names),
+                    popularity, expected, prediction, per_genre, track_warnings, mood, p_sad, p_neutral, p_happy,
+                    sigma, unseen))
 
 
 def _genre_predictions(genres, predictions, starts, counts):

@@ -221,6 +221,20 @@ def publish(staged, url, log=print):
                                "the previous catalog, if any, still serves") from None
 
 
+def _load(connection, source, table, columns):
+    """Create a table and COPY a staged table's rows into it, in binary (floats exactly as stored), frozen:
+    created in the same transaction, its rows need no later visibility writes (COPY FREEZE)."""
+    types = [column_type(name).split(" COLLATE")[0] for name in columns]
+    staged = table.split("_")[1]  # "valence_tracks_g..." -> tracks
+    with connection.transaction():
+        connection.execute(f"CREATE TABLE {table} ({', '.join(f'{n} {column_type(n)}' for n in columns)})")
+        with connection.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN "
+                                      "WITH (FORMAT BINARY, FREEZE)") as copy:
+            copy.set_types(types)
+            for row in source.execute(f"SELECT {', '.join(columns)} FROM {staged}"):
+                copy.write_row(row)
+
+
 def _publish(connection, source, shown, log):
     """Fill a new generation's tables from the staged file, swap them in, drop the generations before the last."""
     if not connection.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK,)).fetchone()[0]:
@@ -232,12 +246,13 @@ def _publish(connection, source, shown, log):
     generation = f"g{time.time_ns():x}"
     tracks, artists, listings = tables(generation)
     started = time.perf_counter()
+    # The build's own session: its index builds sort in memory, and its commits wait for no flush until
+    # the swap's, which is synchronous and so flushes everything written before it too.
+    connection.execute("SET maintenance_work_mem = '256MB'")
+    connection.execute("SET synchronous_commit = off")
     for table, columns, key in ((tracks, TRACK_COLUMNS, "track_id"), (listings, LISTING_COLUMNS, "track_id, seq")):
-        types = ", ".join(f"{name} {column_type(name)}" for name in columns)
-        connection.execute(f"CREATE TABLE {table} ({types}, PRIMARY KEY ({key}))")
-        with connection.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in source.execute(f"SELECT {', '.join(columns)} FROM {table.split('_')[1]}"):
-                copy.write_row(row)
+        _load(connection, source, table, columns)
+        connection.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({key})")  # one sort, after the rows are in
     for statement in (f"CREATE INDEX ON {tracks} (artist_key, track_key, {BEST_FIRST})",
                       f"CREATE INDEX ON {tracks} (track_key, {BEST_FIRST})",
                       f"CREATE TABLE {artists} AS SELECT artist_key, max(popularity) AS popularity FROM {tracks} "
@@ -248,6 +263,7 @@ def _publish(connection, source, shown, log):
         connection.execute(statement)
     meta = dict(source.execute("SELECT key, value FROM meta"))
     with connection.transaction():
+        connection.execute("SET LOCAL synchronous_commit = on")
         old = connection.execute(f"SELECT generation FROM {POINTER} FOR UPDATE").fetchone()
         connection.execute(f"DELETE FROM {POINTER}")
         connection.execute(f"INSERT INTO {POINTER} (generation, previous, model_version, meta) VALUES (%s, %s, %s, %s)",
