@@ -1,5 +1,7 @@
 """Cross-fitting: folds by track, honest out-of-fold predictions, one served ensemble."""
 import dataclasses
+import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from valence.config import TARGET, ValenceError
 from valence.training import crossfit
 from valence.training.crossfit import (cross_fit, fold_model, merge_states, out_of_fold, out_of_fold_metrics,
                               soft_classes, track_folds)
+from valence.model.encoder import FeatureEncoder
 from valence.training.metrics import to_classes
 from valence.training.settings import FoldPlan, TrainConfig
 from valence.training.modules import as_tensors, predict_arrays
@@ -124,3 +127,19 @@ def test_default_classifiers_learn_from_soft_classes(songs, monkeypatch):
 def test_too_few_tracks_for_the_folds_is_a_clear_error(songs):
     with pytest.raises(ValenceError, match="fold .* empty; use fewer folds"):
         cross_fit("regression", songs.iloc[:3], QUICK, FoldPlan(folds=5))
+
+
+def test_the_served_encoder_is_fitted_while_the_fold_models_train(songs, monkeypatch):
+    # The fold models need only the input layout; the served encoder's statistics (every labelled row) are
+    # fitted in this process while the workers train, and are the encoder a fit of every row gives.
+    alive = []
+    original = FeatureEncoder.fit
+
+    def spy(self, frame, y, schema=None):
+        alive.append(len(multiprocessing.active_children()))
+        return original(self, frame, y, schema)
+    monkeypatch.setattr(FeatureEncoder, "fit", spy)
+    fitted = cross_fit("regression", songs, dataclasses.replace(QUICK, workers=2), PLAN)
+    assert len(alive) == 1 and alive[0] >= 1
+    whole = original(FeatureEncoder(), songs, songs[TARGET].to_numpy())
+    assert json.dumps(fitted.encoder.to_state(), default=np.ndarray.tolist) == json.dumps(whole.to_state(), default=np.ndarray.tolist)

@@ -421,3 +421,39 @@ def test_artist_dropout_stays_off_where_a_quarter_of_the_training_rows_read_as_u
     out = encoder.fit_transform(train, y)["numeric"]
     assert encoder.dropped_rows(train).any() and (out[:, seen] == 0).mean() >= 0.25
     np.testing.assert_array_equal(out, FeatureEncoder(artist_dropout=0.0).fit_transform(train, y)["numeric"])
+
+
+def test_transform_folds_and_looks_up_each_distinct_value_once(frames, fitted, monkeypatch):
+    # 3,000 rows of 3 songs: the work of a transform follows the distinct genres, artists and titles, not the
+    # rows (a file of 232,725 rows holds a few dozen genres).
+    _, _, test = frames
+    rows = test.iloc[np.arange(3000) % 3].reset_index(drop=True)
+    fitted.transform(rows)  # the vocabulary's folded copy is built on first use
+    calls = []
+    original = config.normalise_name
+    monkeypatch.setattr(config, "normalise_name", lambda text: calls.append(text) or original(text))
+    out = fitted.transform(rows)
+    assert len(calls) <= 3 * 4  # per distinct row: its genre, its artist, its title (read twice) at most
+    np.testing.assert_array_equal(out["categorical"][3:], np.tile(out["categorical"][:3], (999, 1)))
+
+
+def test_fit_transform_encodes_the_numerics_once(frames, monkeypatch):
+    train, _, _ = frames
+    calls = []
+    original = FeatureEncoder._plain_numeric
+    monkeypatch.setattr(FeatureEncoder, "_plain_numeric", lambda self, frame: calls.append(len(frame)) or original(self, frame))
+    out = FeatureEncoder().fit_transform(train, train["valence"].to_numpy())
+    assert calls == [len(train)]
+    np.testing.assert_array_equal(out["numeric"][:, :N_PLAIN], original(FeatureEncoder().fit(train, train["valence"].to_numpy()), train))
+
+
+def test_a_layout_fit_is_the_schema_of_a_full_fit(frames):
+    train, _, test = frames
+    y = train["valence"].to_numpy()
+    layout = FeatureEncoder().fit_layout(train)
+    assert not hasattr(layout, "artist_table_")  # no valence read
+    full, lent = FeatureEncoder().fit(train, y), FeatureEncoder().fit(train, y, schema=layout)
+    assert as_json(lent.to_state()) == as_json(full.to_state())
+    assert layout.n_numeric_ == full.n_numeric_ and layout.category_sizes_ == full.category_sizes_
+    with pytest.raises(config.ValenceError, match="empty frame"):
+        FeatureEncoder().fit_layout(train.iloc[:0])

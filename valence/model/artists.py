@@ -50,16 +50,16 @@ class ArtistLookup:
 
     def __init__(self, table, reference):
         self.index, self.rows = table.index, table.rows
-        artists = reference["artist"] if reference else ()
-        self.ref_groups = pd.Series(np.arange(len(artists))).groupby(artists).indices if len(artists) else {}
-        if self.ref_groups:
+        artists = np.asarray(reference["artist"] if reference else (), dtype=object)
+        self.n_refs = len(artists)
+        if self.n_refs:
             self.ref_y, self.ref_f = reference["values"][:, 0], reference["values"][:, 1:]
-            # The reference songs ordered by artist, and where each artist's run starts and how long it is.
-            names = list(self.ref_groups)
-            self.ref_order = np.concatenate([self.ref_groups[name] for name in names])
-            sizes = np.fromiter((len(self.ref_groups[name]) for name in names), dtype=np.int64, count=len(names))
-            self.ref_span = {name: (int(first), int(size))
-                             for name, first, size in zip(names, np.cumsum(sizes) - sizes, sizes)}
+            # The reference songs ordered by artist (names sorted, each artist's songs in their order), and
+            # where each artist's run starts and how long it is: one stable sort of the artists' codes.
+            codes, names = pd.factorize(artists, sort=True)
+            self.ref_order = np.argsort(codes, kind="stable")
+            sizes = np.bincount(codes, minlength=len(names))
+            self.ref_span = dict(zip(names.tolist(), zip((np.cumsum(sizes) - sizes).tolist(), sizes.tolist())))
 
     def ref_spans(self, artists):
         """Per artist name: the start of its run in ref_order and the run's length (0 for an unknown artist)."""
@@ -70,10 +70,10 @@ class ArtistLookup:
 class ArtistStatistics:
     """The artist, similar-song and song-version statistics of FeatureEncoder (its settings and prior_)."""
 
-    def _artist_sums(self, frame, y, plain):
+    def _artist_sums(self, frame, y, plain, artists=None):
         """Per artist: count of distinct tracks, sum of valence, sums of encoded features (a track listed
-        twice counts once)."""
-        cols = {"artist": matched_artists(frame), "track": frame["track_id"].astype(str).to_numpy(), "n": 1.0, "y": y}
+        twice counts once); `artists`, the frame's matched_artists when the caller has them already."""
+        cols = {"artist": matched_artists(frame) if artists is None else artists, "track": frame["track_id"].astype(str).to_numpy(), "n": 1.0, "y": y}
         if self.artist_feature_means:
             cols.update({f"f{j}": plain[:, j] for j in range(plain.shape[1])})
         if self.artist_moods:
@@ -148,9 +148,9 @@ class ArtistStatistics:
             self._lookup = self._make_lookup(self.artist_table_, self.reference_)
         return self._lookup
 
-    def _reference(self, frame, y, plain):
+    def _reference(self, frame, y, plain, artists=None):
         """The training tracks the similarity-weighted artist mean looks up: artist, valence, encoded features."""
-        artists = matched_artists(frame)
+        artists = matched_artists(frame) if artists is None else artists
         keep = ~pd.Series(frame["track_id"].astype(str).to_numpy()).duplicated().to_numpy() & (artists != "")
         values = np.column_stack([np.asarray(y, dtype=np.float32)[keep], plain[keep]]).astype(np.float32)
         return {"artist": artists[keep], "values": values}
@@ -158,7 +158,7 @@ class ArtistStatistics:
     def _knn_block(self, artists, plain, lookup, prior):
         """Per row: kernel-weighted mean valence of the same artist's reference songs (centred), log total weight."""
         out = np.zeros((len(artists), 2), dtype=np.float32)
-        if not lookup.ref_groups:
+        if not lookup.n_refs:
             return out
         ref_y, ref_f = lookup.ref_y, lookup.ref_f
         m, h = self.knn_smoothing, self.knn_bandwidth * self._n_plain
@@ -187,13 +187,14 @@ class ArtistStatistics:
             start = stop
         return out
 
-    def _oof_artist_block(self, frame, y, numeric, keys=None):
+    def _oof_artist_block(self, frame, y, numeric, keys=None, artists=None):
         """Artist statistics for training rows from the other folds only; folds group whole tracks."""
         # A track's fold comes from a hash of its id: all listings of a track share a fold, and the
         # folds do not depend on row order or on anything else in the data.
         tracks = frame["track_id"].astype(str)
         fold = tracks.map(lambda t: zlib.crc32(f"{self.seed}:{t}".encode()) % self.n_folds).to_numpy()
-        artists, y, plain = matched_artists(frame), np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
+        artists = matched_artists(frame) if artists is None else artists
+        y, plain = np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
         dropped = self.dropped_rows(frame)
         if self.artist_dropout > 0 and (~_seen_in_other_folds(artists, tracks.to_numpy(), fold, self.n_folds)).mean() \
                 >= UNSEEN_ENOUGH:
@@ -210,10 +211,11 @@ class ArtistStatistics:
         block = np.empty((len(frame), self.n_numeric_ - self._n_plain), dtype=np.float32)
         for k in range(self.n_folds):
             inside = fold == k
-            sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside])
+            sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside], artists[~inside])
             table = self._table(sums)
             prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
-            reference = self._reference(frame[~inside], y[~inside], plain[~inside]) if self.knn_bandwidth > 0 else {}
+            reference = (self._reference(frame[~inside], y[~inside], plain[~inside], artists[~inside])
+                         if self.knn_bandwidth > 0 else {})
             lookup = self._make_lookup(table, reference)
             mood_prior = mood_prior_of(y[~inside]) if (~inside).any() else self.mood_prior_
             block[inside, :self._n_stats] = self._artist_block(shown[inside], lookup, prior, mood_prior)

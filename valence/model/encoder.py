@@ -2,6 +2,7 @@
 from statistics import NormalDist
 
 import numpy as np
+import pandas as pd
 
 from valence import config
 from valence.model.artists import (ArtistStatistics, ArtistTable, matched_artists, mood_prior_of, song_keys)
@@ -69,16 +70,28 @@ class FeatureEncoder(ArtistStatistics):
         self._fit(frame, y, schema)
         return self
 
+    def fit_layout(self, frame):
+        """Learn only the quantiles and vocabularies (no valence): the input layout that fold encoders take
+        as their `schema` and a ModelConfig reads its widths from, without the artist statistics."""
+        if len(frame) == 0:
+            raise config.ValenceError("encoder: cannot fit on an empty frame")
+        _check_columns(frame)
+        self._fit_schema(frame)
+        return self
+
     def fit_transform(self, frame, y, schema=None):
         """Fit (see fit), then encode the training rows with out-of-fold artist statistics."""
-        keys = song_keys(frame) if self._songs else None  # read once for the fit and the folds
-        self._fit(frame, y, schema, keys)
-        out = self._encode(frame, with_artist_block=False)
+        # The artists, song keys and encoded numerics, read once for the fit, the encoding and the folds.
+        artists = matched_artists(frame) if self.artist_stats else None
+        keys = song_keys(frame, artists) if self._songs else None
+        plain = self._fit(frame, y, schema, keys, artists)
+        out = self._encode(frame, with_artist_block=False, plain=plain)
         if self.artist_stats:
-            out["numeric"][:, self._n_plain:] = self._oof_artist_block(frame, y, out["numeric"], keys)
+            out["numeric"][:, self._n_plain:] = self._oof_artist_block(frame, y, out["numeric"], keys, artists)
         return out
 
-    def _fit(self, frame, y, schema=None, keys=None):
+    def _fit(self, frame, y, schema=None, keys=None, artists=None):
+        """Fit (see fit); return the frame's encoded plain numerics."""
         self._lookup = None
         y = np.asarray(y, dtype=np.float64)
         if len(frame) != len(y):
@@ -94,15 +107,18 @@ class FeatureEncoder(ArtistStatistics):
             self._fit_schema(frame)
         self.prior_ = float(y.mean())
         self.mood_prior_ = mood_prior_of(y)
+        plain = self._plain_numeric(frame)
         self.artist_table_ = ArtistTable((), (), self._table_width)
         if self.artist_stats:
-            self.artist_table_ = self._table(self._artist_sums(frame, y, self._plain_numeric(frame)))
+            artists = matched_artists(frame) if artists is None else artists
+            self.artist_table_ = self._table(self._artist_sums(frame, y, plain, artists))
         self.reference_ = {}
         if self.artist_stats and self.knn_bandwidth > 0:
-            self.reference_ = self._reference(frame, y, self._plain_numeric(frame))
+            self.reference_ = self._reference(frame, y, plain, artists)
         self.song_table_ = ArtistTable((), (), 2)
         if self._songs:
-            self.song_table_ = self._song_table(song_keys(frame) if keys is None else keys, frame, y)
+            self.song_table_ = self._song_table(song_keys(frame, artists) if keys is None else keys, frame, y)
+        return plain
 
     def _fit_schema(self, frame):
         """Quantiles of each numeric and the vocabulary of each categorical."""
@@ -146,9 +162,9 @@ class FeatureEncoder(ArtistStatistics):
             out[:, j] = _interp_ties(frame[col].to_numpy(dtype=np.float64), self.quantiles_[col], self.normal_scores_)
         return out
 
-    def _encode(self, frame, with_artist_block):
+    def _encode(self, frame, with_artist_block, plain=None):
         numeric = np.zeros((len(frame), self.n_numeric_), dtype=np.float32)
-        numeric[:, :self._n_plain] = self._plain_numeric(frame)
+        numeric[:, :self._n_plain] = self._plain_numeric(frame) if plain is None else plain
         if self.artist_stats and with_artist_block:
             artists, lookup = matched_artists(frame), self._fitted_lookup()
             numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, lookup, self.prior_)
@@ -160,13 +176,16 @@ class FeatureEncoder(ArtistStatistics):
         columns = list(self.vocab_)  # the fitted vocabulary names the categorical columns, in order
         categorical = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, col in enumerate(columns):
-            # A dict lookup per value: Series.map(dict) would build a Series of the vocabulary every call.
-            vocab, values = self._vocabulary(col), _category_values(frame, col)
+            # Each distinct value folded and looked up once, then spread to its rows: a file of 232,725 rows
+            # holds a few dozen genres (Series.map(dict) would build a Series of the vocabulary every call).
+            vocab = self._vocabulary(col)
+            codes, values = pd.factorize(_category_values(frame, col), use_na_sentinel=False)
             if col in CASELESS:
                 values = [_fold(v) for v in values]
             # A version marker that no training title had means nothing to the model: it reads as none.
             unknown = vocab.get(NO_VERSION, UNKNOWN) if col == VERSION else UNKNOWN
-            categorical[:, j] = np.fromiter((vocab.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
+            index = np.fromiter((vocab.get(v, unknown) for v in values), dtype=np.int64, count=len(values))
+            categorical[:, j] = index[codes]
         return {"numeric": numeric, "categorical": categorical}
 
     def _vocabulary(self, column):

@@ -150,18 +150,24 @@ def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False)
     if empty:
         raise ValenceError(f"{frame['track_id'].nunique()} tracks leave fold {empty[0] + 1} of {plan.folds} "
                            f"empty; use fewer folds")
-    schema = FeatureEncoder().fit(frame, frame[TARGET].to_numpy())  # the served encoder: every labelled row
+    # The fold models need only the input layout (quantiles and vocabularies of every labelled row); the
+    # served encoder's artist statistics are fitted while they train (in this process, beside the workers).
+    layout = FeatureEncoder().fit_layout(frame)
     members = members_per_fold(config)
-    job = FoldJob(kind=kind, frame=frame, fold=fold, plan=plan, schema=schema, config=config, members=members)
+    job = FoldJob(kind=kind, frame=frame, fold=fold, plan=plan, schema=layout, config=config, members=members)
     workers = fold_workers(config, plan, len(frame))
+    schema = None
     if workers > 1:
-        results = _in_workers(job, workers, on_epoch, stop_on_interrupt)
+        results, schema = _in_workers(job, workers, on_epoch, stop_on_interrupt,
+                                      meanwhile=lambda: served_encoder(frame, layout))
     else:
         results = []
         for j in range(plan.folds):
             results.append(job.train(j, on_epoch, stop_on_interrupt=stop_on_interrupt))
             if results[-1].history.interrupted:
                 break
+    if schema is None:
+        schema = served_encoder(frame, layout)
     predictions = np.zeros((len(frame),) + results[0].predictions.shape[1:], dtype=np.float32)
     seen = np.zeros(len(frame), dtype=bool)
     encoded = None
@@ -181,6 +187,11 @@ def cross_fit(kind, frame, config, plan, on_epoch=None, stop_on_interrupt=False)
                     seen=seen, histories=[r.history for r in results], encoded=encoded)
 
 
+def served_encoder(frame, layout):
+    """The served encoder: fitted on every labelled row, in the layout the fold models were built for."""
+    return FeatureEncoder().fit(frame, frame[TARGET].to_numpy(), schema=layout)
+
+
 def fold_workers(config, plan, n_rows):
     """Worker processes that train the fold models of a resolved plan on n_rows labelled rows (foldpool.py)."""
     train_rows = int(n_rows * (1 - 1 / plan.folds) * (1 - plan.val_fraction))
@@ -188,16 +199,17 @@ def fold_workers(config, plan, n_rows):
                        small_batches=batch_size_for(config, train_rows) < MAX_BATCH)
 
 
-def _in_workers(job, workers, on_epoch, stop_on_interrupt):
-    """The fold models' results trained in worker processes: all of them, or after Ctrl-C (with
-    stop_on_interrupt) those before the first fold model that has no epoch to keep, the last marked
-    interrupted; without stop_on_interrupt, Ctrl-C raises KeyboardInterrupt."""
+def _in_workers(job, workers, on_epoch, stop_on_interrupt, meanwhile=None):
+    """The fold models' results trained in worker processes, and meanwhile()'s result (run here while they
+    train; None if it never ran): all of them, or after Ctrl-C (with stop_on_interrupt) those before the
+    first fold model that has no epoch to keep, the last marked interrupted; without stop_on_interrupt,
+    Ctrl-C raises KeyboardInterrupt."""
     # A torch optimizer's first construction imports torch._dynamo (1.7 s): once here, which every forked
     # worker then shares, rather than once in each worker.
     importlib.import_module("torch._dynamo")
-    done, interrupted = train_in_workers(
+    done, interrupted, beside = train_in_workers(
         lambda j, report, should_stop: job.train(j, report, should_stop, stop_on_interrupt=True),
-        job.plan.folds, workers, on_epoch)
+        job.plan.folds, workers, on_epoch, meanwhile)
     if interrupted and not stop_on_interrupt:
         raise KeyboardInterrupt
     results = []
@@ -209,7 +221,7 @@ def _in_workers(job, workers, on_epoch, stop_on_interrupt):
         raise KeyboardInterrupt  # no fold model had finished an epoch
     if interrupted:
         results[-1].history.interrupted = True  # the run ends with it, as a run in one process does
-    return results
+    return results, beside
 
 
 def _with_fold(on_epoch, j, folds):

@@ -62,10 +62,13 @@ def workers_for(requested, folds, device, small_batches=True):
     return max(1, min(wanted, folds))
 
 
-def train_in_workers(train_fold, folds, workers, on_epoch=None):
+def train_in_workers(train_fold, folds, workers, on_epoch=None, meanwhile=None):
     """Run train_fold(j, on_epoch, should_stop) for j in range(folds) in `workers` forked processes.
 
-    Return ({j: result}, interrupted): the results of every fold model that ended, and whether Ctrl-C
+    meanwhile(), when given, runs here once the first workers have started (the parent's own work, which
+    would otherwise wait for them or keep them waiting); its result comes third in the answer.
+
+    Return ({j: result}, interrupted, meanwhile's result): the results of every fold model that ended, and whether Ctrl-C
     stopped the run (then the running fold models' results are their best epochs so far, or None
     when no epoch had ended, and the folds not yet started are absent). on_epoch(epoch, record) is
     called here, in the parent, as workers report. A worker's error is raised here, with its traceback
@@ -74,7 +77,7 @@ def train_in_workers(train_fold, folds, workers, on_epoch=None):
     """
     context = multiprocessing.get_context("fork")
     stop = context.RawValue("b", 0)
-    pending, running, results = list(range(folds)), {}, {}
+    pending, running, results, beside = list(range(folds)), {}, {}, None
     with _ctrl_c_stops(stop):
         try:
             while pending or running:
@@ -88,6 +91,8 @@ def train_in_workers(train_fold, folds, workers, on_epoch=None):
                     running[receiver] = (j, process)
                 if not running:
                     break
+                if meanwhile is not None:
+                    beside, meanwhile = meanwhile(), None
                 # A timeout, so that a stop asked for while no worker reports is seen.
                 for receiver in wait(list(running), timeout=0.5):
                     j, process = running[receiver]
@@ -119,7 +124,7 @@ def train_in_workers(train_fold, folds, workers, on_epoch=None):
                 process.terminate()
                 process.join()
                 receiver.close()
-    return results, bool(stop.value == 2)
+    return results, bool(stop.value == 2), beside
 
 
 @contextlib.contextmanager
