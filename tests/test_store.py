@@ -303,3 +303,43 @@ def test_a_catalog_of_a_newer_version_is_refused_naming_both_formats(tmp_path):
     assert str(error.value).startswith(
         f"{path} was written by a newer version of this tool, in catalog format {CATALOG_FORMAT + 1}; this version "
         f"reads format {CATALOG_FORMAT}: serve it with that version, or rebuild it with: ")
+
+
+# ---- issue 26: opening a large catalog stays fast ------------------------------------------------------------
+
+def damage_root_page(path, table):
+    """Overwrite the root page of a table of a SQLite file, the header left intact; return the page size."""
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        root = connection.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (table,)).fetchone()[0]
+        page = connection.execute("PRAGMA page_size").fetchone()[0]
+    connection.close()
+    with open(path, "r+b") as file:
+        file.seek((root - 1) * page)
+        file.write(b"\xa5" * page)
+
+
+@pytest.mark.parametrize("table", ["tracks", "artists"])
+def test_a_large_catalog_checks_its_small_tables_at_open_and_its_large_ones_at_their_first_read(frame, tmp_path,
+                                                                                                  monkeypatch, table):
+    # Walking every page at open grows with the file (seconds at 10,000,000 tracks, at every worker's
+    # start): above WHOLE_CHECK_BYTES only the small tables are walked, and a damaged page of the large
+    # ones fails the first query that reads it instead.
+    from valence.catalog import sqlite as catalog_sqlite
+
+    target = tmp_path / "catalog.sqlite"
+    build(frame, target, tmp_path)
+    damage_root_page(target, table)
+    monkeypatch.setattr(catalog_sqlite, "WHOLE_CHECK_BYTES", 0)  # every file is a large one
+    if table == "artists":
+        with pytest.raises(CatalogMissing, match="is damaged"):
+            open_store(target)
+        return
+    store = open_store(target)  # opens: its tracks are not walked
+    with pytest.raises(CatalogMissing, match="cannot be read"):
+        store.by_track_id("MULTI")
+    store.close()
+    monkeypatch.setattr(catalog_sqlite, "WHOLE_CHECK_BYTES", 256 * 2**20)  # a small file is walked whole
+    with pytest.raises(CatalogMissing, match="is damaged"):
+        open_store(target)
