@@ -143,3 +143,19 @@ def test_the_served_encoder_is_fitted_while_the_fold_models_train(songs, monkeyp
     assert len(alive) == 1 and alive[0] >= 1
     whole = original(FeatureEncoder(), songs, songs[TARGET].to_numpy())
     assert json.dumps(fitted.encoder.to_state(), default=np.ndarray.tolist) == json.dumps(whole.to_state(), default=np.ndarray.tolist)
+
+
+def test_seen_artists_normalises_each_distinct_name_once(songs, monkeypatch):
+    from valence import config
+    held_out = crossfit.track_folds(songs, 3) == 0
+    expected = crossfit.seen_artists(songs, held_out, songs[~held_out])
+    calls = []
+    original = config.normalise_name
+    spy = lambda text: calls.append(text) or original(text)  # noqa: E731
+    monkeypatch.setattr(config, "normalise_name", spy)
+    monkeypatch.setattr(crossfit, "normalise_name", spy, raising=False)  # wherever the module reads it from
+    assert np.array_equal(crossfit.seen_artists(songs, held_out, songs[~held_out]), expected)
+    assert len(calls) == songs[~held_out]["artist_name"].nunique() + songs[held_out]["artist_name"].nunique()
+    assert len(calls) < len(songs) / 2
+    names = songs["artist_name"].map(original)
+    assert np.array_equal(expected, names[held_out].isin(set(names[~held_out])).to_numpy())

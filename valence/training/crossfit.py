@@ -11,10 +11,12 @@ import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
-from valence.config import CLASS_EDGES, CLASS_NAMES, TARGET, SplitConfig, ValenceError, normalise_name
+from valence.config import CLASS_EDGES, CLASS_NAMES, TARGET, SplitConfig, ValenceError
 from valence.data.load import split_by_track
+from valence.model.artists import matched_artists
 from valence.model.encoder import FeatureEncoder
 from valence.model.honest import track_folds as hash_folds
 from valence.training.metrics import (calibration_error, classification_metrics, fit_temperature, regression_metrics,
@@ -91,8 +93,8 @@ def fold_encoder(frame, fold, j, plan, schema):
 
 def seen_artists(frame, held_out, train):
     """Whether each held-out row's artist has tracks among the training rows (names matched as the encoder does)."""
-    known = set(train["artist_name"].map(normalise_name))
-    return frame.loc[held_out, "artist_name"].map(normalise_name).isin(known).to_numpy()
+    known = set(matched_artists(train))  # each distinct name normalised once
+    return pd.Series(matched_artists(frame[held_out]), dtype=object).isin(known).to_numpy()
 
 
 @dataclass
