@@ -201,3 +201,24 @@ def test_rows_without_a_track_id_are_predicted_by_the_served_model(predictor, de
     no_ids = frame.head(20).drop(columns="track_id")
     np.testing.assert_array_equal(predictor.predict(no_ids, honest=True).valence,
                                   predictor.predict(no_ids).valence)
+
+
+def test_a_learned_catalog_track_is_explained_by_the_number_the_catalog_answers(trained, demo_csv, make_app,
+                                                                                 tmp_path):
+    from valence.catalog.build import build_catalog
+
+    model_dir, _ = trained
+    build_catalog(demo_csv, model_dir, tmp_path / "catalog.sqlite", log=lambda message: None)  # the training file
+    client = make_app(catalog=tmp_path / "catalog.sqlite").test_client()
+    frame, _ = load_dataset(demo_csv)
+    track_id = frame["track_id"].iloc[0]
+    rows = frame[frame["track_id"] == track_id]
+    predictor = Predictor.from_model_dir(model_dir)
+    honest = predictor.predict(rows, honest=True).valence.mean()
+    assert honest != pytest.approx(predictor.predict(rows).valence.mean(), abs=1e-4)  # not the served model's
+    found = client.get(f"/predict?track_id={track_id}").get_json()
+    explained = client.get(f"/explain?track_id={track_id}").get_json()
+    assert found["prediction"] == pytest.approx(honest, abs=1e-6)
+    assert explained["prediction"] == pytest.approx(found["prediction"], abs=1e-6)
+    total = explained["base_value"] + sum(explained["contributions"].values())
+    assert total == pytest.approx(found["prediction"], abs=1e-5)

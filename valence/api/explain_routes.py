@@ -35,7 +35,7 @@ def explain_track():
     # (a track whose listings carry different names was scored with each: docs/api.md says so).
     rows = service().require_catalog().song_rows(track["track_id"]).assign(track_name=track["track_name"])
     if track["expected"] is not None:  # a track the model learned from is explained as it was scored: honestly
-        rows = rows.assign(valence=track["expected"])
+        rows = rows.assign(valence=track["expected"], track_id=track["track_id"])
     explanation = explaining.explain(rows, honest=True)
     # A track listed under several genres is predicted as the mean of its listings, and Shapley
     # values are linear in the prediction: its contributions are the mean of theirs.
