@@ -1,9 +1,12 @@
 """Score a data file into a catalog: streamed in chunks, one entry per track, swapped in whole.
 
-The file is never held in memory: each chunk of rows is predicted and stored as
-listings (one per row) in SQLite's temporary table; the listings are then read
-back sorted by track_id, so a track listed under several genres in different
-parts of the file still becomes one entry (per-genre predictions and their mean).
+The file is never held in memory: each chunk of rows is predicted (while the chunk
+before it is written) and stored as listings, one per row: their features in the
+catalog's listings table, their predictions in SQLite's temporary table. The
+predictions are then read back sorted by track_id, in batches grouped with numpy,
+so a track listed under several genres in different parts of the file still
+becomes one entry (per-genre predictions and their mean), with no Python loop
+over the tracks. Indexes are built once the rows are in.
 """
 import datetime
 import json
@@ -234,7 +237,7 @@ def track_rows(listings):
     columns.append(np.where(np.isnan(first[:, 2]), None, mood).tolist())
     expected, prediction, p_sad, p_neutral, p_happy, sigma, mood = columns
     popularity = np.where(np.isnan(first[:, 6]), None, first[:, 6]).tolist()
-    unseen = [None if np.isnan(value) else int(value) for value in first[:, 7].tolist()]
+    unseen = np.where(np.isnan(first[:, 7]), None, np.nan_to_num(first[:, 7]).astype(np.int64)).tolist()
     per_genre = _genre_predictions(genres, numbers[:, 1], starts, counts)
     track_warnings = _track_warnings(warnings, starts, counts)
     first_of = starts.tolist()

@@ -202,7 +202,7 @@ def _phrase(gram):
 class SqliteWriter:
     """Write a new catalog file: listings as they come, then one row per track, then indexes."""
 
-    READ_BATCH = 50_000  # scored listings read back at a time, sorted by track: bounds the grouping's memory
+    READ_BATCH = 20_000  # scored listings read back at a time, sorted by track: bounds the grouping's memory
 
     def __init__(self, path):
         self.path = Path(path)
@@ -210,10 +210,8 @@ class SqliteWriter:
         self.connection = sqlite3.connect(self.path, isolation_level=None)
         # A temporary file that is renamed into place when complete: no journal, no syncs
         # until the end (the rename's caller syncs the file). Scored listings go to SQLite's own
-        # temporary file, which the OS removes even if this process is killed. Sorts (the read-back
-        # by track, the indexes) may use a second thread.
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536",
-                       "threads = 2"):
+        # temporary file, which the OS removes even if this process is killed.
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
             self.connection.execute(f"PRAGMA {pragma}")
         self.connection.executescript(SCHEMA)
         self.connection.execute("BEGIN")  # one transaction for the bulk inserts
