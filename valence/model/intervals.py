@@ -23,6 +23,7 @@ exist only as pickles, which a bundle never holds.
 import math
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from valence import config
 
@@ -51,11 +52,11 @@ def design(numeric, genre, n_genres, n_plain, prediction):
     return np.hstack([np.ones((len(numeric), 1)), numeric, np.abs(numeric[:, :n_plain]), one_hot, p, p * p])
 
 
-def _ridge(x, y):
-    """Least-squares weights of y on x with a small ridge (the constant column unpenalised)."""
-    penalty = np.full(x.shape[1], RIDGE)
+def _solve(gram, moment):
+    """Ridge weights from the sums of squares and products x'x and x'y (the constant column unpenalised)."""
+    penalty = np.full(len(gram), RIDGE)
     penalty[0] = 0.0
-    return np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y)
+    return np.linalg.solve(gram + np.diag(penalty), moment)
 
 
 class Intervals:
@@ -72,19 +73,30 @@ class Intervals:
     def fit(cls, numeric, categorical, prediction, valence, fold, *, seen_column, genre_column, n_genres, n_plain):
         """Fit on out-of-fold rows: their encoded arrays (from their own fold model's encoder), prediction,
         valence and fold. seen_column: the numeric column of the artist's seen flag (None: one group)."""
+        # One BLAS thread: these products take half a second on one core, while a second thread on a busy
+        # machine (fold workers, other jobs) made them take 8 s, measured.
+        with threadpool_limits(1):
+            return cls._fit(numeric, categorical, prediction, valence, fold, seen_column, genre_column, n_genres,
+                            n_plain)
+
+    @classmethod
+    def _fit(cls, numeric, categorical, prediction, valence, fold, seen_column, genre_column, n_genres, n_plain):
         x = design(numeric, np.asarray(categorical)[:, genre_column], n_genres, n_plain, prediction)
         residual = np.abs(np.asarray(valence, dtype=np.float64) - np.asarray(prediction, dtype=np.float64))
         floor = FLOOR_SHARE * float(residual.mean()) if len(residual) else 0.0
         sigma = np.empty(len(residual))
         folds = np.unique(fold)
-        for j in folds:  # each fold's sigma from the other folds' residuals
+        # Each fold's sums of squares and products once: the other folds' are the total less its own.
+        sums = {j: (x[fold == j].T @ x[fold == j], x[fold == j].T @ residual[fold == j]) for j in folds.tolist()}
+        gram, moment = sum(g for g, _ in sums.values()), sum(m for _, m in sums.values())
+        for j, (own_gram, own_moment) in sums.items():  # each fold's sigma from the other folds' residuals
             inside = fold == j
-            weights = _ridge(x[~inside], residual[~inside]) if len(folds) > 1 else _ridge(x, residual)
-            sigma[inside] = x[inside] @ weights
+            others = (gram - own_gram, moment - own_moment) if len(folds) > 1 else (gram, moment)
+            sigma[inside] = x[inside] @ _solve(*others)
         score = residual / np.maximum(sigma, max(floor, 1e-9))
         group = _groups(numeric, seen_column)
         scores = {name: score[group == k] for k, name in enumerate(GROUPS)}
-        return cls(_ridge(x, residual), floor, scores, seen_column, genre_column, n_genres, n_plain)
+        return cls(_solve(gram, moment), floor, scores, seen_column, genre_column, n_genres, n_plain)
 
     @classmethod
     def fit_out_of_fold(cls, encoder, encoded, prediction, valence, fold):
