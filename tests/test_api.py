@@ -405,6 +405,7 @@ def test_any_json_body_is_answered_200_or_400(client, body):
     assert response.status_code in (200, 400) and response.is_json
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_concurrent_requests_each_get_their_own_answer(app, client):
     queries = [f"/predict?track_id={tid}" for tid in ("DUPLICATE0000000000001", "TWINHIGH00000000000001",
                                                        "TWINLOW000000000000001", "POLKA00000000000000001")]

@@ -101,6 +101,7 @@ def test_a_catalog_damaged_while_served_answers_503_not_500(make_app, trained, c
     assert "cannot be read" in response.json["message"] and str(tmp_path) not in response.json["message"]
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_an_unreachable_database_answers_503_quickly_and_health_says_why(make_app):
     client = make_app(catalog="postgresql://valence:secret@127.0.0.1:1/catalog").test_client()
     started = time.monotonic()

@@ -171,6 +171,7 @@ def run(case, degraded=False):
     return response
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 @schema.parametrize()
 @examples(QUICK)
 def test_every_operation_answers_as_documented(case):

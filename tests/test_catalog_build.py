@@ -231,6 +231,7 @@ def test_a_track_of_a_catalog_without_valence_is_answered_with_expected_null(mak
 
 # ---- issue 26: a catalog build at the speed of the disk --------------------------------------------------------
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_a_build_groups_and_writes_its_tracks_without_python_work_per_track(tmp_path):
     # 20,000 songs, half of them listed again under another genre further down the file: the grouping by
     # track and the rows written are numpy and SQLite's work, so the Python functions the build calls (a

@@ -402,6 +402,7 @@ def test_split_by_track_on_tiny_data_and_bad_fractions():
         split_by_track(frame.iloc[:1])
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(garbage=st.binary(max_size=300), where=st.integers(min_value=0))
 def test_any_damage_loads_with_exact_counts_or_one_clear_error(tmp_path, garbage, where):

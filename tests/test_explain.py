@@ -160,6 +160,7 @@ def exact_shapley(model, numeric, categorical, base_numeric, base_categorical, n
     return torch.stack(phi).numpy()
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_close_to_exact_shapley_values(explainer, bundle, songs):
     """The served estimate on the demo model (3 networks of 128 x 128)."""
     arrays = bundle.encoder.transform(songs.head(1))
@@ -195,6 +196,7 @@ def exact_for(explainer, model, arrays, i):
                          explainer.base_categorical, explainer.numeric_groups, explainer.categorical_groups)
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_on_a_tiny_model_the_estimate_is_near_exact_and_nearer_with_more_permutations(bundle, songs):
     tiny = tiny_bundle(bundle, hidden=[16])
     arrays = bundle.encoder.transform(songs.head(3))
@@ -210,6 +212,7 @@ def test_on_a_tiny_model_the_estimate_is_near_exact_and_nearer_with_more_permuta
         assert error.max() < largest and error.mean() < mean, (n_permutations, error.max(), error.mean())
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_on_a_network_without_hidden_layers_every_permutation_gives_the_exact_values(bundle, songs):
     # A linear model inside (0, 1) is an additive game: each group's step is the same in any order.
     tiny = tiny_bundle(bundle, hidden=[], scale=0.01)

@@ -255,6 +255,7 @@ def assert_same(answer, expected):
         assert answer == expected
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_the_trained_models_answer_as_the_in_memory_catalog_did(kind, trained, catalog_csv, tmp_path, request):
     from memory_catalog import load_catalog

@@ -135,6 +135,7 @@ def test_training_is_reproducible(data):
     assert np.array_equal(*runs)
 
 
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
 def test_default_recipe_beats_the_mean_predictor_clearly(data):
     encoder, (train, val, test), (y_train, y_val, y_test) = data
     model = fresh("regression", encoder)
