@@ -457,3 +457,12 @@ def test_a_layout_fit_is_the_schema_of_a_full_fit(frames):
     assert layout.n_numeric_ == full.n_numeric_ and layout.category_sizes_ == full.category_sizes_
     with pytest.raises(config.ValenceError, match="empty frame"):
         FeatureEncoder().fit_layout(train.iloc[:0])
+
+
+def test_rows_of_finds_each_key_as_a_lookup_per_row_would():
+    from valence.model.artists import rows_of
+    index = {"abba": 0, "bt": 3, "": 7}
+    keys = np.array(["bt", "x", "abba", "bt", "", "x"], dtype=object)
+    assert rows_of(keys, index).tolist() == [index.get(key, -1) for key in keys]
+    assert rows_of(np.array([], dtype=object), index).tolist() == []
+    assert rows_of(keys, {}).tolist() == [-1] * len(keys)

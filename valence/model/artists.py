@@ -97,7 +97,7 @@ class ArtistStatistics:
 
     def _song_block(self, keys, table, prior):
         """Per row: the smoothed mean valence of the other tracks of its artist and title (centred), log count."""
-        known = np.fromiter((table.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        known = rows_of(keys, table.index)
         sums = np.zeros((len(keys), 2))
         hit = known >= 0
         if hit.any():
@@ -111,13 +111,16 @@ class ArtistStatistics:
 
     def _artist_block(self, artists, lookup, prior, mood_prior=None):
         """Smoothed artist means (centred so an unseen artist reads 0), log track count and a seen flag."""
-        m = self.artist_smoothing
         sums = np.zeros((len(artists), lookup.rows.shape[1]))
-        # A plain dict lookup: Series.map would turn the whole index into a Series on every call.
-        known = np.fromiter((lookup.index.get(a, -1) for a in artists), dtype=np.int64, count=len(artists))
+        known = rows_of(artists, lookup.index)
         hit = known >= 0
         if hit.any():
             sums[hit] = lookup.rows[known[hit]]
+        return self._artist_columns(sums, prior, mood_prior)
+
+    def _artist_columns(self, sums, prior, mood_prior=None):
+        """The _artist_block columns of each row's artist sums (a row of zeros: an unseen artist)."""
+        m = self.artist_smoothing
         n = sums[:, 0]
         # Valence shrinks toward the training mean; encoded features toward 0, their normal-score centre.
         mean_y = (sums[:, 1] + m * prior) / (n + m) - prior
@@ -242,6 +245,14 @@ class ArtistStatistics:
         draws = np.fromiter((zlib.crc32(f"drop:{self.seed}:{u}".encode()) / 2 ** 32 for u in uniques),
                             dtype=np.float64, count=len(uniques))
         return draws[codes] < self.artist_dropout
+
+
+def rows_of(keys, index):
+    """The row of each key in `index` (a dict of key -> row), -1 where it has none: each distinct key
+    looked up once (a file of 232,725 rows names about a fifth as many artists)."""
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=object), use_na_sentinel=False)
+    found = np.fromiter((index.get(key, -1) for key in uniques), dtype=np.int64, count=len(uniques))
+    return found[codes] if len(uniques) else np.full(len(codes), -1, dtype=np.int64)
 
 
 def _seen_in_other_folds(artists, tracks, fold, n_folds):

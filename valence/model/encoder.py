@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from valence import config
-from valence.model.artists import (ArtistStatistics, ArtistTable, matched_artists, mood_prior_of, song_keys)
+from valence.model.artists import (ArtistStatistics, ArtistTable, matched_artists, mood_prior_of, rows_of,
+                                   song_keys)
 from valence.model.versions import NO_VERSION, VERSION, versions
 
 ARTIST_FEATURES = ("artist_mean_valence", "artist_log_tracks", "artist_seen")
@@ -153,8 +154,7 @@ class FeatureEncoder(ArtistStatistics):
         artists = matched_artists(frame)
         if not self.artist_stats:
             return np.zeros(len(frame), dtype=bool)
-        table = self.artist_table_
-        return np.fromiter((a != "" and a not in table for a in artists), dtype=bool, count=len(artists))
+        return (artists != "") & (rows_of(artists, self.artist_table_.index) < 0)
 
     def _plain_numeric(self, frame):
         out = np.empty((len(frame), self._n_plain), dtype=np.float32)
@@ -199,10 +199,10 @@ class FeatureEncoder(ArtistStatistics):
 
     def known(self, frame, column):
         """Return a boolean mask of the rows whose value of a categorical column the fitted vocabulary holds."""
-        values = frame[column].astype(str).to_numpy()
+        codes, values = pd.factorize(frame[column].astype(str).to_numpy(), use_na_sentinel=False)
         vocab = self._vocabulary(column)
         fold = _fold if column in CASELESS else str
-        return np.fromiter((fold(v) in vocab for v in values), dtype=bool, count=len(values))
+        return np.fromiter((fold(v) in vocab for v in values), dtype=bool, count=len(values))[codes]
 
     # ---- shape and state -----------------------------------------------------
     @property

@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 
 from valence.config import NUMERIC_FEATURES, TARGET
-from valence.model.artists import matched_artists, mood_columns, song_keys
+from valence.model.artists import matched_artists, mood_columns, rows_of, song_keys
 from valence.model.network import Network
 
 
@@ -50,7 +50,7 @@ def learned_from(encoder, frame):
     keys, order = encoder._reference_keys
     sub = frame[labelled]
     index = encoder.artist_table_.index
-    codes = np.fromiter((index.get(a, -1) for a in matched_artists(sub)), dtype=np.int64, count=len(sub))
+    codes = rows_of(matched_artists(sub), index)
     own = np.column_stack([valence[labelled].astype(np.float32), encoder._plain_numeric(sub)]).astype(np.float32)
     wanted = _keys(codes, own[:, KEYED])
     at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
@@ -88,15 +88,14 @@ def leave_own_track_out(encoder, frame, encoded, refs):
     block = numeric[rows]
     artists = matched_artists(sub)
     table = encoder.artist_table_
-    sums = table.rows[[table.index[a] for a in artists]].copy()
+    sums = table.rows[rows_of(artists, table.index)]  # a learned row's artist is in the table
     own = [np.ones(len(y)), y]  # what the track added to its artist's sums (artists.py, _artist_sums)
     if encoder.artist_feature_means:
         own.append(ref_plain)
     if encoder.artist_moods:
         own.extend(mood_columns(y).values())
     sums -= np.column_stack(own)
-    pseudo = _RowLookup(sums)
-    block[:, n_plain:n_plain + n_stats] = encoder._artist_block(pseudo.names, pseudo, encoder.prior_)
+    block[:, n_plain:n_plain + n_stats] = encoder._artist_columns(sums, encoder.prior_)
     at = n_plain + n_stats
     if encoder.knn_bandwidth > 0:
         # The similar-song mean, (sum of w * valence + m * prior) / (sum of w + m), less the self-pair's weight.
@@ -110,7 +109,7 @@ def leave_own_track_out(encoder, frame, encoded, refs):
         block[:, at + 1] = np.log1p(total)
     if encoder._songs:  # the other versions of its title: one track fewer
         keys = song_keys(sub, artists)
-        hit = np.fromiter((encoder.song_table_.index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        hit = rows_of(keys, encoder.song_table_.index)
         counts, totals = np.zeros(len(keys)), np.zeros(len(keys))
         counts[hit >= 0] = encoder.song_table_.rows[hit[hit >= 0], 0] - 1.0
         totals[hit >= 0] = encoder.song_table_.rows[hit[hit >= 0], 1] - y[hit >= 0]
@@ -172,11 +171,3 @@ def honest(bundle, frame, encoded):
         outputs[rows] = out
     return outputs, encoded
 
-
-class _RowLookup:
-    """An artist lookup of one row per song (its artist's sums less the song): what _artist_block reads."""
-
-    def __init__(self, rows):
-        self.rows = rows
-        self.names = [str(i) for i in range(len(rows))]
-        self.index = {name: i for i, name in enumerate(self.names)}
