@@ -1,4 +1,5 @@
 """bench/train_speed.py and bench/run_speed.py print the ratios the training targets are stated in."""
+import os
 import re
 import subprocess
 import sys
@@ -27,7 +28,8 @@ def test_train_speed_times_a_bare_loop_of_the_same_network_beside_fit_model():
 
 @pytest.mark.slow
 def test_run_speed_times_the_default_run_against_one_lightgbm_fit():
-    pytest.importorskip("lightgbm")
+    if not os.environ.get("CI"):  # CI installs bench/requirements.txt, so there the anchor always runs
+        pytest.importorskip("lightgbm")
     out = run("bench/run_speed.py", "--rows", "1500", "--epochs", "1", "--trees", "10")
     anchor = float(re.search(r"one fit: ([\d.]+) s", out).group(1))
     whole = float(re.search(r"catalog included\): ([\d.]+) s", out).group(1))

@@ -7,7 +7,7 @@ import pytest
 
 from valence.config import TARGET, ValenceError
 from valence.data.load import load_dataset
-from valence.model.honest import fold_network, learned_from, leave_own_track_out, plan, track_folds
+from valence.model.honest import learned_from, leave_own_track_out, plan, track_folds
 from valence.model.intervals import GROUPS, Intervals, check_level
 from valence.model.predictor import Predictor
 
@@ -123,7 +123,7 @@ def test_a_catalog_track_is_predicted_by_a_model_that_never_learned_from_it(trai
     arrays = leave_own_track_out(bundle.encoder, frame, bundle.encoder.transform(frame), refs)
     for j in range(split["folds"]):
         rows = fold == j
-        expected = fold_network(bundle, j).predict({k: v[rows] for k, v in arrays.items()})
+        expected = bundle.fold_network(j).predict({k: v[rows] for k, v in arrays.items()})
         np.testing.assert_allclose(honest.valence[rows], expected, atol=1e-6)
     # Songs it never learned from (no valence) keep the served model.
     unlabelled = predictor.predict(frame.drop(columns=TARGET), honest=True)

@@ -271,7 +271,7 @@ def score_csv_body(path, predictor, as_csv):
                 result = predictor.predict(clean)
                 records = list(zip(clean["line"].tolist(), prediction_records(predictor, result, len(clean))))
                 scored += len(clean)
-            empty = dict.fromkeys(output_columns(predictor))
+            empty = dict.fromkeys(predictor.output_columns())
             records += [(line, {**empty, "warnings": [], "reason": f"line {line}: {reason}"}) for line, reason in bad]
             records.sort(key=lambda pair: pair[0])
             chunks.append(encode([record for _, record in records], as_csv, predictor))
@@ -280,11 +280,6 @@ def score_csv_body(path, predictor, as_csv):
     if scored == 0:
         raise ApiError(400, f"no row of {BODY_NAME} could be scored: {bad_row_summary(bad_rows)}")
     return chunks, scored
-
-
-def output_columns(predictor):
-    """Return the answer's value columns for the served models: those of ValenceModel.predict."""
-    return predictor.output_columns()
 
 
 def prediction_records(predictor, result, count):
@@ -299,7 +294,7 @@ def prediction_records(predictor, result, count):
 def answer(texts, as_csv, predictor):
     """Answer the encoded chunks as MLflow's {"predictions": [...]} JSON, or as CSV under a header row."""
     if as_csv:
-        header = ",".join([*output_columns(predictor), "warnings", "reason"]) + "\n"
+        header = ",".join([*predictor.output_columns(), "warnings", "reason"]) + "\n"
         return current_app.response_class(header + "".join(texts), content_type="text/csv; charset=utf-8")
     return current_app.response_class('{"predictions":[' + ",".join(text for text in texts if text) + "]}\n",
                                       content_type="application/json")
@@ -309,7 +304,7 @@ def encode(records, as_csv, predictor):
     """Return records as CSV lines (no header), or as JSON objects separated by commas (no brackets)."""
     if not as_csv:
         return json.dumps(records, separators=(",", ":"), allow_nan=False)[1:-1]
-    columns = [*output_columns(predictor), "warnings", "reason"]
+    columns = [*predictor.output_columns(), "warnings", "reason"]
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([csv_cell(record[name]) for name in columns]
                                                     for record in records)

@@ -60,6 +60,19 @@ class ArtistLookup:
             self.ref_order = np.argsort(codes, kind="stable")
             sizes = np.bincount(codes, minlength=len(names))
             self.ref_span = dict(zip(names.tolist(), zip((np.cumsum(sizes) - sizes).tolist(), sizes.tolist())))
+            self.ref_artists, self.ref_values = artists, reference["values"]
+        self._identities = None  # identities(), built on first use
+
+    def identities(self):
+        """The reference songs' identities (module function `identities`), sorted, and the song of each: what
+        finds a song the statistics learned from (honest.py)."""
+        if self._identities is None:
+            keys = np.zeros(0, dtype=np.uint64)
+            if self.n_refs:
+                keys = identities(rows_of(self.ref_artists, self.index), self.ref_values)
+            order = np.argsort(keys, kind="stable")
+            self._identities = (keys[order], order)
+        return self._identities
 
     def ref_spans(self, artists):
         """Per artist name: the start of its run in ref_order and the run's length (0 for an unknown artist)."""
@@ -245,6 +258,23 @@ class ArtistStatistics:
         draws = np.fromiter((zlib.crc32(f"drop:{self.seed}:{u}".encode()) / 2 ** 32 for u in uniques),
                             dtype=np.float64, count=len(uniques))
         return draws[codes] < self.artist_dropout
+
+
+# Of a reference song's (valence, plain features): all but popularity, which differs between a track's listings.
+IDENTITY_COLUMNS = [0, *(1 + j for j, name in enumerate(config.NUMERIC_FEATURES) if name != "popularity")]
+
+
+def identities(artist_rows, values):
+    """A 64-bit key of each song from its artist's row in the artist table and its (valence, plain features)
+    in float32, popularity aside: the values' bits mixed by odd multipliers (two different songs of one artist
+    share a key with a chance of about 2^-64)."""
+    bits = np.ascontiguousarray(np.asarray(values, dtype=np.float32)[:, IDENTITY_COLUMNS]).view(np.uint32)
+    bits = bits.astype(np.uint64)
+    multipliers = (np.arange(bits.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+                   + np.uint64(0xBF58476D1CE4E5B9)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        key = (bits * multipliers).sum(axis=1, dtype=np.uint64)
+        return key ^ (np.asarray(artist_rows, dtype=np.uint64) * np.uint64(0x94D049BB133111EB))
 
 
 def rows_of(keys, index):

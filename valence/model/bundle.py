@@ -40,6 +40,24 @@ class Bundle:
     meta: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict, repr=False)  # the state dict as float32 numpy arrays
     intervals: Intervals | None = None  # a regression model's interval model (intervals.py)
+    _folds: dict = field(default_factory=dict, repr=False, compare=False)  # fold_network's, built on first use
+
+    def fold_network(self, j):
+        """Fold model j of the served ensemble as a Network of its own (its members): what predicts the tracks
+        of fold j, which it never learned from (honest.py)."""
+        if j not in self._folds:
+            members = int(self.meta["split"]["members_per_fold"])
+            picked = {}
+            for key, value in self.weights.items():
+                _, index, rest = key.split(".", 2)
+                if j * members <= int(index) < (j + 1) * members:
+                    picked[f"members.{int(index) - j * members}.{rest}"] = value
+            # A classifier's fold model keeps the temperature calibrated on its own out-of-fold rows.
+            temperatures = self.meta["split"].get("fold_temperatures") or []
+            temperature = temperatures[j] if j < len(temperatures) else self.network.temperature
+            self._folds[j] = Network(self.kind, dict(self.meta["model_args"], n_members=members), picked,
+                                     temperature=temperature)
+        return self._folds[j]
 
 
 def save_bundle(path, kind, weights, model_args, encoder, *, metrics, train_config, data, split, background=None,

@@ -243,9 +243,7 @@ class FeatureEncoder(ArtistStatistics):
 
     def _reference_codes(self):
         """Return each reference song's artist as its row in the artist table (every one has a row)."""
-        index = self.artist_table_.index
-        return np.fromiter((index[a] for a in self.reference_["artist"]), dtype=np.int32,
-                           count=len(self.reference_["artist"]))
+        return rows_of(self.reference_["artist"], self.artist_table_.index).astype(np.int32)
 
     def to_state(self):
         """Return the settings and fitted state as plain Python types and numpy arrays (a bundle stores

@@ -20,9 +20,8 @@ import zlib
 
 import numpy as np
 
-from valence.config import NUMERIC_FEATURES, TARGET
-from valence.model.artists import matched_artists, mood_columns, rows_of, song_keys
-from valence.model.network import Network
+from valence.config import TARGET
+from valence.model.artists import identities, matched_artists, mood_columns, rows_of, song_keys
 
 
 def track_folds(track_ids, folds, seed=0):
@@ -42,36 +41,15 @@ def learned_from(encoder, frame):
     labelled = np.isfinite(valence)
     if not labelled.any():
         return found
-    if getattr(encoder, "_reference_keys", None) is None:
-        values = np.asarray(encoder.reference_["values"], dtype=np.float32)
-        keys = _keys(encoder._reference_codes(), values[:, KEYED])
-        order = np.argsort(keys, kind="stable")
-        encoder._reference_keys = (keys[order], order)
-    keys, order = encoder._reference_keys
+    keys, order = encoder._fitted_lookup().identities()
     sub = frame[labelled]
-    index = encoder.artist_table_.index
-    codes = rows_of(matched_artists(sub), index)
+    codes = rows_of(matched_artists(sub), encoder.artist_table_.index)
     own = np.column_stack([valence[labelled].astype(np.float32), encoder._plain_numeric(sub)]).astype(np.float32)
-    wanted = _keys(codes, own[:, KEYED])
+    wanted = identities(codes, own)
     at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
     hit = (codes >= 0) & (keys[at] == wanted)
     found[np.flatnonzero(labelled)[hit]] = order[at[hit]]
     return found
-
-
-# Of (valence, plain features): all but popularity, which differs between a track's listings.
-KEYED = [0, *(1 + j for j, name in enumerate(NUMERIC_FEATURES) if name != "popularity")]
-
-
-def _keys(artist_codes, values):
-    """A 64-bit key of each (artist, float32 values) row: the values' bits mixed by odd multipliers (two
-    different songs of one artist share a key with a chance of about 2^-64)."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    multipliers = (np.arange(bits.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-                   + np.uint64(0xBF58476D1CE4E5B9)) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        key = (bits * multipliers).sum(axis=1, dtype=np.uint64)
-        return key ^ (np.asarray(artist_codes, dtype=np.uint64) * np.uint64(0x94D049BB133111EB))
 
 
 def leave_own_track_out(encoder, frame, encoded, refs):
@@ -118,24 +96,6 @@ def leave_own_track_out(encoder, frame, encoded, refs):
     return encoded
 
 
-def fold_network(bundle, j):
-    """Fold model j of a served ensemble as a Network of its own (its members), made once per bundle."""
-    cache = bundle.__dict__.setdefault("_fold_networks", {})
-    if j not in cache:
-        members = int(bundle.meta["split"]["members_per_fold"])
-        args = dict(bundle.meta["model_args"], n_members=members)
-        picked = {}
-        for key, value in bundle.weights.items():
-            _, index, rest = key.split(".", 2)
-            if j * members <= int(index) < (j + 1) * members:
-                picked[f"members.{int(index) - j * members}.{rest}"] = value
-        # A classifier's fold model keeps the temperature calibrated on its own out-of-fold rows.
-        temperatures = bundle.meta["split"].get("fold_temperatures") or []
-        temperature = temperatures[j] if j < len(temperatures) else bundle.network.temperature
-        cache[j] = Network(bundle.kind, args, picked, temperature=temperature)
-    return cache[j]
-
-
 def plan(bundle, frame, encoded):
     """Return (encoded, parts) for every row of `frame`: its arrays with each learned row's own track taken
     out (`encoded`, the served encoder's transform of frame, is copied, not changed), and the
@@ -154,7 +114,7 @@ def plan(bundle, frame, encoded):
     fold[refs < 0] = -1
     encoded = {name: array.copy() for name, array in encoded.items()}
     leave_own_track_out(bundle.encoder, frame, encoded, refs)
-    parts = [(bundle.network if j == -1 else fold_network(bundle, j), fold == j) for j in np.unique(fold).tolist()]
+    parts = [(bundle.network if j == -1 else bundle.fold_network(j), fold == j) for j in np.unique(fold).tolist()]
     return encoded, parts
 
 
