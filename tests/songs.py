@@ -1,5 +1,6 @@
 """Small generated song frames with a known signal, for the encoder, model and trainer tests, and a stand-in
 predictor with a known rule for the catalog tests."""
+import multiprocessing
 from types import SimpleNamespace
 
 import numpy as np
@@ -59,11 +60,21 @@ class RulePredictor:
 
     def __init__(self, moods=True):
         self.classification = object() if moods else None
-        self.calls = []
+        # The rows of each predict call, read back here from wherever it ran (a catalog build predicts in
+        # forked processes).
+        self._reported = multiprocessing.get_context("fork").SimpleQueue()
+        self._calls = []
+
+    @property
+    def calls(self):
+        """The number of rows of each predict call so far, in the order they were reported."""
+        while not self._reported.empty():
+            self._calls.append(self._reported.get())
+        return self._calls
 
     def predict(self, frame, level=0.9, honest=False):
         """Interval: valence -/+ `level` / 10 (sigma 0.1, every artist unseen), clipped to [0, 1]."""
-        self.calls.append(len(frame))
+        self._reported.put(len(frame))
         valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
         probabilities = None
         if self.classification is not None:

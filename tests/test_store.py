@@ -3,6 +3,9 @@
 A stand-in predictor with a known rule replaces the trained model, so expected answers follow from the inputs.
 """
 
+import os
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -177,6 +180,37 @@ def test_a_failed_build_leaves_the_previous_catalog(kind, frame, tmp_path, reque
     database.close()
 
 
+class DyingPredictor(RulePredictor):
+    """Predicts the first chunk; the process predicting the next one dies (a chunk predicted in this very
+    process raises instead, so that the test process lives)."""
+
+    def __init__(self, parent):
+        super().__init__()
+        self.parent = parent
+
+    def predict(self, frame, level=0.9, honest=False):
+        if "MULTI" not in frame["track_id"].tolist():
+            if os.getpid() != self.parent:
+                os._exit(3)  # as the kernel's OOM killer would end it: no exception, no message
+            raise RuntimeError("died")
+        return super().predict(frame, level, honest)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds predict in forked processes on Linux only")
+def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog_stays(frame, tmp_path):
+    from valence.config import ValenceError
+
+    target = tmp_path / "catalog.sqlite"
+    build(frame, target, tmp_path, rule_models(version="kept00000000"))
+    dying = Models(predictor=DyingPredictor(os.getpid()), version="lost00000000", signature=())
+    with pytest.raises(ValenceError, match="a process predicting the catalog's rows ended without a result"):
+        build(frame, target, tmp_path, dying)
+    kept = open_store(target)
+    assert kept.model_version == "kept00000000" and kept.by_track_id("MULTI") is not None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".catalog")] == []
+    kept.close()
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_an_empty_target_has_no_catalog_and_says_what_to_run(kind, tmp_path, request):
     target = empty_target(kind, tmp_path, request)
@@ -245,7 +279,7 @@ def assert_same(answer, expected):
         assert list(answer) == list(expected)
         for key, value in expected.items():
             assert_same(answer[key], value)
-    elif isinstance(expected, list):
+    elif isinstance(expected, (list, tuple)):
         assert len(answer) == len(expected)
         for item, value in zip(answer, expected):
             assert_same(item, value)
