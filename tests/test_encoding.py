@@ -466,3 +466,19 @@ def test_rows_of_finds_each_key_as_a_lookup_per_row_would():
     assert rows_of(keys, index).tolist() == [index.get(key, -1) for key in keys]
     assert rows_of(np.array([], dtype=object), index).tolist() == []
     assert rows_of(keys, {}).tolist() == [-1] * len(keys)
+
+
+def test_sums_by_adds_each_named_track_once_in_its_own_type():
+    from valence.model.artists import sums_by
+    names = np.array(["b", "a", "", "b", "a", "b"], dtype=object)
+    tracks = np.array(["t1", "t2", "t3", "t1", "t4", "t5"], dtype=object)  # t1 listed twice; t3 has no name
+    ones, y = np.ones(6), np.array([0.1, 0.2, 0.9, 0.1, 0.4, 0.3])
+    features = np.array([1.5, 0.1, 9.0, 1.5, 0.2, 4.5], dtype=np.float32)
+    found, sums = sums_by(names, tracks, [ones, y, features])
+    assert found.tolist() == ["b", "a"]  # in order of first appearance
+    assert sums.dtype == np.float64 and sums[:, 0].tolist() == [2.0, 2.0]
+    assert sums[:, 1] == pytest.approx([0.4, 0.6])
+    # float32 features add up in float32, as the encoder's tables always held them
+    assert sums[:, 2].tolist() == [6.0, float(np.float32(0.1) + np.float32(0.2))] != [6.0, 0.1 + 0.2]
+    empty_names, empty_sums = sums_by(np.array([""], dtype=object), np.array(["t"], dtype=object), [np.ones(1)])
+    assert len(empty_names) == 0 and empty_sums.shape == (0, 1)

@@ -54,9 +54,9 @@ class ArtistLookup:
         self.n_refs = len(artists)
         if self.n_refs:
             self.ref_y, self.ref_f = reference["values"][:, 0], reference["values"][:, 1:]
-            # The reference songs ordered by artist (names sorted, each artist's songs in their order), and
-            # where each artist's run starts and how long it is: one stable sort of the artists' codes.
-            codes, names = pd.factorize(artists, sort=True)
+            # The reference songs grouped by artist (each artist's songs in their order), and where each
+            # artist's run starts and how long it is: one stable sort of the artists' codes.
+            codes, names = pd.factorize(artists)
             self.ref_order = np.argsort(codes, kind="stable")
             sizes = np.bincount(codes, minlength=len(names))
             self.ref_span = dict(zip(names.tolist(), zip((np.cumsum(sizes) - sizes).tolist(), sizes.tolist())))
@@ -83,18 +83,17 @@ class ArtistLookup:
 class ArtistStatistics:
     """The artist, similar-song and song-version statistics of FeatureEncoder (its settings and prior_)."""
 
-    def _artist_sums(self, frame, y, plain, artists=None):
+    def _artist_table(self, tracks, y, plain, artists):
         """Per artist: count of distinct tracks, sum of valence, sums of encoded features (a track listed
-        twice counts once); `artists`, the frame's matched_artists when the caller has them already."""
-        cols = {"artist": matched_artists(frame) if artists is None else artists, "track": frame["track_id"].astype(str).to_numpy(), "n": 1.0, "y": y}
+        twice counts once); rows given as their track ids (or any one code per track) and matched_artists."""
+        y = np.asarray(y, dtype=np.float64)
+        columns = [np.ones(len(y)), y]
         if self.artist_feature_means:
-            cols.update({f"f{j}": plain[:, j] for j in range(plain.shape[1])})
+            columns += [plain[:, j] for j in range(plain.shape[1])]
         if self.artist_moods:
-            cols.update(mood_columns(y))
-        tracks = pd.DataFrame(cols)
-        # "" is a missing name, not an artist: it must never look like a known one.
-        tracks = tracks[tracks["artist"] != ""].drop_duplicates("track")
-        return tracks.drop(columns="track").groupby("artist").sum()
+            columns += list(mood_columns(y).values())
+        names, sums = sums_by(artists, tracks, columns)
+        return ArtistTable(names, sums, self._table_width)
 
     @property
     def _songs(self):
@@ -103,10 +102,10 @@ class ArtistStatistics:
     def _song_table(self, keys, frame, y):
         """Per (artist, title) key (song_keys of the frame): count of distinct tracks and sum of valence (a
         track listed twice counts once)."""
-        tracks = pd.DataFrame({"key": keys, "track": frame["track_id"].astype(str).to_numpy(),
-                               "n": 1.0, "y": np.asarray(y, dtype=np.float64)})
-        sums = tracks[tracks["key"] != ""].drop_duplicates("track").drop(columns="track").groupby("key").sum()
-        return ArtistTable(sums.index, sums.to_numpy(dtype=np.float64), 2)
+        y = np.asarray(y, dtype=np.float64)
+        names, sums = sums_by(np.asarray(keys, dtype=object), frame["track_id"].astype(str).to_numpy(),
+                              [np.ones(len(y)), y])
+        return ArtistTable(names, sums, 2)
 
     def _song_block(self, keys, table, prior):
         """Per row: the smoothed mean valence of the other tracks of its artist and title (centred), log count."""
@@ -152,10 +151,6 @@ class ArtistStatistics:
     def _table_width(self):
         return 2 + (self._n_plain if self.artist_feature_means else 0) + (3 if self.artist_moods else 0)
 
-    def _table(self, sums):
-        """Return the ArtistTable of _artist_sums' frame."""
-        return ArtistTable(sums.index, sums.to_numpy(dtype=np.float64), self._table_width)
-
     def _make_lookup(self, table, reference):
         return ArtistLookup(table, reference)
 
@@ -164,10 +159,10 @@ class ArtistStatistics:
             self._lookup = self._make_lookup(self.artist_table_, self.reference_)
         return self._lookup
 
-    def _reference(self, frame, y, plain, artists=None):
-        """The training tracks the similarity-weighted artist mean looks up: artist, valence, encoded features."""
-        artists = matched_artists(frame) if artists is None else artists
-        keep = ~pd.Series(frame["track_id"].astype(str).to_numpy()).duplicated().to_numpy() & (artists != "")
+    def _reference(self, tracks, y, plain, artists):
+        """The training tracks the similarity-weighted artist mean looks up: artist, valence, encoded features
+        (rows given as in _artist_table)."""
+        keep = ~pd.Series(tracks).duplicated().to_numpy() & (artists != "")
         values = np.column_stack([np.asarray(y, dtype=np.float32)[keep], plain[keep]]).astype(np.float32)
         return {"artist": artists[keep], "values": values}
 
@@ -207,12 +202,13 @@ class ArtistStatistics:
         """Artist statistics for training rows from the other folds only; folds group whole tracks."""
         # A track's fold comes from a hash of its id: all listings of a track share a fold, and the
         # folds do not depend on row order or on anything else in the data.
-        tracks = frame["track_id"].astype(str)
-        fold = tracks.map(lambda t: zlib.crc32(f"{self.seed}:{t}".encode()) % self.n_folds).to_numpy()
+        tracks, ids = pd.factorize(frame["track_id"].astype(str).to_numpy())  # a code per track, hashed once
+        fold = np.fromiter((zlib.crc32(f"{self.seed}:{t}".encode()) % self.n_folds for t in ids), dtype=np.int64,
+                           count=len(ids))[tracks]
         artists = matched_artists(frame) if artists is None else artists
         y, plain = np.asarray(y, dtype=np.float64), numeric[:, :self._n_plain]
         dropped = self.dropped_rows(frame)
-        if self.artist_dropout > 0 and (~_seen_in_other_folds(artists, tracks.to_numpy(), fold, self.n_folds)).mean() \
+        if self.artist_dropout > 0 and (~_seen_in_other_folds(artists, tracks, fold, self.n_folds)).mean() \
                 >= UNSEEN_ENOUGH:
             dropped[:] = False  # enough training rows read as unseen artists already (small files)
         # A dropped row reads its artist as "", which no table holds: exactly what transform gives a new artist.
@@ -223,14 +219,13 @@ class ArtistStatistics:
             # Each track's first listing with a key, as _song_table counts: a track listed twice counts once, "" never.
             keyed = keys != ""
             first = keyed.copy()
-            first[keyed] = ~tracks[keyed].duplicated().to_numpy()
+            first[keyed] = ~pd.Series(tracks[keyed]).duplicated().to_numpy()
         block = np.empty((len(frame), self.n_numeric_ - self._n_plain), dtype=np.float32)
         for k in range(self.n_folds):
             inside = fold == k
-            sums = self._artist_sums(frame[~inside], y[~inside], plain[~inside], artists[~inside])
-            table = self._table(sums)
+            table = self._artist_table(tracks[~inside], y[~inside], plain[~inside], artists[~inside])
             prior = float(y[~inside].mean()) if (~inside).any() else self.prior_  # the other folds' too
-            reference = (self._reference(frame[~inside], y[~inside], plain[~inside], artists[~inside])
+            reference = (self._reference(tracks[~inside], y[~inside], plain[~inside], artists[~inside])
                          if self.knn_bandwidth > 0 else {})
             lookup = self._make_lookup(table, reference)
             mood_prior = mood_prior_of(y[~inside]) if (~inside).any() else self.mood_prior_
@@ -275,6 +270,21 @@ def identities(artist_rows, values):
     with np.errstate(over="ignore"):
         key = (bits * multipliers).sum(axis=1, dtype=np.uint64)
         return key ^ (np.asarray(artist_rows, dtype=np.uint64) * np.uint64(0x94D049BB133111EB))
+
+
+def sums_by(names, tracks, columns):
+    """Per distinct name other than "" (a missing name, never a known one): the sums of `columns` over its
+    rows, a track counted once (its first row with a name). Return (names in order of first appearance, sums
+    as a float64 array of one row per name). Grouped by integer codes, not by sorting the names: pandas sums
+    each group in row order all the same."""
+    named = names != ""
+    first = named.copy()
+    first[named] = ~pd.Series(tracks[named]).duplicated().to_numpy()
+    codes, uniques = pd.factorize(names[first])
+    # Each column summed in its own type (float32 features in float32, as they are encoded).
+    data = pd.DataFrame({f"c{j}": np.asarray(column)[first] for j, column in enumerate(columns)})
+    sums = data.groupby(codes, sort=True).sum()
+    return uniques[sums.index.to_numpy()], sums.to_numpy(dtype=np.float64)
 
 
 def rows_of(keys, index):

@@ -110,12 +110,13 @@ class FeatureEncoder(ArtistStatistics):
         self.mood_prior_ = mood_prior_of(y)
         plain = self._plain_numeric(frame)
         self.artist_table_ = ArtistTable((), (), self._table_width)
+        tracks = frame["track_id"].astype(str).to_numpy()
         if self.artist_stats:
             artists = matched_artists(frame) if artists is None else artists
-            self.artist_table_ = self._table(self._artist_sums(frame, y, plain, artists))
+            self.artist_table_ = self._artist_table(tracks, y, plain, artists)
         self.reference_ = {}
         if self.artist_stats and self.knn_bandwidth > 0:
-            self.reference_ = self._reference(frame, y, plain, artists)
+            self.reference_ = self._reference(tracks, y, plain, artists)
         self.song_table_ = ArtistTable((), (), 2)
         if self._songs:
             self.song_table_ = self._song_table(song_keys(frame, artists) if keys is None else keys, frame, y)

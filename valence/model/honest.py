@@ -67,7 +67,7 @@ def leave_own_track_out(encoder, frame, encoded, refs):
     artists = matched_artists(sub)
     table = encoder.artist_table_
     sums = table.rows[rows_of(artists, table.index)]  # a learned row's artist is in the table
-    own = [np.ones(len(y)), y]  # what the track added to its artist's sums (artists.py, _artist_sums)
+    own = [np.ones(len(y)), y]  # what the track added to its artist's sums (artists.py, _artist_table)
     if encoder.artist_feature_means:
         own.append(ref_plain)
     if encoder.artist_moods:
