@@ -7,7 +7,9 @@
     python bench/catalog_scale.py --postgres auto --skip-sqlite   # PostgreSQL only
 
 For each size and backend it prints the build's time, its peak memory (the build
-is a child process: `--build-catalog` as users run it), the catalog's size, and
+is a child process: `--build-catalog` as users run it; the peak RSS of its largest
+process, and the peak of its processes' summed PSS, as it predicts in two forked
+ones that share the parent's pages), the catalog's size, and
 the p50 of lookups by track_id and by names, in a fresh process that opens the
 catalog and makes 10,000 lookups, with that process's memory and the time to its
 first answer. Everything runs in a temporary folder and on 127.0.0.1.
@@ -91,16 +93,36 @@ def sample(path, n=2000):
 
 
 def build(data, model_dir, target):
-    """Run --build-catalog in a child process; return (seconds, peak RSS in MiB)."""
+    """Run --build-catalog in a child process; return (seconds, peak RSS of its largest process in MiB, peak
+    of the summed PSS of it and its prediction processes in MiB, sampled every 0.2 s)."""
     command = [sys.executable, str(ROOT / "musical_valence_predictor.py"), "--build-catalog", "--data", str(data),
                "--model-dir", str(model_dir), "--catalog", str(target)]
     started = time.perf_counter()
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    _pid, status, usage = os.wait4(child.pid, 0)
+    peak_pss = 0.0
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        peak_pss = max(peak_pss, tree_pss(child.pid))
+        time.sleep(0.2)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"--build-catalog failed with status {child.returncode}: {' '.join(command)}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, peak_pss
+
+
+def tree_pss(pid):
+    """The summed proportional set size (MiB) of a process and its children: pages they share (a fork's) are
+    counted once between them, not once in each."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        total += int(text.split("Pss:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        return 0.0
+    return total + sum(tree_pss(int(child)) for child in children)
 
 
 def probe(target, samples):
@@ -154,10 +176,11 @@ def main():
                 for name, data, samples, count in (("small", small_data, small_samples, SMALL),
                                                    ("big", big_data, big_samples, args.tracks)):
                     target = make_target(name)
-                    seconds, peak = build(data, model_dir, target)
+                    seconds, peak, pss = build(data, model_dir, target)
                     figures = probe(target, samples)
                     rows.append((count, seconds, peak, size_of(target), figures))
-                    print(f"{backend:10} {count:>11,} rows: build {seconds:7.1f} s, peak RSS {peak:6.0f} MiB, "
+                    print(f"{backend:10} {count:>11,} rows: build {seconds:7.1f} s, peak RSS {peak:6.0f} MiB "
+                          f"(all its processes' PSS {pss:6.0f} MiB), "
                           f"size {rows[-1][3]:8.1f} MB; lookup p50 by id {figures['id_p50_us']:6.1f} us, by names "
                           f"{figures['names_p50_us']:6.1f} us; reader RSS {figures['rss_mib']:5.0f} MiB, first "
                           f"answer {figures['ready_s'] * 1000:5.0f} ms" + ("" if figures["walk_s"] is None else
