@@ -1,6 +1,7 @@
 """Small generated song frames with a known signal, for the encoder, model and trainer tests, and a stand-in
 predictor with a known rule for the catalog tests."""
 import multiprocessing
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -68,13 +69,17 @@ class RulePredictor:
     @property
     def calls(self):
         """The number of rows of each predict call so far, in the order they were reported."""
+        return [rows for _pid, rows in self.reported()]
+
+    def reported(self):
+        """(process id, rows) of each predict call so far."""
         while not self._reported.empty():
             self._calls.append(self._reported.get())
         return self._calls
 
     def predict(self, frame, level=0.9, honest=False):
         """Interval: valence -/+ `level` / 10 (sigma 0.1, every artist unseen), clipped to [0, 1]."""
-        self._reported.put(len(frame))
+        self._reported.put((os.getpid(), len(frame)))
         valence = frame["danceability"].to_numpy() / 2 + frame["genre"].map(GENRE_SHIFT).fillna(0).to_numpy()
         probabilities = None
         if self.classification is not None:

@@ -196,6 +196,22 @@ class DyingPredictor(RulePredictor):
         return super().predict(frame, level, honest)
 
 
+def test_without_fork_a_build_predicts_in_a_thread_and_writes_the_same_catalog(frame, tmp_path, monkeypatch):
+    models = rule_models()
+    forked = build(frame, tmp_path / "forked.sqlite", tmp_path, models)
+    if sys.platform.startswith("linux"):
+        assert os.getpid() not in {pid for pid, _rows in models.predictor.reported()}  # in forked processes
+    monkeypatch.setattr("valence.catalog.build.FORKS", False)  # as on Windows and macOS
+    models = rule_models()
+    threaded = build(frame, tmp_path / "threaded.sqlite", tmp_path, models)
+    assert sorted(models.predictor.reported()) == [(os.getpid(), rows) for rows in (3, 4, 4, 4)]  # chunks of 4
+    assert (forked.rows, forked.tracks) == (threaded.rows, threaded.tracks)
+    one, other = open_store(tmp_path / "forked.sqlite"), open_store(tmp_path / "threaded.sqlite")
+    assert [one.by_track_id(t) for t in frame["track_id"]] == [other.by_track_id(t) for t in frame["track_id"]]
+    one.close()
+    other.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds predict in forked processes on Linux only")
 def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog_stays(frame, tmp_path):
     from valence.config import ValenceError

@@ -33,6 +33,9 @@ from valence.catalog.sqlite import APP_ID, NUMBERS, SCORED, SqliteWriter
 
 CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the memory of a build
 PREDICTING_PROCESSES = 2  # the chunks a build predicts at once (the next chunk's, while one is written)
+# Forked prediction processes on Linux only, as the fold workers (training/foldpool.py): Windows has no fork,
+# and on macOS a fork of a process that loaded Apple's libraries can crash.
+FORKS = sys.platform.startswith("linux")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -169,7 +172,7 @@ def predicted(chunks, predictor):
     the prediction's Python parts (the encoder's lookups) and the writer's would take turns on the GIL, which
     cost 4 s of 11 at 232,725 rows; elsewhere one thread does. At most three chunks are held at a time.
     """
-    if sys.platform.startswith("linux"):  # fork, as the fold workers (training/foldpool.py)
+    if FORKS:
         workers = PREDICTING_PROCESSES
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_adopt, initargs=(predictor,))
