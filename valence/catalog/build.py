@@ -168,9 +168,9 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
 
 def predicted(chunks, predictor):
     """Yield (chunk, its predictions) for the non-empty chunks, in order, predicted while the chunks before
-    them are written. On Linux two forked processes predict (each the next chunk in turn): in a thread,
-    the prediction's Python parts (the encoder's lookups) and the writer's would take turns on the GIL, which
-    cost 4 s of 11 at 232,725 rows; elsewhere one thread does. At most three chunks are held at a time.
+    them are written. On Linux two forked processes predict (each the next chunk in turn), as in a thread the
+    prediction's Python parts (the encoder's lookups) and the writer's take turns on the GIL; elsewhere one
+    thread does. At most three chunks are held at a time.
     """
     if FORKS:
         workers = PREDICTING_PROCESSES
