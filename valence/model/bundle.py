@@ -23,7 +23,7 @@ from valence.fileio import atomic_path
 from valence.model import bundlefile
 from valence.model.encoder import FeatureEncoder
 from valence.model.intervals import Intervals
-from valence.model.network import Network
+from valence.model.network import Network, fold_state
 
 REQUIRED_KEYS = ("format", "kind", "model_args", "state_dict", "encoder")
 # How torch.save's legacy format starts (its magic number, pickled); its zip format is a zip archive.
@@ -47,16 +47,11 @@ class Bundle:
         of fold j, which it never learned from (honest.py)."""
         if j not in self._folds:
             members = int(self.meta["split"]["members_per_fold"])
-            picked = {}
-            for key, value in self.weights.items():
-                _, index, rest = key.split(".", 2)
-                if j * members <= int(index) < (j + 1) * members:
-                    picked[f"members.{int(index) - j * members}.{rest}"] = value
             # A classifier's fold model keeps the temperature calibrated on its own out-of-fold rows.
             temperatures = self.meta["split"].get("fold_temperatures") or []
             temperature = temperatures[j] if j < len(temperatures) else self.network.temperature
-            self._folds[j] = Network(self.kind, dict(self.meta["model_args"], n_members=members), picked,
-                                     temperature=temperature)
+            self._folds[j] = Network(self.kind, dict(self.meta["model_args"], n_members=members),
+                                     fold_state(self.weights, j, members), temperature=temperature)
         return self._folds[j]
 
 

@@ -76,8 +76,8 @@ class Intervals:
     def fit(cls, numeric, categorical, prediction, valence, fold, *, seen_column, genre_column, n_genres, n_plain):
         """Fit on out-of-fold rows: their encoded arrays (from their own fold model's encoder), prediction,
         valence and fold. seen_column: the numeric column of the artist's seen flag (None: one group)."""
-        # One BLAS thread: the products are small, and a second thread only waits on a busy machine
-        # (docs/speed.md has the figures).
+        # One BLAS thread: these products are small, so a second thread adds waiting, not speed
+        # (figures in docs/speed.md).
         with threadpool_limits(1):
             return cls._fit(numeric, categorical, prediction, valence, fold, seen_column, genre_column, n_genres,
                             n_plain)

@@ -84,6 +84,20 @@ def state_shapes(cfg):
     return shapes
 
 
+def fold_state(state, j, members):
+    """Fold model j's part of a served ensemble's state dict: its `members` networks, numbered from 0, and
+    every entry that is not a member's (the served ensemble is the fold models' members in fold order)."""
+    picked = {}
+    for key, value in state.items():
+        if key.startswith("members."):
+            _, index, rest = key.split(".", 2)
+            if not j * members <= int(index) < (j + 1) * members:
+                continue
+            key = f"members.{int(index) - j * members}.{rest}"
+        picked[key] = value
+    return picked
+
+
 _local = threading.local()
 
 

@@ -19,6 +19,7 @@ from valence.data.load import split_by_track
 from valence.model.artists import matched_artists
 from valence.model.encoder import FeatureEncoder
 from valence.model.honest import track_folds as hash_folds
+from valence.model.network import fold_state
 from valence.training.metrics import (calibration_error, classification_metrics, fit_temperature, regression_metrics,
                                       scaled, to_classes)
 from valence.training.foldpool import train_in_workers, workers_for
@@ -245,18 +246,8 @@ def merge_states(states, members):
 
 def fold_model(kind, model_args, state, j, members):
     """Fold model j of a served ensemble: its `members` networks, rebuilt on their own."""
-    args = dict(model_args, n_members=members)
-    model = build_model(kind, args)
-    lo = j * members
-    picked = {}
-    for key, value in state.items():
-        if key.startswith("members."):
-            _, index, rest = key.split(".", 2)
-            if not lo <= int(index) < lo + members:
-                continue
-            key = f"members.{int(index) - lo}.{rest}"
-        picked[key] = value
-    model.load_state_dict(picked)
+    model = build_model(kind, dict(model_args, n_members=members))
+    model.load_state_dict(fold_state(state, j, members))
     model.eval()
     return model
 
