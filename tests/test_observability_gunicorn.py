@@ -139,15 +139,20 @@ def pids_of(server, request_ids):
     return {line["pid"] for line in lines}
 
 
-def answer_on_every_worker(server, requests):
-    """Send the requests again and again until every worker has answered some; return how many were sent."""
-    workers, answered, sent = server.workers(), set(), 0
-    for _ in range(20):
+def answer_on_every_worker(server, requests, seconds=120):
+    """Send the requests again and again until every worker has answered some; return how many rounds were sent.
+
+    Bounded by time, not by rounds: each worker loads the app itself, and on a loaded machine one of them may
+    still be loading while the other answers hundreds of requests.
+    """
+    workers, answered, rounds = server.workers(), set(), 0
+    deadline = time.monotonic() + seconds
+    while answered != workers:
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {answered} of the workers {workers} answered within {seconds} s")
         answered |= pids_of(server, send_all(server, requests))
-        sent += len(requests)
-        if answered == workers:
-            return sent
-    pytest.fail(f"only {answered} of the workers {workers} answered")
+        rounds += 1
+    return rounds
 
 
 def assert_scrapes_show(server, expected, workers):
@@ -178,13 +183,8 @@ def test_counts_are_summed_over_workers_and_survive_a_killed_worker(serve, tmp_p
     workers = server.workers()
     assert len(workers) == 2
 
-    expected, answered = Counter(), set()
-    for _ in range(20):  # until both workers have answered some of them
-        answered |= pids_of(server, send_all(server, REQUESTS))
-        expected.update(item[3] for item in REQUESTS)
-        if answered == workers:
-            break
-    assert answered == workers
+    rounds = answer_on_every_worker(server, REQUESTS)
+    expected = Counter({key: count * rounds for key, count in Counter(item[3] for item in REQUESTS).items()})
     text = assert_scrapes_show(server, expected, workers)
     found = expected[("GET", "/predict", "200")]
     assert sample(text, "valence_lookups_total", result="found") == found
@@ -254,7 +254,7 @@ def test_the_default_metrics_directory_is_made_and_removed_and_a_stop_loses_no_l
 def test_a_scrape_right_after_the_answers_counts_every_one_of_them(serve):
     server = serve()
     found = [("GET", FOUND, None, ("GET", "/predict", "200"))]
-    before = answer_on_every_worker(server, found * 8)
+    before = 8 * answer_on_every_worker(server, found * 8)
     send_all(server, found * 100)
     for _ in range(4):  # answered by either worker: each sums both workers' files
         status, _, body = server.request("GET", "/metrics")
