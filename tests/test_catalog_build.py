@@ -262,3 +262,25 @@ def test_a_build_groups_and_writes_its_tracks_without_python_work_per_track(tmp_
     twice = again["track_id"].iloc[0]
     assert store.by_track_id(twice)["genres"] == ["Pop", "Rock"]
     store.close()
+
+
+def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json(tmp_path):
+    # Listings' warnings are encoded once per distinct list: the texts must still be json.dumps's, and a
+    # track listed with different warnings (here an unknown genre in one listing only) gets their union.
+    import json
+    import numpy as np
+    from valence.catalog.build import _json_lists, track_rows
+    from valence.catalog.sqlite import NUMBERS
+
+    lists = [[], ["b", "a"], ["a", "b"], ["é \"quoted\"", "b", "b"], ["日本"], ["b", "a"], ["tab\tand\\"]]
+    assert _json_lists(lists) == [json.dumps(sorted(set(strings)), separators=(",", ":")) if strings else None
+                                  for strings in lists]
+    blob = np.zeros(len(NUMBERS), dtype="<f8").tobytes()
+    unseen = '["unseen artist \\"Ünï\\""]'
+    listings = [("A", "Pop", "X", "x", None, blob), ("A", "Polka", "X", "x", '["unknown genre Polka"]', blob),
+                ("B", "Pop", "Y", "y", unseen, blob), ("B", "Rock", "Y", "y", unseen, blob),
+                ("C", "Polka", "Z", "z", '["b","unknown genre Polka"]', blob),
+                ("C", "Zydeco", "Z", "z", '["a","b","unknown genre Zydeco"]', blob), ("D", "Pop", "W", "w", None, blob)]
+    warnings = {row[0]: row[9] for row in track_rows(listings)}
+    assert warnings == {"A": '["unknown genre Polka"]', "B": unseen, "D": None,
+                        "C": '["a","b","unknown genre Polka","unknown genre Zydeco"]'}
