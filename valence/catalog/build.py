@@ -321,8 +321,9 @@ def _track_warnings(warnings, starts, counts):
         if count == 1 or listed.count(listed[0]) == count:  # alike, as an unseen artist's listings are
             text.append(listed[0])
         else:
-            for listing in set(listed) - parsed.keys():
-                parsed[listing] = json.loads(listing) if listing else ()
+            for listing in listed:
+                if listing not in parsed:
+                    parsed[listing] = json.loads(listing) if listing else ()
             unions[len(text)] = {found for listing in listed for found in parsed[listing]}
             text.append(None)
     for place, union in zip(unions, _json_lists(unions.values())):
@@ -343,8 +344,9 @@ def _json_lists(lists):
         key = tuple(strings)
         text = texts.get(key)
         if text is None:
-            for string in set(strings) - encoded.keys():
-                encoded[string] = json.dumps(string)
+            for string in strings:
+                if string not in encoded:
+                    encoded[string] = json.dumps(string)
             text = texts[key] = "[" + ",".join([encoded[string] for string in sorted(set(strings))]) + "]"
         out.append(text)
     return out
