@@ -165,10 +165,10 @@ def test_a_failed_build_leaves_the_previous_catalog(kind, frame, tmp_path, reque
     database = connect(target)
     before = database.signature()
 
-    def broken(self, rows):
+    def broken(self, part_path):
         raise KeyboardInterrupt  # as if the build were stopped while it wrote the tracks
 
-    monkeypatch.setattr("valence.catalog.sqlite.SqliteWriter.add_tracks", broken)
+    monkeypatch.setattr("valence.catalog.sqlite.SqliteWriter.add_tracks_from", broken)
     with pytest.raises(KeyboardInterrupt):
         build(frame, target, tmp_path, rule_models(version="lost00000000"))
     assert database.signature() == before
@@ -225,6 +225,43 @@ def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog
     assert kept.model_version == "kept00000000" and kept.by_track_id("MULTI") is not None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".catalog")] == []
     kept.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds group tracks in forked processes on Linux only")
+def test_a_grouping_process_that_dies_fails_the_build_and_leaves_no_scratch_file(frame, tmp_path, monkeypatch):
+    from valence.catalog import build as building
+    from valence.config import ValenceError
+
+    target = tmp_path / "catalog.sqlite"
+    build(frame, target, tmp_path, rule_models(version="kept00000000"))
+    parent, track_rows = os.getpid(), building.track_rows
+
+    def dying(listings):
+        if os.getpid() != parent and any(listing[0] == "MULTI" for listing in listings):
+            os._exit(3)  # killed while it groups the listings of one range of track_ids
+        return track_rows(listings)
+
+    monkeypatch.setattr(building, "track_rows", dying)
+    with pytest.raises(ValenceError, match="a process grouping the catalog's listings by track ended without"):
+        build(frame, target, tmp_path, rule_models(version="lost00000000"))
+    kept = open_store(target)
+    assert kept.model_version == "kept00000000" and kept.by_track_id("MULTI") is not None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".catalog")] == []
+    kept.close()
+
+
+@pytest.mark.parametrize("processes", [1, 3, 20])
+def test_tracks_grouped_in_ranges_of_track_ids_make_the_same_catalog(frame, tmp_path, monkeypatch, processes):
+    # Ranges split at sampled track_ids: as many as asked (up to the sample's size), each track in one range.
+    whole = build(frame, tmp_path / "whole.sqlite", tmp_path, rule_models())
+    monkeypatch.setattr("valence.catalog.build.GROUPING_PROCESSES", processes)
+    monkeypatch.setattr("valence.catalog.build.SAMPLE_EVERY", 1)
+    parts = build(frame, tmp_path / "parts.sqlite", tmp_path, rule_models())
+    assert (parts.rows, parts.tracks) == (whole.rows, whole.tracks) == (len(frame), frame["track_id"].nunique())
+    one, other = open_store(tmp_path / "whole.sqlite"), open_store(tmp_path / "parts.sqlite")
+    assert [one.by_track_id(t) for t in frame["track_id"]] == [other.by_track_id(t) for t in frame["track_id"]]
+    one.close()
+    other.close()
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

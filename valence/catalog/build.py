@@ -2,11 +2,12 @@
 
 The file is never held in memory: each chunk of rows is predicted (while the chunk
 before it is written) and stored as listings, one per row: their features in the
-catalog's listings table, their predictions in SQLite's temporary table. The
+catalog's listings table, their predictions in a scratch file beside it. The
 predictions are then read back sorted by track_id, in batches grouped with numpy,
 so a track listed under several genres in different parts of the file still
 becomes one entry (per-genre predictions and their mean), with no Python loop
-over the tracks. Indexes are built once the rows are in.
+over the tracks; ranges of track_ids are grouped at once, each into a file of its
+own that is copied in. Indexes are built once the rows are in.
 """
 import collections
 import datetime
@@ -29,10 +30,12 @@ from valence.data.load import IF_PRESENT, LoadReport, iter_feature_chunks
 from valence.fileio import atomic_path
 from valence.model.predictor import load_models
 from valence.catalog.sql import CATALOG_FILE, LISTING_COLUMNS, is_postgres, normalise, shown_target
-from valence.catalog.sqlite import APP_ID, NUMBERS, SCORED, SqliteWriter
+from valence.catalog.sqlite import APP_ID, NUMBERS, SCORED, SqliteWriter, scored_by_track, scratch_path, write_tracks
 
 CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the memory of a build
 PREDICTING_PROCESSES = 2  # the chunks a build predicts at once (the next chunk's, while one is written)
+GROUPING_PROCESSES = 2  # the ranges of track_ids grouped into tracks at once (while the listings are indexed)
+SAMPLE_EVERY = 64  # of the listings' track_ids, those sampled for the ranges' bounds
 # Forked prediction processes on Linux only, as the fold workers (training/foldpool.py): Windows has no fork,
 # and on macOS a fork of a process that loaded Apple's libraries can crash.
 FORKS = sys.platform.startswith("linux")
@@ -135,26 +138,16 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
         chunks = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
     writer = SqliteWriter(path)
     try:
+        sample = []  # every SAMPLE_EVERY-th track_id, where the grouping processes split the tracks
         for chunk, result in predicted(chunks, models.predictor):
             writer.add_listings(*listing_rows(chunk, result, report.rows))
+            sample += chunk["track_id"].iloc[::SAMPLE_EVERY].tolist()
             report.rows += len(chunk)
         report.skipped, report.bad_lines = dict(loaded.skipped), list(loaded.bad_lines)
         if report.rows == 0:
             raise ValenceError(f"no usable rows in {data_path} ({loaded.summary()}); "
                                "the catalog was not written")
-        pending = []  # the listings of the last track read, which may go on in the next batch
-        for batch in writer.scored_by_track():
-            listings = pending + batch
-            cut = len(listings) - 1
-            while cut > 0 and listings[cut - 1][0] == listings[-1][0]:
-                cut -= 1
-            pending = listings[cut:]
-            tracks = track_rows(listings[:cut])
-            writer.add_tracks(tracks)
-            report.tracks += len(tracks)
-        tracks = track_rows(pending)
-        writer.add_tracks(tracks)
-        report.tracks += len(tracks)
+        report.tracks = add_tracks(writer, sample)
         writer.finish({
             "model_version": models.version, "rows": report.rows, "tracks": report.tracks,
             "skipped": sum(report.skipped.values()), "data": Path(data_path).name, "data_sha256": loaded.sha256,
@@ -164,6 +157,60 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
     finally:
         writer.close()
     return report
+
+
+def add_tracks(writer, sample):
+    """Group the writer's scored listings into tracks and add them; return how many there are.
+
+    On Linux GROUPING_PROCESSES forked processes each group a range of track_ids (split at quantiles of the
+    `sample` of track_ids) into a file of their own, while this one indexes the listings; the files are copied
+    in, in track_id order. Elsewhere one thread groups them all.
+    """
+    sample = sorted(set(map(str, sample)))
+    parts = GROUPING_PROCESSES if FORKS else 1
+    splits = sorted({sample[len(sample) * k // parts] for k in range(1, parts)}) if len(sample) >= parts else []
+    bounds = list(zip([None, *splits], [*splits, None]))
+    part_paths = [scratch_path(writer.path, f"tracks{k}") for k in range(len(bounds))]
+    if FORKS:
+        pool = ProcessPoolExecutor(max_workers=len(bounds), mp_context=multiprocessing.get_context("fork"),
+                                   initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+    else:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-group")
+    writer.end_listings()  # the scored file is complete before anything reads it
+    try:
+        with pool:
+            futures = [pool.submit(_group_tracks, writer.scored_path, low, high, part)
+                       for (low, high), part in zip(bounds, part_paths)]
+            writer.index_listings()
+            tracks = 0
+            for future, part in zip(futures, part_paths):
+                tracks += _result(future, "grouping the catalog's listings by track")
+                writer.add_tracks_from(part)
+                part.unlink()
+    finally:
+        for part in part_paths:
+            part.unlink(missing_ok=True)
+    return tracks
+
+
+def _group_tracks(scored_path, low, high, part_path):
+    """Write the tracks of the scored listings with track_ids from `low` up to `high` to a new file at
+    `part_path`; return how many there are."""
+    return write_tracks(part_path, _track_batches(scored_by_track(scored_path, low, high)))
+
+
+def _track_batches(batches):
+    """Yield the track rows of sorted batches of scored listings, a track whose listings go on in the next
+    batch held back until its last listing is read."""
+    pending = []  # the listings of the last track read, which may go on in the next batch
+    for batch in batches:
+        listings = pending + batch
+        cut = len(listings) - 1
+        while cut > 0 and listings[cut - 1][0] == listings[-1][0]:
+            cut -= 1
+        pending = listings[cut:]
+        yield track_rows(listings[:cut])
+    yield track_rows(pending)
 
 
 def predicted(chunks, predictor):
@@ -196,13 +243,13 @@ def predicted(chunks, predictor):
             yield done, _result(future)
 
 
-def _result(future):
-    """A chunk's predictions; a prediction process that died (killed, out of memory) is a ValenceError."""
+def _result(future, work="predicting the catalog's rows"):
+    """A process's result; one that died (killed, out of memory) is a ValenceError."""
     try:
         return future.result()
     except BrokenProcessPool:
-        raise ValenceError("a process predicting the catalog's rows ended without a result (killed, or out of "
-                           "memory?); the catalog was not written") from None
+        raise ValenceError(f"a process {work} ended without a result (killed, or out of memory?); the catalog "
+                           "was not written") from None
 
 
 _ADOPTED = None  # the predictor of a forked prediction process (each build forks its own)

@@ -23,26 +23,28 @@ RAREST_GRAMS = 20  # of the query's trigrams, the rarest are enough to find clos
 WHOLE_CHECK_BYTES = 256 * 2**20  # a catalog file up to this size is checked whole at open (about 0.3 s)
 # Checked at open whatever the file's size: they grow with the artists, not with the tracks and listings.
 SMALL_TABLES = ("meta", "artists", "artist_grams_data", "artist_grams_idx", "artist_grams_docsize", "artist_grams_config")
-# A listing's part of its track's row, kept in a temporary table until the build groups the listings by
-# track: names and warnings as text, the numbers as one blob of NUMBERS (float64, NaN for none), bound and
-# read back as one value instead of eight.
+# A listing's part of its track's row, kept in a scratch file beside the catalog until the build groups the
+# listings by track: names and warnings as text, the numbers as one blob of NUMBERS (float64, NaN for none),
+# bound and read back as one value instead of eight.
 SCORED = ("track_id", "genre", "artist_name", "track_name", "warnings", "numbers")
+READ_BATCH = 20_000  # scored listings read back at a time, sorted by track: bounds the grouping's memory
 NUMBERS = ("valence", "prediction", "p_sad", "p_neutral", "p_happy", "sigma", "popularity", "unseen")
-SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+TRACKS_SCHEMA = """
 CREATE TABLE tracks (
     track_id TEXT PRIMARY KEY, artist_name TEXT NOT NULL, track_name TEXT NOT NULL,
     artist_key TEXT NOT NULL, track_key TEXT NOT NULL, popularity REAL, expected REAL, prediction REAL,
     genre_predictions TEXT NOT NULL, warnings TEXT, mood TEXT, p_sad REAL, p_neutral REAL, p_happy REAL,
     interval_sigma REAL, unseen_artist INTEGER
 ) WITHOUT ROWID;
+"""
+SCHEMA = f"""{TRACKS_SCHEMA}
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE listings ({', '.join(c + (' INTEGER PRIMARY KEY' if c == 'seq' else '') for c in LISTING_COLUMNS)});
-CREATE TEMP TABLE scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED)});
+CREATE TABLE scratch.scored (seq INTEGER PRIMARY KEY, {', '.join(SCORED)});
 """
 # Built once the rows are in: an index is one sort of its keys, faster than keeping it in order row by row.
+LISTINGS_INDEX = "CREATE INDEX listings_by_track ON listings (track_id, seq)"
 INDEXES = f"""
-DROP TABLE scored;
-CREATE INDEX listings_by_track ON listings (track_id, seq);
 CREATE INDEX tracks_by_names ON tracks (artist_key, track_key, {BEST_FIRST});
 CREATE INDEX tracks_by_track_name ON tracks (track_key, {BEST_FIRST});
 CREATE TABLE artists (id INTEGER PRIMARY KEY, artist_key TEXT NOT NULL UNIQUE, popularity REAL);
@@ -199,22 +201,43 @@ def _phrase(gram):
     return '"' + gram.replace('"', '""') + '"'
 
 
-class SqliteWriter:
-    """Write a new catalog file: listings as they come, then one row per track, then indexes."""
+def scratch_path(path, part):
+    """Return the path of a build's scratch file `part` beside the file it writes, named as that file's temporary
+    is (fileio.atomic_path), so that a killed build's scratch is removed with its temporary."""
+    path = Path(path)
+    return path.with_name(f"{path.name.removesuffix('.tmp')}-{part}.tmp")
 
-    READ_BATCH = 20_000  # scored listings read back at a time, sorted by track: bounds the grouping's memory
+
+def _bulk_connection(path):
+    """Open a new file for bulk writes: it is renamed into place or read by the build once complete, so no
+    journal and no syncs (the rename's caller syncs the catalog)."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -65536"):
+        connection.execute(f"PRAGMA {pragma}")
+    return connection
+
+
+class SqliteWriter:
+    """Write a new catalog file: listings as they come, then one row per track, then indexes.
+
+    The listings' scored parts go to a scratch file beside it (scored_path), which the processes that group
+    them by track read once it is complete (end_listings); their tracks come back as files of their own,
+    copied in order by add_tracks_from."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.shown = str(self.path)  # how messages name it
-        self.connection = sqlite3.connect(self.path, isolation_level=None)
-        # A temporary file that is renamed into place when complete: no journal, no syncs
-        # until the end (the rename's caller syncs the file). Scored listings go to SQLite's own
-        # temporary file, which the OS removes even if this process is killed.
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -65536"):
-            self.connection.execute(f"PRAGMA {pragma}")
-        self.connection.executescript(SCHEMA)
-        self.connection.execute("BEGIN")  # one transaction for the bulk inserts
+        self.scored_path = scratch_path(self.path, "scored")
+        self.connection = _bulk_connection(self.path)
+        try:
+            self.connection.execute("ATTACH DATABASE ? AS scratch", (str(self.scored_path),))
+            for pragma in ("journal_mode = OFF", "synchronous = OFF"):
+                self.connection.execute(f"PRAGMA scratch.{pragma}")
+            self.connection.executescript(SCHEMA)
+            self.connection.execute("BEGIN")  # one transaction for the bulk inserts
+        except BaseException:
+            self.close()
+            raise
 
     def add_listings(self, listings, scored):
         """Store a chunk's listings (rows of LISTING_COLUMNS) and their scored parts (seq, then SCORED)."""
@@ -222,20 +245,26 @@ class SqliteWriter:
                                     listings)
         self.connection.executemany(f"INSERT INTO scored VALUES ({', '.join('?' * (1 + len(SCORED)))})", scored)
 
-    def scored_by_track(self):
-        """Yield lists of scored listings (rows of SCORED), grouped by track_id and in file order within a
-        track; a track's listings may continue in the next list."""
-        cursor = self.connection.execute(f"SELECT {', '.join(SCORED)} FROM scored ORDER BY track_id, seq")
-        while rows := cursor.fetchmany(self.READ_BATCH):
-            yield rows
+    def end_listings(self):
+        """Write the listings and their scored parts out: the scored file is complete for its readers."""
+        self.connection.execute("COMMIT")
 
-    def add_tracks(self, rows):
-        """Store tracks as rows of TRACK_COLUMNS, in track_id order."""
-        self.connection.executemany(f"INSERT INTO tracks VALUES ({', '.join('?' * len(TRACK_COLUMNS))})", rows)
+    def index_listings(self):
+        """Index the listings by track."""
+        self.connection.executescript(f"BEGIN; {LISTINGS_INDEX}; COMMIT;")
+
+    def add_tracks_from(self, part_path):
+        """Copy in the tracks of a file that write_tracks wrote (each file's tracks after the last's)."""
+        self.connection.execute("ATTACH DATABASE ? AS part", (str(part_path),))
+        try:
+            self.connection.executescript("BEGIN; INSERT INTO main.tracks SELECT * FROM part.tracks; COMMIT;")
+        finally:
+            self.connection.execute("DETACH DATABASE part")
 
     def finish(self, meta):
         """Index the tracks, record the meta data and close the file."""
-        self.connection.execute("COMMIT")  # executescript would commit first anyway
+        self.connection.execute("DETACH DATABASE scratch")
+        self.scored_path.unlink()
         self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
         meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), "name_rule": str(NAME_RULE), **meta}
         self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
@@ -249,5 +278,39 @@ class SqliteWriter:
         self.close()
 
     def close(self):
-        """Close the connection (an unfinished file is the caller's to delete)."""
+        """Close the connection and remove the scored file (an unfinished catalog is the caller's to delete)."""
         self.connection.close()
+        self.scored_path.unlink(missing_ok=True)
+
+
+def scored_by_track(scored_path, low=None, high=None):
+    """Yield lists of the scored listings (rows of SCORED) whose track_id is from `low` (None: the first) up to,
+    not including, `high` (None: the last), grouped by track_id and in file order within a track; a track's
+    listings may continue in the next list."""
+    bounds = [(low, "track_id >= ?"), (high, "track_id < ?")]
+    where = " AND ".join(test for bound, test in bounds if bound is not None) or "1"
+    uri = f"file:{urllib.parse.quote(str(Path(scored_path).resolve()))}?mode=ro&immutable=1"
+    connection = sqlite3.connect(uri, uri=True)
+    try:
+        cursor = connection.execute(f"SELECT {', '.join(SCORED)} FROM scored WHERE {where} ORDER BY track_id, seq",
+                                    [bound for bound, _ in bounds if bound is not None])
+        while rows := cursor.fetchmany(READ_BATCH):
+            yield rows
+    finally:
+        connection.close()
+
+
+def write_tracks(part_path, batches):
+    """Write the tracks (rows of TRACK_COLUMNS, in track_id order) of each batch to a new file; return how many."""
+    connection = _bulk_connection(part_path)
+    try:
+        connection.executescript(TRACKS_SCHEMA)
+        connection.execute("BEGIN")
+        count = 0
+        for rows in batches:
+            connection.executemany(f"INSERT INTO tracks VALUES ({', '.join('?' * len(TRACK_COLUMNS))})", rows)
+            count += len(rows)
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    return count
