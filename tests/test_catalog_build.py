@@ -170,8 +170,9 @@ def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained
     big = write_csv(generate_dataset(60_000, seed=5), tmp_path / "big.csv")
     child = start_build(big, trained[0], target)
     if kind == "sqlite":
-        # Killed while the new file is being written beside the old one.
-        kill_when(child, lambda: any(p.name.endswith(".tmp") and p.stat().st_size > 0 for p in tmp_path.iterdir()))
+        # Killed while the new file and its scratch file of scored listings are being written beside the old one.
+        kill_when(child, lambda: any(p.name.endswith("-scored.tmp") and p.stat().st_size > 0
+                                     for p in tmp_path.iterdir()))
     else:
         import psycopg
 
@@ -189,6 +190,8 @@ def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained
     assert cli.main(["--build-catalog", "--data", str(catalog_csv), "--model-dir", str(trained[0]),
                      "--catalog", str(target)]) == 0
     assert database.signature() != before
+    if kind == "sqlite":  # ... and removes the killed build's temporary and scratch files
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{target.name}.")] == []
     database.close()
 
 
