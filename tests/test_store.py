@@ -227,6 +227,7 @@ def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog
     kept.close()
 
 
+@pytest.mark.slow  # a second: in the slow run, which CI runs too
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds group tracks in forked processes on Linux only")
 def test_a_grouping_process_that_dies_fails_the_build_and_leaves_no_scratch_file(frame, tmp_path, monkeypatch):
     from valence.catalog import build as building
@@ -250,7 +251,8 @@ def test_a_grouping_process_that_dies_fails_the_build_and_leaves_no_scratch_file
     kept.close()
 
 
-@pytest.mark.parametrize("processes", [1, 3, 20])
+@pytest.mark.parametrize("processes", [pytest.param(1, marks=pytest.mark.slow), 3,
+                                       pytest.param(20, marks=pytest.mark.slow)])  # slow: a second each
 def test_tracks_grouped_in_ranges_of_track_ids_make_the_same_catalog(frame, tmp_path, monkeypatch, processes):
     # Ranges split at sampled track_ids: as many as asked (up to the sample's size), each track in one range.
     whole = build(frame, tmp_path / "whole.sqlite", tmp_path, rule_models())

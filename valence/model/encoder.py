@@ -143,16 +143,18 @@ class FeatureEncoder(ArtistStatistics):
             self.vocab_[col] = {v: i + 1 for i, v in enumerate(sorted(values))}
 
     # ---- applying ------------------------------------------------------------
-    def transform(self, frame):
-        """Encode rows with the fitted statistics; unknown categories and artists go to the unknown bucket."""
+    def transform(self, frame, artists=None):
+        """Encode rows with the fitted statistics; unknown categories and artists go to the unknown bucket.
+        `artists`: the frame's matched_artists, when the caller has them already."""
         if not hasattr(self, "quantiles_"):
             raise config.ValenceError("FeatureEncoder is not fitted: call fit() or load a fitted state first")
         _check_columns(frame)
-        return self._encode(frame, with_artist_block=True)
+        return self._encode(frame, with_artist_block=True, artists=artists)
 
-    def unknown_artists(self, frame):
-        """Return a boolean mask of the rows that name an artist the fitted statistics do not know."""
-        artists = matched_artists(frame)
+    def unknown_artists(self, frame, artists=None):
+        """Return a boolean mask of the rows that name an artist the fitted statistics do not know
+        (`artists`: the frame's matched_artists, when the caller has them already)."""
+        artists = matched_artists(frame) if artists is None else artists
         if not self.artist_stats:
             return np.zeros(len(frame), dtype=bool)
         return (artists != "") & (rows_of(artists, self.artist_table_.index) < 0)
@@ -163,11 +165,12 @@ class FeatureEncoder(ArtistStatistics):
             out[:, j] = _interp_ties(frame[col].to_numpy(dtype=np.float64), self.quantiles_[col], self.normal_scores_)
         return out
 
-    def _encode(self, frame, with_artist_block, plain=None):
+    def _encode(self, frame, with_artist_block, plain=None, artists=None):
         numeric = np.zeros((len(frame), self.n_numeric_), dtype=np.float32)
         numeric[:, :self._n_plain] = self._plain_numeric(frame) if plain is None else plain
         if self.artist_stats and with_artist_block:
-            artists, lookup = matched_artists(frame), self._fitted_lookup()
+            artists = matched_artists(frame) if artists is None else artists
+            lookup = self._fitted_lookup()
             numeric[:, self._n_plain:self._n_plain + self._n_stats] = self._artist_block(artists, lookup, self.prior_)
             if self.knn_bandwidth > 0:
                 numeric[:, self._n_plain + self._n_stats:self._n_plain + self._n_stats + 2] = self._knn_block(

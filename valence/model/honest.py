@@ -31,9 +31,10 @@ def track_folds(track_ids, folds, seed=0):
                        count=len(ids))
 
 
-def learned_from(encoder, frame):
+def learned_from(encoder, frame, artists=None, plain=None):
     """Per row, the index of its own track among the encoder's reference songs, -1 for a row the encoder did
-    not learn from (or a frame without valence, an encoder without reference songs)."""
+    not learn from (or a frame without valence, an encoder without reference songs). `artists` and `plain`:
+    the frame's matched_artists and encoded plain numerics, when the caller has them already."""
     found = np.full(len(frame), -1, dtype=np.int64)
     if TARGET not in frame or not encoder.artist_stats or not encoder.reference_ or not len(frame):
         return found
@@ -43,8 +44,9 @@ def learned_from(encoder, frame):
         return found
     keys, order = encoder._fitted_lookup().identities()
     sub = frame[labelled]
-    codes = rows_of(matched_artists(sub), encoder.artist_table_.index)
-    own = np.column_stack([valence[labelled].astype(np.float32), encoder._plain_numeric(sub)]).astype(np.float32)
+    codes = rows_of(matched_artists(sub) if artists is None else artists[labelled], encoder.artist_table_.index)
+    plain = encoder._plain_numeric(sub) if plain is None else plain[labelled]
+    own = np.column_stack([valence[labelled].astype(np.float32), plain]).astype(np.float32)
     wanted = identities(codes, own)
     at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
     hit = (codes >= 0) & (keys[at] == wanted)
@@ -52,9 +54,10 @@ def learned_from(encoder, frame):
     return found
 
 
-def leave_own_track_out(encoder, frame, encoded, refs):
+def leave_own_track_out(encoder, frame, encoded, refs, artists=None):
     """Take each learned row's own track (refs >= 0: its reference song, learned_from) out of the artist
-    statistics in `encoded` (encoder.transform(frame)), in place; return `encoded`."""
+    statistics in `encoded` (encoder.transform(frame)), in place; return `encoded`. `artists`: the frame's
+    matched_artists, when the caller has them already."""
     rows = refs >= 0
     if not rows.any() or not encoder.artist_stats:
         return encoded
@@ -64,7 +67,7 @@ def leave_own_track_out(encoder, frame, encoded, refs):
     lookup = encoder._fitted_lookup()
     y, ref_plain = lookup.ref_y[refs[rows]].astype(np.float64), lookup.ref_f[refs[rows]].astype(np.float64)
     block = numeric[rows]
-    artists = matched_artists(sub)
+    artists = matched_artists(sub) if artists is None else artists[rows]
     table = encoder.artist_table_
     sums = table.rows[rows_of(artists, table.index)]  # a learned row's artist is in the table
     own = [np.ones(len(y)), y]  # what the track added to its artist's sums (artists.py, _artist_table)
@@ -96,12 +99,13 @@ def leave_own_track_out(encoder, frame, encoded, refs):
     return encoded
 
 
-def plan(bundle, frame, encoded):
+def plan(bundle, frame, encoded, artists=None):
     """Return (encoded, parts) for every row of `frame`: its arrays with each learned row's own track taken
     out (`encoded`, the served encoder's transform of frame, is copied, not changed), and the
     (network, rows) that predict them: the served network for the rows the model did not learn from, fold
-    model j's for the learned rows of fold j."""
-    refs = learned_from(bundle.encoder, frame)
+    model j's for the learned rows of fold j. `artists`: the frame's matched_artists, when the caller has
+    them already."""
+    refs = learned_from(bundle.encoder, frame, artists, encoded["numeric"][:, :bundle.encoder._n_plain])
     if "track_id" not in frame:  # no track to find its fold by: the served model
         refs[:] = -1
     split = bundle.meta.get("split") or {}
@@ -113,16 +117,16 @@ def plan(bundle, frame, encoded):
     refs[fold >= trained] = -1  # a fold no model was trained for (training stopped early): every model saw it
     fold[refs < 0] = -1
     encoded = {name: array.copy() for name, array in encoded.items()}
-    leave_own_track_out(bundle.encoder, frame, encoded, refs)
+    leave_own_track_out(bundle.encoder, frame, encoded, refs, artists)
     parts = [(bundle.network if j == -1 else bundle.fold_network(j), fold == j) for j in np.unique(fold).tolist()]
     return encoded, parts
 
 
-def honest(bundle, frame, encoded):
+def honest(bundle, frame, encoded, artists=None):
     """Return (outputs, encoded) of a bundle for every row of `frame`, predicted as plan() says."""
     if not len(frame):
         return bundle.network.predict(encoded), encoded
-    encoded, parts = plan(bundle, frame, encoded)
+    encoded, parts = plan(bundle, frame, encoded, artists)
     outputs = None
     for network, rows in parts:
         out = network.predict({name: array[rows] for name, array in encoded.items()})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from valence.model.artists import matched_artists
 from valence.model.bundle import load_bundle_from_dir, refuse_earlier_bundles
 from valence.model.honest import honest as honest_outputs
 from valence.model.intervals import DEFAULT_LEVEL
@@ -85,15 +86,16 @@ class Predictor:
         honest: rows of tracks the models learned from (a catalog of the training file) are predicted by
         networks that never saw them, on statistics without their own valence (honest.py)."""
         valence = mood = probabilities = low = high = sigma = group = None
+        artists = matched_artists(frame)  # folded once for the encoding, the honest plan and the warnings
         encoded = {}  # by encoder: the two kinds usually share one (see from_model_dir), so rows are encoded once
         for bundle in (self.regression, self.classification):
             if bundle is not None and id(bundle.encoder) not in encoded:
-                encoded[id(bundle.encoder)] = bundle.encoder.transform(frame)
+                encoded[id(bundle.encoder)] = bundle.encoder.transform(frame, artists)
         outputs = {}
         for bundle in (self.regression, self.classification):
             if bundle is not None:
                 arrays = encoded[id(bundle.encoder)]
-                outputs[bundle.kind] = (honest_outputs(bundle, frame, arrays) if honest
+                outputs[bundle.kind] = (honest_outputs(bundle, frame, arrays, artists) if honest
                                         else (bundle.network.predict(arrays), arrays))
         if self.regression is not None:
             valence, arrays = outputs["regression"]
@@ -104,7 +106,7 @@ class Predictor:
             mood = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
         encoder = (self.regression or self.classification).encoder
         return Prediction(valence=valence, mood=mood, mood_probabilities=probabilities,
-                          warnings=unknown_category_warnings(encoder, frame), low=low, high=high, level=level,
+                          warnings=unknown_category_warnings(encoder, frame, artists), low=low, high=high, level=level,
                           sigma=sigma, group=group)
 
     def metadata(self):
@@ -128,8 +130,9 @@ def describe(bundle):
     return described
 
 
-def unknown_category_warnings(encoder, frame):
-    """Return, per row, a warning for each categorical value and artist the model never saw in training."""
+def unknown_category_warnings(encoder, frame, artists=None):
+    """Return, per row, a warning for each categorical value and artist the model never saw in training
+    (`artists`: the frame's matched_artists, when the caller has them already)."""
     warnings = [[] for _ in range(len(frame))]
     for column in CATEGORICAL_FEATURES:
         if column not in frame:
@@ -138,9 +141,12 @@ def unknown_category_warnings(encoder, frame):
         values = frame[column].astype(str).to_numpy()
         for row in unknown:
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
-    artists = frame["artist_name"].to_numpy() if "artist_name" in frame else ()
-    for row in np.flatnonzero(encoder.unknown_artists(frame)):
-        warnings[row].append(f"unknown artist_name {artists[row]!r}: predicted as an unseen artist")
+    names, messages = frame["artist_name"].to_numpy() if "artist_name" in frame else (), {}
+    for row in np.flatnonzero(encoder.unknown_artists(frame, artists)):
+        message = messages.get(names[row])  # one per artist: a file of new artists has one on every row
+        if message is None:
+            message = messages[names[row]] = f"unknown artist_name {names[row]!r}: predicted as an unseen artist"
+        warnings[row].append(message)
     return warnings
 
 
