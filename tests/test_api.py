@@ -398,6 +398,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=10)
 
 
+@pytest.mark.slow  # 50 bodies, a second and a half: in the slow run, which CI runs too
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=json_values | st.fixed_dictionaries({name: json_values for name in SONG}))
 def test_any_json_body_is_answered_200_or_400(client, body):

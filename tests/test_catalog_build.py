@@ -6,6 +6,7 @@ import sys
 import time
 
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -148,6 +149,26 @@ def start_build(data, model_dir, target):
                             cwd=PROJ_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def live_children(pid):
+    """Return the pids of a process's live children (Linux's /proc; none elsewhere)."""
+    return {int(status.parent.name) for status in Path("/proc").glob("[0-9]*/status") if _status(status, "PPid") ==
+            str(pid) and _status(status, "State")[:1] not in ("Z", "X", "")}
+
+
+def is_alive(pid):
+    """Return whether a process runs (a zombie has ended: it waits only to be reaped)."""
+    return _status(Path(f"/proc/{pid}/status"), "State")[:1] not in ("Z", "X", "")
+
+
+def _status(path, field):
+    """Return a field of a /proc status file, or "" when the process is gone."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":\t", 1)[1].strip() for line in lines if line.startswith(field + ":\t")), "")
+
+
 def kill_when(child, condition, timeout=120):
     """SIGKILL the child as soon as condition() holds; fail if it ends first."""
     deadline = time.monotonic() + timeout
@@ -170,9 +191,21 @@ def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained
     big = write_csv(generate_dataset(60_000, seed=5), tmp_path / "big.csv")
     child = start_build(big, trained[0], target)
     if kind == "sqlite":
-        # Killed while the new file and its scratch file of scored listings are being written beside the old one.
-        kill_when(child, lambda: any(p.name.endswith("-scored.tmp") and p.stat().st_size > 0
-                                     for p in tmp_path.iterdir()))
+        # Killed while the new file and its scratch file of scored listings are being written beside the old one
+        # (its rows, past the schema: by then the processes that predict them have started).
+        workers = set()
+
+        def writing():
+            workers.update(live_children(child.pid))
+            return any(p.name.endswith("-scored.tmp") and p.stat().st_size > 2**16 for p in tmp_path.iterdir())
+
+        kill_when(child, writing)
+        if sys.platform.startswith("linux"):  # ... and they end with it, not left waiting for work
+            assert workers
+            deadline = time.monotonic() + 60
+            while any(is_alive(pid) for pid in workers):
+                assert time.monotonic() < deadline, f"processes {workers} of the killed build still run"
+                time.sleep(0.1)
     else:
         import psycopg
 

@@ -5,6 +5,7 @@ A stand-in predictor with a known rule replaces the trained model, so expected a
 
 import os
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -251,8 +252,38 @@ def test_a_grouping_process_that_dies_fails_the_build_and_leaves_no_scratch_file
     kept.close()
 
 
-@pytest.mark.parametrize("processes", [pytest.param(1, marks=pytest.mark.slow), 3,
-                                       pytest.param(20, marks=pytest.mark.slow)])  # slow: a second each
+@pytest.mark.slow  # seconds: in the slow run, which CI runs too
+def test_a_build_stopped_while_it_groups_tracks_stops_the_grouping_at_its_next_batch(frame, tmp_path, monkeypatch):
+    # Ctrl-C (here raised in the build while it indexes the listings) must not wait for every range of tracks
+    # to be grouped first: at 10,000,000 rows that is minutes. One listing a batch, a second each.
+    from valence.catalog import build as building
+
+    log, track_rows = tmp_path / "batches.log", building.track_rows
+
+    def slow(listings):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+        return track_rows(listings)
+
+    def stopped(self):
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(building, "track_rows", slow)
+    monkeypatch.setattr("valence.catalog.sqlite.READ_BATCH", 1)
+    monkeypatch.setattr("valence.catalog.sqlite.SqliteWriter.index_listings", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        build(frame, tmp_path / "catalog.sqlite", tmp_path, rule_models())
+    grouped = log.read_text().splitlines()
+    assert 0 < len(grouped) < len(frame) // 2  # both ranges stopped well before their end (a batch per listing)
+    if sys.platform.startswith("linux"):
+        assert os.getpid() not in set(map(int, grouped))  # grouped in forked processes
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".catalog")] == []
+
+
+@pytest.mark.slow  # a second each: in the slow run, which CI runs too
+@pytest.mark.parametrize("processes", [1, 3, 20])
 def test_tracks_grouped_in_ranges_of_track_ids_make_the_same_catalog(frame, tmp_path, monkeypatch, processes):
     # Ranges split at sampled track_ids: as many as asked (up to the sample's size), each track in one range.
     whole = build(frame, tmp_path / "whole.sqlite", tmp_path, rule_models())

@@ -10,13 +10,16 @@ over the tracks; ranges of track_ids are grouped at once, each into a file of it
 own that is copied in. Indexes are built once the rows are in.
 """
 import collections
+import ctypes
 import datetime
 import functools
 import json
 import multiprocessing
+import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -172,31 +175,57 @@ def add_tracks(writer, sample):
     bounds = list(zip([None, *splits], [*splits, None]))
     part_paths = [scratch_path(writer.path, f"tracks{k}") for k in range(len(bounds))]
     if FORKS:
-        pool = ProcessPoolExecutor(max_workers=len(bounds), mp_context=multiprocessing.get_context("fork"),
-                                   initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        context = multiprocessing.get_context("fork")
+        stop = context.Event()
+        pool = ProcessPoolExecutor(max_workers=len(bounds), mp_context=context, initializer=_start_grouping,
+                                   initargs=(stop, os.getpid()))
     else:
+        stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-group")
     writer.end_listings()  # the scored file is complete before anything reads it
     try:
         with pool:
-            futures = [pool.submit(_group_tracks, writer.scored_path, low, high, part)
-                       for (low, high), part in zip(bounds, part_paths)]
-            writer.index_listings()
-            tracks = 0
-            for future, part in zip(futures, part_paths):
-                tracks += _result(future, "grouping the catalog's listings by track")
-                writer.add_tracks_from(part)
-                part.unlink()
+            try:
+                given = () if FORKS else (stop,)  # a forked process has it from _start_grouping
+                futures = [pool.submit(_group_tracks, writer.scored_path, low, high, part, *given)
+                           for (low, high), part in zip(bounds, part_paths)]
+                writer.index_listings()
+                tracks = 0
+                for future, part in zip(futures, part_paths):
+                    tracks += _result(future, "grouping the catalog's listings by track")
+                    writer.add_tracks_from(part)
+                    part.unlink()
+            except BaseException:
+                stop.set()  # the grouping stops at its next batch, not at the end of its range (Ctrl-C)
+                raise
     finally:
         for part in part_paths:
             part.unlink(missing_ok=True)
     return tracks
 
 
-def _group_tracks(scored_path, low, high, part_path):
+_STOP = None  # in a forked grouping process: the build's stop event
+
+
+def _start_grouping(stop, build_pid):
+    """Start a grouping process (see _start_forked); the build sets `stop` to stop it."""
+    global _STOP
+    _STOP = stop
+    _start_forked(build_pid)
+
+
+def _group_tracks(scored_path, low, high, part_path, stop=None):
     """Write the tracks of the scored listings with track_ids from `low` up to `high` to a new file at
-    `part_path`; return how many there are."""
-    return write_tracks(part_path, _track_batches(scored_by_track(scored_path, low, high)))
+    `part_path`; return how many there are. Stops between batches once the build sets `stop` (given to a
+    thread; a forked process has it from _start_grouping)."""
+    stop = _STOP if stop is None else stop
+
+    def batches():
+        for batch in scored_by_track(scored_path, low, high):
+            if stop.is_set():
+                raise ValenceError(f"the build stopped before the tracks in {part_path} were grouped")
+            yield batch
+    return write_tracks(part_path, _track_batches(batches()))
 
 
 def _track_batches(batches):
@@ -222,7 +251,7 @@ def predicted(chunks, predictor):
     if FORKS:
         workers = PREDICTING_PROCESSES
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_adopt, initargs=(predictor,))
+                                   initializer=_adopt, initargs=(predictor, os.getpid()))
         predict = _predict_adopted
     else:
         workers = 1
@@ -255,14 +284,26 @@ def _result(future, work="predicting the catalog's rows"):
 _ADOPTED = None  # the predictor of a forked prediction process (each build forks its own)
 
 
-def _adopt(predictor):
-    """Start a prediction process: its predictor (inherited by the fork, not pickled), Ctrl-C left to the
-    build, which stops the process. BLAS keeps this machine's threads: a product's last bit depends on them,
-    and a catalog's numbers are those its predictor gives in any one process (one thread measured no
-    faster at 232,725 rows)."""
+def _adopt(predictor, build_pid):
+    """Start a prediction process (see _start_forked): its predictor inherited by the fork, not pickled. BLAS
+    keeps this machine's threads: a product's last bit depends on them, and a catalog's numbers are those its
+    predictor gives in any one process (one thread measured no faster at 232,725 rows)."""
     global _ADOPTED
     _ADOPTED = predictor
+    _start_forked(build_pid)
+
+
+PR_SET_PDEATHSIG = 1  # prctl's option (linux/prctl.h): a signal for this process when its parent ends
+
+
+def _start_forked(build_pid):
+    """Start a forked process of a build: Ctrl-C is left to the build, which stops it, and the process is
+    killed when the build's ends, so that a killed build leaves no process waiting for work (Linux's prctl,
+    through ctypes: no dependency of ours wraps it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != build_pid:  # the build ended before prctl took effect
+        os._exit(1)
 
 
 def _predict_adopted(chunk):
