@@ -6,13 +6,13 @@ import sys
 import time
 
 import sqlite3
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import musical_valence_predictor as cli
 from conftest import empty_target
+from processes import is_alive, live_children
 from schema_check import response_errors
 from valence.catalog.build import build_catalog
 from valence.config import CLASS_NAMES, PROJ_ROOT
@@ -149,26 +149,6 @@ def start_build(data, model_dir, target):
                             cwd=PROJ_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def live_children(pid):
-    """Return the pids of a process's live children (Linux's /proc; none elsewhere)."""
-    return {int(status.parent.name) for status in Path("/proc").glob("[0-9]*/status") if _status(status, "PPid") ==
-            str(pid) and _status(status, "State")[:1] not in ("Z", "X", "")}
-
-
-def is_alive(pid):
-    """Return whether a process runs (a zombie has ended: it waits only to be reaped)."""
-    return _status(Path(f"/proc/{pid}/status"), "State")[:1] not in ("Z", "X", "")
-
-
-def _status(path, field):
-    """Return a field of a /proc status file, or "" when the process is gone."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return ""
-    return next((line.split(":\t", 1)[1].strip() for line in lines if line.startswith(field + ":\t")), "")
-
-
 def kill_when(child, condition, timeout=120):
     """SIGKILL the child as soon as condition() holds; fail if it ends first."""
     deadline = time.monotonic() + timeout
@@ -300,7 +280,7 @@ def test_a_build_groups_and_writes_its_tracks_without_python_work_per_track(tmp_
     store.close()
 
 
-def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json(tmp_path):
+def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json():
     # Listings' warnings are encoded once per distinct list: the texts must still be json.dumps's, and a
     # track listed with different warnings (here an unknown genre in one listing only) gets their union.
     import json

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import live_children
 from test_observability import FIELDS, REQUESTS as REQUEST_COUNT, SONG, sample
 
 pytestmark = pytest.mark.slow
@@ -83,15 +84,7 @@ class Server:
 
     def workers(self):
         """Return the pids of the master's live worker processes."""
-        pids = set()
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-            except OSError:
-                continue
-            if fields.get("PPid", "").strip() == str(self.process.pid) and fields.get("State", "")[:1] != "Z":
-                pids.add(int(status.parent.name))
-        return pids
+        return live_children(self.process.pid)
 
     def stop(self):
         """Stop the master, which stops its workers (a signal to all would make it start new ones)."""

@@ -141,7 +141,8 @@ def unknown_category_warnings(encoder, frame, artists=None):
         values = frame[column].astype(str).to_numpy()
         for row in unknown:
             warnings[row].append(f"unknown {column} {values[row]!r}: predicted as an unseen {column}")
-    names, messages = frame["artist_name"].to_numpy() if "artist_name" in frame else (), {}
+    names = frame["artist_name"].to_numpy() if "artist_name" in frame else ()
+    messages = {}
     for row in np.flatnonzero(encoder.unknown_artists(frame, artists)):
         message = messages.get(names[row])  # one per artist: a file of new artists has one on every row
         if message is None:
