@@ -300,3 +300,23 @@ def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json():
     warnings = {row[0]: row[9] for row in track_rows(listings)}
     assert warnings == {"A": '["unknown genre Polka"]', "B": unseen, "D": None,
                         "C": '["a","b","unknown genre Polka","unknown genre Zydeco"]'}
+
+
+class _FreezeCounts:
+    """A stand-in predictor whose 'prediction' of a chunk is gc's count of frozen objects where it runs."""
+
+    def predict(self, chunk, honest=False):
+        import gc
+        return gc.get_freeze_count()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the build forks its predicting processes on Linux")
+def test_the_predicting_processes_start_with_the_builds_objects_frozen():
+    import gc
+    from valence.catalog import build
+
+    before = gc.get_freeze_count()
+    chunks = [pd.DataFrame({"x": range(3)}) for _ in range(3)]
+    counts = [count for _chunk, count in build.predicted(iter(chunks), _FreezeCounts())]
+    assert len(counts) == 3 and min(counts) > before  # a collection there leaves the build's pages shared
+    assert gc.get_freeze_count() == before

@@ -1,5 +1,6 @@
 """Fold models trained in worker processes: the same models, progress and errors seen here, Ctrl-C kept."""
 import dataclasses
+import gc
 import multiprocessing
 import os
 import signal
@@ -15,7 +16,7 @@ import torch
 from valence.training import crossfit
 from valence.config import PROJ_ROOT, ValenceError
 from valence.training.crossfit import cross_fit
-from valence.training.foldpool import cpu_count, workers_for
+from valence.training.foldpool import cpu_count, train_in_workers, workers_for
 from valence.training.pipeline import run_training
 from valence.training.settings import FoldPlan, RunOptions, TrainConfig
 from valence.data.synthetic import generate_dataset, write_csv
@@ -109,6 +110,28 @@ def test_a_worker_that_dies_is_a_clear_error(songs, monkeypatch):
     with pytest.raises(ValenceError, match=r"fold model \d of 3 ended without a result \(exit status 3\)"):
         cross_fit("regression", songs, dataclasses.replace(QUICK, workers=2), PLAN)
     assert multiprocessing.active_children() == []
+
+
+def test_workers_start_with_the_parents_objects_frozen_and_the_parent_unfreezes_them():
+    before = gc.get_freeze_count()
+    done, interrupted, _ = train_in_workers(lambda j, report, should_stop: gc.get_freeze_count(), 2, 2)
+    assert not interrupted and set(done) == {0, 1}
+    # In each worker the parent's objects are out of the collector's reach: its collections leave their pages shared.
+    assert all(count > before for count in done.values())
+    assert gc.get_freeze_count() == before
+
+
+def test_objects_frozen_before_stay_frozen():
+    from valence.catalog.build import frozen_heap
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() >= frozen > 0  # another's freeze (a serving worker's) is not undone
+    finally:
+        gc.unfreeze()
 
 
 def ctrl_c_at(fold, epoch):

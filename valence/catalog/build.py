@@ -10,9 +10,11 @@ over the tracks; ranges of track_ids are grouped at once, each into a file of it
 own that is copied in. Indexes are built once the rows are in.
 """
 import collections
+import contextlib
 import ctypes
 import datetime
 import functools
+import gc
 import json
 import multiprocessing
 import os
@@ -184,7 +186,7 @@ def add_tracks(writer, sample):
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-group")
     writer.end_listings()  # the scored file is complete before anything reads it
     try:
-        with pool:
+        with frozen_heap(), pool:
             try:
                 given = () if FORKS else (stop,)  # a forked process has it from _start_grouping
                 futures = [pool.submit(_group_tracks, writer.scored_path, low, high, part, *given)
@@ -257,7 +259,7 @@ def predicted(chunks, predictor):
         workers = 1
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catalog-predict")
         predict = functools.partial(predictor.predict, honest=True)
-    with pool:
+    with frozen_heap(), pool:
         waiting = collections.deque()
         for chunk in chunks:
             if not len(chunk):
@@ -279,6 +281,21 @@ def _result(future, work="predicting the catalog's rows"):
     except BrokenProcessPool:
         raise ValenceError(f"a process {work} ended without a result (killed, or out of memory?); the catalog "
                            "was not written") from None
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """While forked processes start and run: every object alive now out of the cyclic collector's reach
+    (gc.freeze), so that a collection in a child does not walk the parent's objects, writing to each one's
+    header and so copying every page that holds one. Unfrozen after, unless something froze objects before.
+    Training's fold workers start under it too."""
+    ours = gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if ours:
+            gc.unfreeze()
 
 
 _ADOPTED = None  # the predictor of a forked prediction process (each build forks its own)

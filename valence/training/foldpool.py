@@ -22,6 +22,7 @@ import traceback
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from valence.catalog.build import frozen_heap
 from valence.config import ValenceError
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a cgroup v2 container's CPU quota: "<quota> <period>" or "max ..."
@@ -78,7 +79,7 @@ def train_in_workers(train_fold, folds, workers, on_epoch=None, meanwhile=None):
     context = multiprocessing.get_context("fork")
     stop = context.RawValue("b", 0)
     pending, running, results, beside = list(range(folds)), {}, {}, None
-    with _ctrl_c_stops(stop):
+    with _ctrl_c_stops(stop), frozen_heap():
         try:
             while pending or running:
                 while pending and len(running) < workers and not stop.value:
