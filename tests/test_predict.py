@@ -118,3 +118,19 @@ def test_a_worker_serves_and_explains_without_torch_training_code_or_captum(trai
     first, second, loaded, answers, torch_at_the_end = json.loads(out.stdout.strip().splitlines()[-1])
     assert (first, second, loaded) == ([], [], [])
     assert answers == [200, 200, 200, 200] and not torch_at_the_end  # the explanation worked without torch
+
+
+@pytest.mark.slow  # two fresh interpreters: in the slow run, which CI runs
+def test_predict_and_build_catalog_never_import_torch(trained, demo_csv, tmp_path):
+    # They predict with numpy (network.py); torch would add 1.6 to 1.9 s to every --predict and --build-catalog.
+    code = ("import sys\n"
+            "import musical_valence_predictor as cli\n"
+            "status = cli.main(sys.argv[1:])\n"
+            "print('torch imported:', 'torch' in sys.modules, 'status:', status)\n")
+    jobs = (["--predict", str(demo_csv), "--output", str(tmp_path / "scored.csv")],
+            ["--build-catalog", "--data", str(demo_csv), "--catalog", str(tmp_path / "catalog.sqlite")])
+    for job in jobs:
+        out = subprocess.run([sys.executable, "-c", code, *job, "--model-dir", str(trained[0])], cwd=PROJ_ROOT,
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] == "torch imported: False status: 0", (job, out.stdout, out.stderr)
+    assert (tmp_path / "scored.csv").stat().st_size > 0 and (tmp_path / "catalog.sqlite").stat().st_size > 0

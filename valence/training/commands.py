@@ -1,14 +1,15 @@
-"""What each command-line job prints: progress, tables, summaries (the entry file dispatches here)."""
+"""What each command-line job prints: progress, tables, summaries (the entry file dispatches here).
+
+The jobs that train or evaluate import the training pipeline (and so torch, 1.6 s) when they run:
+--predict and --build-catalog predict with numpy and never import torch."""
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from valence.training import pipeline
 from valence.catalog.build import build_catalog as score_into_catalog
 from valence.config import MODEL_KINDS, TARGET, ValenceError, counted
-from valence.training.crossfit import fold_encoder
 from valence.model.encoder import FeatureEncoder
 from valence.model.explain import Explainer
 from valence.training.plots import write_training_figures
@@ -16,7 +17,6 @@ from valence.model.predictor import Predictor
 from valence.model.predict_file import score_csv
 from valence.catalog.sql import shown_target
 from valence.data.synthetic import generate_dataset, write_csv
-from valence.training.trainer import batch_size_for
 
 BAD_ROWS_SHOWN = 20
 # Values a model never saw in training, as --predict's summary counts them (the API warns per song).
@@ -68,6 +68,8 @@ class EpochReporter:
 
 def train(options, catalog=None):
     """Train, test and save the models, then score the data into the catalog the API serves; figures when asked."""
+    from valence.training import pipeline
+
     reporter = EpochReporter(options.train.epochs, options.quiet)
     try:
         run = pipeline.run_training(options, log=log, on_epoch=reporter)
@@ -94,6 +96,8 @@ def train(options, catalog=None):
 
 def evaluate_saved_models(options):
     """Evaluate the saved models out-of-fold on --data, with the fold plan they were trained with."""
+    from valence.training import pipeline
+
     pipeline.run_evaluation(options, log=log)
     return 0
 
@@ -106,6 +110,10 @@ def make_demo(path, n_rows, seed):
 
 def print_batch(options):
     """Print the first training batch of the first fold model as it sees it, without training."""
+    from valence.training import pipeline
+    from valence.training.crossfit import fold_encoder
+    from valence.training.trainer import batch_size_for
+
     splits = pipeline.load_splits(options.data, options.split, log)
     schema = FeatureEncoder().fit(splits.frame, splits.frame[TARGET].to_numpy())
     train, _, encoder, arrays = fold_encoder(splits.frame, splits.fold, 0, splits.plan, schema)
