@@ -69,6 +69,22 @@ def test_too_few_rows_is_a_clear_error(tmp_path):
         load_splits(tmp_path / "tiny.csv", FoldPlan(), log=lambda message: None)
 
 
+def test_no_thread_is_left_importing_when_the_data_is_refused(tmp_path, monkeypatch):
+    # The run imports torch._dynamo in a thread while it reads the data; a fork with that thread still running
+    # could leave the child an import lock held forever, so it has always ended when run_training goes on or stops.
+    import threading
+    import time
+    import types
+
+    from valence.training import pipeline
+
+    monkeypatch.setattr(pipeline, "importlib", types.SimpleNamespace(import_module=lambda name: time.sleep(1)))
+    write_csv(generate_dataset(10, seed=0), tmp_path / "tiny.csv")
+    with pytest.raises(ValenceError, match="at least 20 are needed"):
+        run_training(quick_options(tmp_path / "tiny.csv", tmp_path / "models"), log=lambda message: None)
+    assert [t.name for t in threading.enumerate() if t.name == "import-dynamo"] == []
+
+
 def test_an_artist_seen_in_training_counts_as_seen_however_it_is_spelt(demo_csv):
     splits = load_splits(demo_csv, FoldPlan(folds=3), log=lambda message: None)
     frame = splits.frame.iloc[:40].copy()

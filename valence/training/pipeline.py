@@ -5,7 +5,9 @@ out-of-fold over all rows, and the saved model, all fold models averaged, learne
 except the shares its fold models kept for early stopping.
 """
 import dataclasses
+import importlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -142,7 +144,14 @@ def run_training(options, log=print, on_epoch=None):
     the kinds after it are not trained, and run.interrupted names the kind; without
     it, TrainingInterrupted is raised and the interrupted kind's files are left as they were.
     """
-    run = TrainingRun(splits=load_splits(options.data, options.split, log))
+    # torch._dynamo, which a torch optimizer's first step imports (1.7 s on one core, before any fold model trains),
+    # imported beside the reading of the data: the CSV parser and numpy leave the interpreter lock meanwhile.
+    importing = threading.Thread(target=importlib.import_module, args=("torch._dynamo",), name="import-dynamo")
+    importing.start()
+    try:
+        run = TrainingRun(splits=load_splits(options.data, options.split, log))
+    finally:
+        importing.join()  # before any worker forks: a fork while a thread imports could leave its lock held
     saved = []
     for kind in options.kinds:
         try:
