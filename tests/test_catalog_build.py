@@ -302,21 +302,32 @@ def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json():
                         "C": '["a","b","unknown genre Polka","unknown genre Zydeco"]'}
 
 
-class _FreezeCounts:
-    """A stand-in predictor whose 'prediction' of a chunk is gc's count of frozen objects where it runs."""
+class _ProcessState:
+    """A stand-in predictor whose 'prediction' of a chunk is the state of the process it runs in: gc's count of
+    frozen objects and its BLAS threads."""
 
     def predict(self, chunk, honest=False):
         import gc
-        return gc.get_freeze_count()
+
+        import threadpoolctl
+        return gc.get_freeze_count(), [pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+                                       if pool["user_api"] == "blas"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the build forks its predicting processes on Linux")
-def test_the_predicting_processes_start_with_the_builds_objects_frozen():
+def test_the_predicting_processes_start_frozen_with_one_blas_thread_each():
     import gc
+
+    import threadpoolctl
     from valence.catalog import build
 
     before = gc.get_freeze_count()
+    threads_here = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
     chunks = [pd.DataFrame({"x": range(3)}) for _ in range(3)]
-    counts = [count for _chunk, count in build.predicted(iter(chunks), _FreezeCounts())]
-    assert len(counts) == 3 and min(counts) > before  # a collection there leaves the build's pages shared
+    states = [state for _chunk, state in build.predicted(iter(chunks), _ProcessState())]
+    assert len(states) == 3
+    # A collection there leaves the build's pages shared; two processes of one BLAS thread each keep two cores busy.
+    assert all(frozen > before and threads == [1] * len(threads_here) for frozen, threads in states)
     assert gc.get_freeze_count() == before
+    assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+            if pool["user_api"] == "blas"] == threads_here  # the build's own process keeps its threads
