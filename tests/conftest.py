@@ -177,3 +177,17 @@ DATABASE_NUMBERS = itertools.count()
 def empty_target(kind, tmp_path, request):
     """Return a catalog target with nothing in it yet: a file path, or a new PostgreSQL database's URL."""
     return tmp_path / "catalog.sqlite" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def unfrozen():
+    """No object frozen (gc.freeze) while the test runs: an app of an earlier test may have frozen its heap;
+    what was frozen is frozen again after."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    if frozen:
+        gc.freeze()

@@ -3,6 +3,7 @@ import bisect
 
 import numpy as np
 import pandas as pd
+import threadpoolctl
 
 from valence import config
 from valence.catalog.names import (ARTIST_CUTOFF, CLOSE_ARTISTS, MAX_FUZZY, MAX_FUZZY_TRACKS, SEARCH_RESULTS,
@@ -25,7 +26,8 @@ def predict_rows(predictor, frame):
                       *(name for name in ("track_name", "track_id", "valence") if name in frame)]]
     valence, probabilities, warnings, sigma, group = [], [], [], [], []
     for start in range(0, len(frame), PREDICT_CHUNK):
-        result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK], honest=True)
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):  # as a build predicts (catalog/build.py)
+            result = predictor.predict(features.iloc[start:start + PREDICT_CHUNK], honest=True)
         valence.append(np.asarray(result.valence, dtype=np.float64))
         sigma.append(np.asarray(result.sigma, dtype=np.float64))
         group.append(np.asarray(result.group, dtype=np.int64))

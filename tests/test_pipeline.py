@@ -78,7 +78,7 @@ def test_no_thread_is_left_importing_when_the_data_is_refused(tmp_path, monkeypa
 
     from valence.training import pipeline
 
-    monkeypatch.setattr(pipeline, "importlib", types.SimpleNamespace(import_module=lambda name: time.sleep(1)))
+    monkeypatch.setattr(pipeline, "importlib", types.SimpleNamespace(import_module=lambda name: time.sleep(0.5)))
     write_csv(generate_dataset(10, seed=0), tmp_path / "tiny.csv")
     with pytest.raises(ValenceError, match="at least 20 are needed"):
         run_training(quick_options(tmp_path / "tiny.csv", tmp_path / "models"), log=lambda message: None)

@@ -142,7 +142,7 @@ def test_checks_happen_at_most_every_check_seconds(setup, catalog_csv):
 def test_a_newly_served_pair_is_moved_out_of_the_cyclic_collectors_reach(setup, catalog_csv, monkeypatch):
     model_dir, target = setup
     freezes = []
-    monkeypatch.setattr(serving_module.gc, "freeze", lambda: freezes.append(1))
+    monkeypatch.setattr(serving_module, "freeze_heap", lambda: freezes.append(1))  # not gc.freeze: builds use it too
     serving = Serving(model_dir, target, check_seconds=0, freeze_heap=True)
     first = serving.current()
     assert len(freezes) == 1  # the first pair loaded

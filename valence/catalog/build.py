@@ -260,7 +260,11 @@ def predicted(chunks, predictor):
         workers = 1
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catalog-predict")
         predict = functools.partial(predictor.predict, honest=True)
-    with frozen_heap(), pool:
+    # One BLAS thread predicts (forked processes inherit the setting), as in an API worker (VALENCE_THREADS): the
+    # build's processes keep every core busy, and a second thread per process only waited for the first (0.15 to
+    # 0.28 s more CPU for each 50,000-row chunk); a product's last bit depends on the threads, so a catalog's
+    # numbers are those of one thread wherever it is built.
+    with frozen_heap(), threadpoolctl.threadpool_limits(1, user_api="blas"), pool:
         waiting = collections.deque()
         for chunk in chunks:
             if not len(chunk):
@@ -303,13 +307,10 @@ _ADOPTED = None  # the predictor of a forked prediction process (each build fork
 
 
 def _adopt(predictor, build_pid):
-    """Start a prediction process (see _start_forked): its predictor inherited by the fork, not pickled, and one
-    BLAS thread, as an API worker has (VALENCE_THREADS): the build's processes keep every core busy, and a
-    second thread per process only waited for one (0.15 to 0.28 s more CPU for each 50,000-row chunk)."""
+    """Start a prediction process (see _start_forked): its predictor inherited by the fork, not pickled."""
     global _ADOPTED
     _ADOPTED = predictor
     _start_forked(build_pid)
-    threadpoolctl.threadpool_limits(1, user_api="blas")
 
 
 PR_SET_PDEATHSIG = 1  # prctl's option (linux/prctl.h): a signal for this process when its parent ends
