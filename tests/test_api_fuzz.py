@@ -219,6 +219,7 @@ def expected_lookup(catalog, query):
     return 200 if catalog.by_names(artist, track) is not None else 404
 
 
+@pytest.mark.slow  # 4 s with its reference catalog: in the slow run, which CI runs
 @schema.include(method="GET", path="/predict").parametrize()
 @schema.given(data=st.data())
 @examples(QUICK * 3)

@@ -55,6 +55,7 @@ def test_a_training_run_ends_by_scoring_its_data_into_the_catalog(demo_csv, tmp_
     store.close()
 
 
+@pytest.mark.slow  # two builds: in the slow run, which CI runs
 def test_the_frame_a_training_run_read_scores_into_the_same_catalog_as_the_file(trained, catalog_csv, tmp_path):
     # A training run hands its catalog step the clean frame it loaded, in chunks, instead of reading the file again.
     frame, report = load_dataset(catalog_csv)

@@ -100,6 +100,7 @@ def test_prefix_masks_hold_the_first_k_groups_of_each_permutation():
                               [[0, 0, 0], [0, 1, 0], [0, 1, 1], [1, 1, 1]]]
 
 
+@pytest.mark.slow  # a fresh interpreter: in the slow run, which CI runs
 def test_explaining_never_imports_torch(trained):
     import subprocess
     import sys

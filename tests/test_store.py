@@ -141,6 +141,7 @@ def test_a_regression_only_model_gives_no_moods(kind, frame, tmp_path, request):
                                                  + expected_valence(0.4, "Polka") / 3)
 
 
+@pytest.mark.slow  # two builds: in the slow run, which CI runs
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_rebuild_swaps_in_whole_and_an_open_store_keeps_its_own_catalog(kind, frame, tmp_path, request):
     target = empty_target(kind, tmp_path, request)
@@ -159,6 +160,7 @@ def test_a_rebuild_swaps_in_whole_and_an_open_store_keeps_its_own_catalog(kind, 
     new.close()
 
 
+@pytest.mark.slow  # two builds: in the slow run, which CI runs
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_failed_build_leaves_the_previous_catalog(kind, frame, tmp_path, request, monkeypatch):
     target = empty_target(kind, tmp_path, request)

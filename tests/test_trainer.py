@@ -102,7 +102,8 @@ def test_the_automatic_patience_is_shorter_for_regressions_on_more_rows():
     assert patience_for(TrainConfig(patience=3), "regression", 16_000) == 3
 
 
-@pytest.mark.parametrize(("kind", "patience"), [("regression", 6), ("classification", 8)])
+@pytest.mark.parametrize(("kind", "patience"),
+                         [("regression", 6), pytest.param("classification", 8, marks=pytest.mark.slow)])
 def test_training_stops_after_the_automatic_patience(data, monkeypatch, kind, patience):
     encoder, (train, val, _), (y_train, y_val, _) = data
     monkeypatch.setattr(settings, "SHORT_PATIENCE_ROWS", 1)  # every training set counts as large
