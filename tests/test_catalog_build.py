@@ -94,6 +94,7 @@ def test_build_catalog_with_only_a_classifier_stores_moods_and_no_valence(kind, 
     store.close()
 
 
+@pytest.mark.slow  # a training run and a build: in the slow run, which CI runs
 def test_a_classification_only_training_run_ends_by_scoring_moods_into_the_catalog(tmp_path, capsys):
     data = write_csv(generate_dataset(200, seed=3), tmp_path / "songs.csv")
     model_dir = tmp_path / "models"
@@ -211,6 +212,7 @@ def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained
 
 # ---- issue 24, point 8: a catalog of one's own songs, without a valence column ------------------------------
 
+@pytest.mark.slow  # a build and a second file: in the slow run, which CI runs
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_build_catalog_without_a_valence_column_lists_no_expected_value(kind, trained, catalog_csv, tmp_path,
                                                                         request, capsys):

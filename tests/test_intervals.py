@@ -203,6 +203,7 @@ def test_rows_without_a_track_id_are_predicted_by_the_served_model(predictor, de
                                   predictor.predict(no_ids).valence)
 
 
+@pytest.mark.slow  # a build and an explanation: in the slow run, which CI runs
 def test_a_learned_catalog_track_is_explained_by_the_number_the_catalog_answers(trained, demo_csv, make_app,
                                                                                  tmp_path):
     from valence.catalog.build import build_catalog

@@ -43,6 +43,7 @@ def test_metrics_file_has_figures_counts_and_provenance(trained):
     assert record["test_mae"] < record["baseline_mae"]
 
 
+@pytest.mark.slow  # the fold models refitted: in the slow run, which CI runs
 def test_evaluation_of_saved_models_repeats_the_training_figures(trained, demo_csv):
     model_dir, run = trained
     again = run_evaluation(quick_options(demo_csv, model_dir), log=lambda message: None)
@@ -78,7 +79,7 @@ def test_no_thread_is_left_importing_when_the_data_is_refused(tmp_path, monkeypa
 
     from valence.training import pipeline
 
-    monkeypatch.setattr(pipeline, "importlib", types.SimpleNamespace(import_module=lambda name: time.sleep(0.5)))
+    monkeypatch.setattr(pipeline, "importlib", types.SimpleNamespace(import_module=lambda name: time.sleep(0.3)))
     write_csv(generate_dataset(10, seed=0), tmp_path / "tiny.csv")
     with pytest.raises(ValenceError, match="at least 20 are needed"):
         run_training(quick_options(tmp_path / "tiny.csv", tmp_path / "models"), log=lambda message: None)
@@ -119,6 +120,7 @@ def test_a_healthy_file_gets_no_warning(demo_csv):
     assert _load_messages(demo_csv) == []
 
 
+@pytest.mark.slow  # a training run: in the slow run, which CI runs
 def test_messages_say_1_row_and_1_epoch(tmp_path, demo_csv):
     write_csv(generate_dataset(1, seed=4), tmp_path / "one.csv")
     with pytest.raises(ValenceError, match="has only 1 usable row; at least 20"):

@@ -47,6 +47,7 @@ def setup(request, trained, catalog_csv, tmp_path):
     return model_dir, target
 
 
+@pytest.mark.slow  # a retrain and a build: in the slow run, which CI runs
 def test_a_new_model_is_served_only_with_a_catalog_scored_by_it(setup, catalog_csv):
     model_dir, target = setup
     serving = Serving(model_dir, target, check_seconds=0)

@@ -199,6 +199,7 @@ class DyingPredictor(RulePredictor):
         return super().predict(frame, level, honest)
 
 
+@pytest.mark.slow  # two builds: in the slow run, which CI runs
 def test_without_fork_a_build_predicts_in_a_thread_and_writes_the_same_catalog(frame, tmp_path, monkeypatch):
     models = rule_models()
     forked = build(frame, tmp_path / "forked.sqlite", tmp_path, models)
@@ -215,6 +216,7 @@ def test_without_fork_a_build_predicts_in_a_thread_and_writes_the_same_catalog(f
     other.close()
 
 
+@pytest.mark.slow  # two builds: in the slow run, which CI runs
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds predict in forked processes on Linux only")
 def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog_stays(frame, tmp_path):
     from valence.config import ValenceError
