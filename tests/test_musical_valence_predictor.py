@@ -103,6 +103,15 @@ def test_missing_data_file_says_where_to_get_it(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_the_command_returns_mains_status_with_what_is_left_frozen_for_the_interpreters_exit(tmp_path, capsys,
+                                                                                            unfrozen):
+    import gc
+
+    assert cli.command_line(["--data", str(tmp_path / "nope.csv"), "--model-dir", str(tmp_path)]) == 2
+    assert "nope.csv" in capsys.readouterr().err
+    assert gc.get_freeze_count() > 0  # the exit's collections have nothing to walk
+
+
 @pytest.mark.slow
 def test_missing_column_names_file_and_column_and_keeps_the_old_model(cli_models, demo_csv, tmp_path):
     model_dir, _ = cli_models

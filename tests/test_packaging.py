@@ -29,7 +29,7 @@ def test_the_wheel_holds_every_module_the_page_and_the_console_script(wheel):
     assert modules <= names and "musical_valence_predictor.py" in names
     assert {"valence/api/templates/index.html", "valence/api/static/app.js", "valence/api/static/style.css"} <= names
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
-    assert "musical-valence-predictor = musical_valence_predictor:main" in zipfile.ZipFile(wheel).read(
+    assert "musical-valence-predictor = musical_valence_predictor:command_line" in zipfile.ZipFile(wheel).read(
         entry_points).decode()
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Dist: torch==2.13.0" in metadata and 'Requires-Dist: pytest==9.0.3; extra == "test"' in metadata
