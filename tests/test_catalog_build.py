@@ -283,6 +283,34 @@ def test_a_build_groups_and_writes_its_tracks_without_python_work_per_track(tmp_
     store.close()
 
 
+def test_a_file_staged_for_postgresql_has_the_rows_without_the_indexes_and_trigrams_postgresql_builds(tmp_path):
+    # A PostgreSQL build copies the staged file's tables and builds its own indexes: the staged file has the
+    # same tracks, listings and meta data as a served file, and none of the SQLite indexes, nor the artists.
+    from valence.catalog.build import write_catalog
+    from valence.model.predictor import Models
+    from songs import RulePredictor
+
+    songs = generate_dataset(300, seed=5).assign(genre="Pop")
+    path = write_csv(pd.concat([songs, songs.iloc[:40].assign(genre="Rock")], ignore_index=True), tmp_path / "s.csv")
+    models = Models(RulePredictor(), "rule00000001", ())
+    write_catalog(path, models, tmp_path / "served.sqlite")
+    write_catalog(path, models, tmp_path / "staged.sqlite", staged=True)
+    with sqlite3.connect(tmp_path / "served.sqlite") as served, sqlite3.connect(tmp_path / "staged.sqlite") as staged:
+        counts = {}
+        for table in ("tracks", "listings"):
+            rows = staged.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            assert rows == served.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            counts[table] = len(rows)
+        meta = dict(staged.execute("SELECT key, value FROM meta"))
+        assert meta.keys() == dict(served.execute("SELECT key, value FROM meta")).keys()
+        assert (counts["listings"], meta["tracks"]) == (340, str(counts["tracks"])) and counts["tracks"] > 200
+        assert sorted(name for (name,) in staged.execute("SELECT name FROM sqlite_master WHERE type IN "
+                                                         "('table', 'index') AND name NOT LIKE 'sqlite%'")) == ["listings", "meta", "tracks"]
+        assert {"artists", "artist_grams", "listings_by_track", "tracks_by_names"} <= {
+            name for (name,) in served.execute("SELECT name FROM sqlite_master")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "served.sqlite", "staged.sqlite"]  # no scratch left
+
+
 def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json():
     # Listings' warnings are encoded once per distinct list: the texts must still be json.dumps's, and a
     # track listed with different warnings (here an unknown genre in one listing only) gets their union.

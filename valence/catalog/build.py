@@ -96,7 +96,7 @@ def build_catalog(data_path, model_dir, target=None, log=print, chunk_rows=CHUNK
     if postgres:
         with tempfile.TemporaryDirectory(prefix="valence-catalog-") as folder:
             staged = Path(folder) / CATALOG_FILE
-            report = write_catalog(data_path, models, staged, chunk_rows, loaded)
+            report = write_catalog(data_path, models, staged, chunk_rows, loaded, staged=True)
             publish(staged, str(target), log)
     else:
         with atomic_path(target) as temporary:
@@ -132,8 +132,9 @@ def _is_catalog(path):
     return row is not None and row[0] == APP_ID
 
 
-def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_report=None):
-    """Write the catalog file at `path` (a new file); return its BuildReport."""
+def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_report=None, staged=False):
+    """Write the catalog file at `path` (a new file); return its BuildReport. `staged`: the file is only copied
+    into PostgreSQL (SqliteWriter)."""
     report = BuildReport(target=str(path), model_version=models.version)
     if frame_and_report is None:
         loaded = LoadReport(path=str(data_path))
@@ -142,7 +143,7 @@ def write_catalog(data_path, models, path, chunk_rows=CHUNK_ROWS, frame_and_repo
     else:
         frame, loaded = frame_and_report
         chunks = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
-    writer = SqliteWriter(path)
+    writer = SqliteWriter(path, staged)
     try:
         sample = []  # every SAMPLE_EVERY-th track_id, where the grouping processes split the tracks
         for chunk, result in predicted(chunks, models.predictor):

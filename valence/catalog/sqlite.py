@@ -222,10 +222,15 @@ class SqliteWriter:
 
     The listings' scored parts go to a scratch file beside it (scored_path), which the processes that group
     them by track read once it is complete (end_listings); their tracks come back as files of their own,
-    copied in order by add_tracks_from."""
+    copied in order by add_tracks_from.
 
-    def __init__(self, path):
+    A `staged` file is read once, table by table, by the copy into PostgreSQL, which builds its own indexes
+    (postgres.publish): it gets neither indexes nor the trigram table, and its pages are not checked (a
+    tenth of a build's time)."""
+
+    def __init__(self, path, staged=False):
         self.path = Path(path)
+        self.staged = staged
         self.shown = str(self.path)  # how messages name it
         self.scored_path = scratch_path(self.path, "scored")
         self.connection = _bulk_connection(self.path)
@@ -250,8 +255,9 @@ class SqliteWriter:
         self.connection.execute("COMMIT")
 
     def index_listings(self):
-        """Index the listings by track."""
-        self.connection.executescript(f"BEGIN; {LISTINGS_INDEX}; COMMIT;")
+        """Index the listings by track (a staged file: nothing)."""
+        if not self.staged:
+            self.connection.executescript(f"BEGIN; {LISTINGS_INDEX}; COMMIT;")
 
     def add_tracks_from(self, part_path):
         """Copy in the tracks of a file that write_tracks wrote (each file's tracks after the last's)."""
@@ -262,12 +268,15 @@ class SqliteWriter:
             self.connection.execute("DETACH DATABASE part")
 
     def finish(self, meta):
-        """Index the tracks, record the meta data and close the file."""
+        """Index the tracks, record the meta data, check the file and close it (a staged file: the meta data)."""
         self.connection.execute("DETACH DATABASE scratch")
         self.scored_path.unlink()
-        self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
         meta = {"app": APP_ID, "format": str(CATALOG_FORMAT), "name_rule": str(NAME_RULE), **meta}
         self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        if self.staged:
+            self.close()
+            return
+        self.connection.executescript(f"BEGIN; {INDEXES}; COMMIT;")
         self.connection.execute("PRAGMA optimize")
         # Readers of a large file check only its small tables at open (check_pages): the whole file is
         # checked here, once, before it can be renamed into place.
