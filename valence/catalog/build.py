@@ -10,16 +10,11 @@ over the tracks; ranges of track_ids are grouped at once, each into a file of it
 own that is copied in. Indexes are built once the rows are in.
 """
 import collections
-import contextlib
-import ctypes
 import datetime
 import functools
-import gc
 import json
 import multiprocessing
 import os
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +29,7 @@ import threadpoolctl
 from valence.config import CLASS_NAMES, ValenceError
 from valence.data.load import IF_PRESENT, LoadReport, iter_feature_chunks
 from valence.fileio import atomic_path
+from valence.forks import FORKS, frozen_heap, start_forked
 from valence.model.predictor import load_models
 from valence.catalog.sql import CATALOG_FILE, LISTING_COLUMNS, is_postgres, normalise, shown_target
 from valence.catalog.sqlite import APP_ID, NUMBERS, SCORED, SqliteWriter, scored_by_track, scratch_path, write_tracks
@@ -42,9 +38,6 @@ CHUNK_ROWS = 50_000  # rows read, predicted and stored at a time: bounds the mem
 PREDICTING_PROCESSES = 2  # the chunks a build predicts at once (the next chunk's, while one is written)
 GROUPING_PROCESSES = 2  # the ranges of track_ids grouped into tracks at once (while the listings are indexed)
 SAMPLE_EVERY = 64  # of the listings' track_ids, those sampled for the ranges' bounds
-# Forked prediction processes on Linux only, as the fold workers (training/foldpool.py): Windows has no fork,
-# and on macOS a fork of a process that loaded Apple's libraries can crash.
-FORKS = sys.platform.startswith("linux")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -212,10 +205,10 @@ _STOP = None  # in a forked grouping process: the build's stop event
 
 
 def _start_grouping(stop, build_pid):
-    """Start a grouping process (see _start_forked); the build sets `stop` to stop it."""
+    """Start a grouping process (forks.start_forked); the build sets `stop` to stop it."""
     global _STOP
     _STOP = stop
-    _start_forked(build_pid)
+    start_forked(build_pid)
 
 
 def _group_tracks(scored_path, low, high, part_path, stop=None):
@@ -289,42 +282,14 @@ def _result(future, work="predicting the catalog's rows"):
                            "was not written") from None
 
 
-@contextlib.contextmanager
-def frozen_heap():
-    """While forked processes start and run: every object alive now out of the cyclic collector's reach
-    (gc.freeze), so that a collection in a child does not walk the parent's objects, writing to each one's
-    header and so copying every page that holds one. Unfrozen after, unless something froze objects before.
-    Training's fold workers start under it too."""
-    ours = gc.get_freeze_count() == 0
-    gc.freeze()
-    try:
-        yield
-    finally:
-        if ours:
-            gc.unfreeze()
-
-
 _ADOPTED = None  # the predictor of a forked prediction process (each build forks its own)
 
 
 def _adopt(predictor, build_pid):
-    """Start a prediction process (see _start_forked): its predictor inherited by the fork, not pickled."""
+    """Start a prediction process (forks.start_forked): its predictor inherited by the fork, not pickled."""
     global _ADOPTED
     _ADOPTED = predictor
-    _start_forked(build_pid)
-
-
-PR_SET_PDEATHSIG = 1  # prctl's option (linux/prctl.h): a signal for this process when its parent ends
-
-
-def _start_forked(build_pid):
-    """Start a forked process of a build: Ctrl-C is left to the build, which stops it, and the process is
-    killed when the build's ends, so that a killed build leaves no process waiting for work (Linux's prctl,
-    through ctypes: no dependency of ours wraps it)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != build_pid:  # the build ended before prctl took effect
-        os._exit(1)
+    start_forked(build_pid)
 
 
 def _predict_adopted(chunk):

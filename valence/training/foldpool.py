@@ -9,21 +9,20 @@ with the workers without copying or pickling it; a worker sends back its fold mo
 
 Ctrl-C: workers ignore SIGINT (a terminal sends it to them too). The parent sets a shared stop
 flag, which each worker reads once a training step; it then ends as fit_model ends on Ctrl-C, at
-its best epoch so far, and sends that. A worker whose parent died exits at its next step.
+its best epoch so far, and sends that. A worker whose parent died is killed with it (forks.py).
 """
 import contextlib
 import math
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import traceback
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from valence.catalog.build import frozen_heap
 from valence.config import ValenceError
+from valence.forks import FORKS, frozen_heap, start_forked
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a cgroup v2 container's CPU quota: "<quota> <period>" or "max ..."
 
@@ -54,9 +53,7 @@ def workers_for(requested, folds, device, small_batches=True):
     threads busy too, but a fold model's encoding and prediction are single-threaded, and one fold
     model left on its own leaves a core idle: on the 232,725-row file (batch 1024) its 3 fold models
     trained in 41.8 s all at once (one thread each) against 55.3 s one after the other (two threads)."""
-    # Forked workers on Linux only: Windows has no fork, and on macOS a fork of a process that loaded
-    # Apple's libraries can crash (Python itself moved there to spawn).
-    if device != "cpu" or not sys.platform.startswith("linux"):
+    if device != "cpu" or not FORKS:  # forked workers on Linux only (forks.py)
         return 1
     cores = cpu_count()
     wanted = requested or (cores if small_batches else 2 * cores)
@@ -150,14 +147,12 @@ def _ctrl_c_stops(stop):
 
 
 def _work(train_fold, j, sender, stop, parent):
-    """A worker process: train fold model j, send each epoch's record and then the result."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A worker process (forks.start_forked): train fold model j, send each epoch's record and then the result."""
+    start_forked(parent)
     import torch
     torch.set_num_threads(1)
 
     def should_stop():
-        if os.getppid() != parent:  # the parent was killed: nobody will read what this trains
-            os._exit(1)
         return bool(stop.value)
 
     try:
