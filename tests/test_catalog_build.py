@@ -333,6 +333,13 @@ def test_a_tracks_warnings_are_the_sorted_union_of_its_listings_as_json():
                         "C": '["a","b","unknown genre Polka","unknown genre Zydeco"]'}
 
 
+def blas_threads():
+    """The thread count of each BLAS library loaded in this process."""
+    import threadpoolctl
+
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
 class _ProcessState:
     """A stand-in predictor whose 'prediction' of a chunk is the state of the process it runs in: gc's count of
     frozen objects and its BLAS threads."""
@@ -340,24 +347,20 @@ class _ProcessState:
     def predict(self, chunk, honest=False):
         import gc
 
-        import threadpoolctl
-        return gc.get_freeze_count(), [pool["num_threads"] for pool in threadpoolctl.threadpool_info()
-                                       if pool["user_api"] == "blas"]
+        return gc.get_freeze_count(), blas_threads()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the build forks its predicting processes on Linux")
 def test_the_predicting_processes_start_frozen_with_one_blas_thread_each(unfrozen):
     import gc
 
-    import threadpoolctl
     from valence.catalog import build
 
-    threads_here = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+    threads_here = blas_threads()
     chunks = [pd.DataFrame({"x": range(3)}) for _ in range(3)]
     states = [state for _chunk, state in build.predicted(iter(chunks), _ProcessState())]
     assert len(states) == 3
     # A collection there leaves the build's pages shared; two processes of one BLAS thread each keep two cores busy.
     assert all(frozen > 0 and threads == [1] * len(threads_here) for frozen, threads in states)
     assert gc.get_freeze_count() == 0
-    assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()
-            if pool["user_api"] == "blas"] == threads_here  # the build's own process keeps its threads
+    assert blas_threads() == threads_here  # the build's own process keeps its threads
