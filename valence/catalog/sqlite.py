@@ -225,8 +225,8 @@ class SqliteWriter:
     copied in order by add_tracks_from.
 
     A `staged` file is read once, table by table, by the copy into PostgreSQL, which builds its own indexes
-    (postgres.publish): it gets neither indexes nor the trigram table, and its pages are not checked (a
-    tenth of a build's time)."""
+    (postgres.publish): it gets neither indexes nor the trigram table, and its pages are not checked (about
+    1 s of a 232,725-row build's 6 to 7 s)."""
 
     def __init__(self, path, staged=False):
         self.path = Path(path)
