@@ -6,7 +6,9 @@
     python bench/catalog_scale.py --postgres postgresql://user@host/db
     python bench/catalog_scale.py --postgres auto --skip-sqlite   # PostgreSQL only
 
-For each size and backend it prints the build's time, its peak memory (the build
+For each size and backend it prints the build's time (as users time it, and as
+the build prints it: for PostgreSQL with its copy of the staged file into the
+database), its peak memory (the build
 is a child process: `--build-catalog` as users run it; the peak RSS of its largest
 process, and the peak of its processes' summed PSS, as it predicts in two forked
 ones that share the parent's pages), the catalog's size, and
@@ -17,6 +19,7 @@ first answer. Everything runs in a temporary folder and on 127.0.0.1.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -94,11 +97,12 @@ def sample(path, n=2000):
 
 def build(data, model_dir, target):
     """Run --build-catalog in a child process; return (seconds, peak RSS of its largest process in MiB, peak
-    of the summed PSS of it and its prediction processes in MiB, sampled every 0.2 s)."""
+    of the summed PSS of it and its prediction processes in MiB, sampled every 0.2 s, and what it printed of
+    its own time: the build's, and of it the copy into PostgreSQL's, or None)."""
     command = [sys.executable, str(ROOT / "musical_valence_predictor.py"), "--build-catalog", "--data", str(data),
                "--model-dir", str(model_dir), "--catalog", str(target)]
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # a few lines, which a pipe holds
     peak_pss = 0.0
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
@@ -106,10 +110,14 @@ def build(data, model_dir, target):
             break
         peak_pss = max(peak_pss, tree_pss(child.pid))
         time.sleep(0.2)
+    seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"--build-catalog failed with status {child.returncode}: {' '.join(command)}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, peak_pss
+    printed = child.stdout.read()
+    own = re.search(r"^catalog: .* in ([0-9.]+) s$", printed, re.MULTILINE)
+    copy = re.search(r"^copied .* in ([0-9.]+) s and swapped", printed, re.MULTILINE)
+    return seconds, usage.ru_maxrss / 1024, peak_pss, (float(own[1]) if own else None, float(copy[1]) if copy else None)
 
 
 def tree_pss(pid):
@@ -176,10 +184,12 @@ def main():
                 for name, data, samples, count in (("small", small_data, small_samples, SMALL),
                                                    ("big", big_data, big_samples, args.tracks)):
                     target = make_target(name)
-                    seconds, peak, pss = build(data, model_dir, target)
+                    seconds, peak, pss, (own, copy) = build(data, model_dir, target)
                     figures = probe(target, samples)
                     rows.append((count, seconds, peak, size_of(target), figures))
-                    print(f"{backend:10} {count:>11,} rows: build {seconds:7.1f} s, peak RSS {peak:6.0f} MiB "
+                    inside = "" if own is None else (f" (as it prints it {own:.1f} s" + (
+                        "" if copy is None else f", of which the copy into PostgreSQL {copy:.1f} s") + ")")
+                    print(f"{backend:10} {count:>11,} rows: build {seconds:7.1f} s{inside}, peak RSS {peak:6.0f} MiB "
                           f"(all its processes' PSS {pss:6.0f} MiB), "
                           f"size {rows[-1][3]:8.1f} MB; lookup p50 by id {figures['id_p50_us']:6.1f} us, by names "
                           f"{figures['names_p50_us']:6.1f} us; reader RSS {figures['rss_mib']:5.0f} MiB, first "
