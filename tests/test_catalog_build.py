@@ -283,6 +283,7 @@ def test_a_build_groups_and_writes_its_tracks_without_python_work_per_track(tmp_
     store.close()
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 def test_a_file_staged_for_postgresql_has_the_rows_without_the_indexes_and_trigrams_postgresql_builds(tmp_path):
     # A PostgreSQL build copies the staged file's tables and builds its own indexes: the staged file has the
     # same tracks, listings and meta data as a served file, and none of the SQLite indexes, nor the artists.

@@ -77,6 +77,7 @@ def test_genres_lose_curly_apostrophes_and_surrounding_blanks():
 _SPELLINGS = st.text(alphabet="cCdDeEfFgGaAbBhHjmMiInNoOrR#0159+-. \t", max_size=6)
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 @given(text=_SPELLINGS)
 @settings(max_examples=500, deadline=None)
 def test_key_and_mode_patterns_accept_exactly_what_the_cell_parsers_read(text):

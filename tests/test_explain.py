@@ -114,6 +114,7 @@ def test_explaining_never_imports_torch(trained):
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 def test_the_switch_game_gives_captums_numbers_for_the_plain_model(explainer, bundle, songs):
     """Captum on the whole model with a feature mask per group, the same permutations: the first-layer
     shortcut of the explainer's forward function changes nothing but rounding."""

@@ -39,6 +39,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 def test_workers_train_the_same_fold_models_as_one_process(songs, one_thread):
     here = cross_fit("regression", songs, dataclasses.replace(QUICK, workers=1), PLAN)
     seen = []
@@ -78,6 +79,7 @@ def test_a_containers_cpu_quota_caps_the_cores(monkeypatch, tmp_path):
     assert cpu_count() == cores
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_in_a_later_fold_model_ends_the_run(tmp_path, workers):
     path = tmp_path / "songs.csv"

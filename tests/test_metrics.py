@@ -105,6 +105,7 @@ def test_a_column_of_predictions_counts_as_a_vector_and_unequal_lengths_are_refu
         classification_metrics(to_classes(y), to_classes(p[:2]))
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 def test_calibration_error_and_the_temperature_that_removes_it():
     from valence.training.metrics import calibration_error, fit_temperature, scaled
 

@@ -173,6 +173,7 @@ def test_csv_bodies_over_the_limits_are_a_413(client, songs_csv, monkeypatch):
     assert f"at most 39 songs in 1,000 bytes (this one has {size:,} bytes)" in response.json["message"]
 
 
+@pytest.mark.slow  # half a second or more: in the slow run, which CI runs
 def test_a_csv_body_may_be_larger_than_a_json_body(client, app, tmp_path):
     path = tmp_path / "many.csv"
     write_csv(generate_dataset(8_000, seed=5), path)
