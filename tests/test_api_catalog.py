@@ -27,7 +27,7 @@ def test_every_answer_names_the_model_version_the_catalog_was_scored_with(client
 
 
 @pytest.mark.slow  # a retrain and two builds (a second or more): in the slow run, which CI runs
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_retrain_is_served_once_its_catalog_is_built_without_a_restart(kind, make_app, trained, catalog_csv,
                                                                          tmp_path, request):
     model_dir = copy_models(trained[0], tmp_path / "models")
