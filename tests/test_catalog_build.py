@@ -21,6 +21,7 @@ from valence.model.predictor import Predictor
 from valence.model.predictor import model_version
 from valence.catalog.store import connect, open_store
 from valence.data.synthetic import generate_dataset, write_csv
+from valence.forks import FORKS
 
 
 def catalog_tracks(path):
@@ -182,7 +183,7 @@ def test_a_build_killed_midway_leaves_the_previous_catalog_serving(kind, trained
             return any(p.name.endswith("-scored.tmp") and p.stat().st_size > 2**16 for p in tmp_path.iterdir())
 
         kill_when(child, writing)
-        if sys.platform.startswith("linux"):  # ... and they end with it, not left waiting for work
+        if FORKS:  # ... and they end with it, not left waiting for work
             assert workers
             deadline = time.monotonic() + 60
             while any(is_alive(pid) for pid in workers):
@@ -352,7 +353,7 @@ class _ProcessState:
         return gc.get_freeze_count(), blas_threads()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the build forks its predicting processes on Linux")
+@pytest.mark.skipif(not FORKS, reason="the build forks its predicting processes on Linux")
 def test_the_predicting_processes_start_frozen_with_one_blas_thread_each(unfrozen):
     import gc
 

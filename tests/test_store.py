@@ -4,7 +4,6 @@ A stand-in predictor with a known rule replaces the trained model, so expected a
 """
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ from valence.model.predictor import Models
 from valence.catalog.sql import CatalogMissing, normalise
 from valence.catalog.store import connect, open_store
 from valence.data.synthetic import generate_dataset, write_csv
+from valence.forks import FORKS
 from songs import RulePredictor, expected_valence, hand_made_listings
 
 # The PostgreSQL half starts a server: in the slow run (CI runs both), keeping the default run short.
@@ -203,7 +203,7 @@ class DyingPredictor(RulePredictor):
 def test_without_fork_a_build_predicts_in_a_thread_and_writes_the_same_catalog(frame, tmp_path, monkeypatch):
     models = rule_models()
     forked = build(frame, tmp_path / "forked.sqlite", tmp_path, models)
-    if sys.platform.startswith("linux"):
+    if FORKS:
         assert os.getpid() not in {pid for pid, _rows in models.predictor.reported()}  # in forked processes
     monkeypatch.setattr("valence.catalog.build.FORKS", False)  # as on Windows and macOS
     models = rule_models()
@@ -217,7 +217,7 @@ def test_without_fork_a_build_predicts_in_a_thread_and_writes_the_same_catalog(f
 
 
 @pytest.mark.slow  # two builds: in the slow run, which CI runs
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds predict in forked processes on Linux only")
+@pytest.mark.skipif(not FORKS, reason="builds predict in forked processes on Linux only")
 def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog_stays(frame, tmp_path):
     from valence.config import ValenceError
 
@@ -233,7 +233,7 @@ def test_a_prediction_process_that_dies_fails_the_build_and_the_previous_catalog
 
 
 @pytest.mark.slow  # a second: in the slow run, which CI runs too
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="builds group tracks in forked processes on Linux only")
+@pytest.mark.skipif(not FORKS, reason="builds group tracks in forked processes on Linux only")
 def test_a_grouping_process_that_dies_fails_the_build_and_leaves_no_scratch_file(frame, tmp_path, monkeypatch):
     from valence.catalog import build as building
     from valence.config import ValenceError
@@ -281,7 +281,7 @@ def test_a_build_stopped_while_it_groups_tracks_stops_the_grouping_at_its_next_b
         build(frame, tmp_path / "catalog.sqlite", tmp_path, rule_models())
     grouped = log.read_text().splitlines()
     assert 0 < len(grouped) < len(frame) // 2  # both ranges stopped well before their end (a batch per listing)
-    if sys.platform.startswith("linux"):
+    if FORKS:
         assert os.getpid() not in set(map(int, grouped))  # grouped in forked processes
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".catalog")] == []
 
